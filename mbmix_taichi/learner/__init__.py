@@ -1,0 +1,1 @@
+"""The PyTorch learner (never imports taichi)."""

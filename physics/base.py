@@ -1,0 +1,63 @@
+"""The contract every simulator in ``physics/`` keeps.
+
+A simulator is a pure function of one control step, batched over environments::
+
+    next_state, tape = sim.step(state, control, record=True)   # torch tensors in, out
+    g_state, g_control = sim.vjp_tape(tape, cotangent)        # reverse mode, exact
+    t_next = sim.jvp(state, control, t_state, t_control)       # forward mode, exact
+
+``state`` is ``[N, state_dim]``, ``control`` is ``[N, control_dim]`` in physical units
+(tasks map actions in [-1, 1] to controls). ``jvp`` takes tangents ``[N, ds]`` or a batch
+of probes ``[N, P, ds]``; ``jacobian`` is built from probe batches. All tensors live on the
+device the taichi arch reads in place (cpu or cuda) and share the simulator's dtype.
+Simulators never import the learner.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class Simulator:
+    state_dim: int
+    control_dim: int
+    dtype: torch.dtype
+    device: torch.device
+    #: kernel launches (python -> taichi calls) made so far; benchmarks read it.
+    launches: int = 0
+
+    # -- to implement -------------------------------------------------------------
+    def step(self, state: torch.Tensor, control: torch.Tensor, record: bool = False):
+        """Return (next_state, tape). ``tape`` is whatever ``vjp_tape`` needs (None if not recorded)."""
+        raise NotImplementedError
+
+    def vjp_tape(self, tape, cotangent: torch.Tensor):
+        """Return (g_state [N, ds], g_control [N, dc]) = cotangent^T d next_state / d(state, control)."""
+        raise NotImplementedError
+
+    def jvp(self, state, control, t_state, t_control):
+        """Return d next_state along (t_state, t_control); tangents [N, ds]/[N, dc] or [N, P, .]."""
+        raise NotImplementedError
+
+    # -- derived --------------------------------------------------------------------
+    def vjp(self, state, control, cotangent):
+        _, tape = self.step(state, control, record=True)
+        return self.vjp_tape(tape, cotangent)
+
+    #: probes per jvp launch when building full Jacobians (bounds scratch memory)
+    jacobian_chunk: int = 256
+
+    def jacobian(self, state: torch.Tensor, control: torch.Tensor):
+        """Full Jacobians ([N, ds, ds], [N, ds, dc]) from batches of unit-vector JVPs."""
+        n, ds = state.shape
+        dc = control.shape[1]
+        total = ds + dc
+        eye = torch.eye(total, dtype=state.dtype, device=state.device)
+        cols = []
+        for lo in range(0, total, self.jacobian_chunk):
+            hi = min(total, lo + self.jacobian_chunk)
+            probes = eye[lo:hi].unsqueeze(0).expand(n, hi - lo, total)
+            t_s = probes[..., :ds].contiguous()
+            t_c = probes[..., ds:].contiguous()
+            cols.append(self.jvp(state, control, t_s, t_c))  # [N, P, ds]
+        jac = torch.cat(cols, dim=1).transpose(1, 2)  # [N, ds, ds + dc]
+        return jac[:, :, :ds].contiguous(), jac[:, :, ds:].contiguous()

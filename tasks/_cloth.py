@@ -1,0 +1,160 @@
+"""Shared definition of the cloth manipulation tasks (cloth-fold, cloth-unfold).
+
+A square cloth (a `resolution` x `resolution` particle grid, `size` metres wide) or a bundled
+mesh (`mesh="tshirt"`) lies on the ground. Two kinematic pickers hold the two corners of
+the cloth's +x edge; an action moves each picker by up to `max_step` metres per axis per
+control step. As in DaXBench, the goal is a particle configuration; folding mirrors the +x
+half over the line x = x_mid onto the -x half. The cloth has no self-collision, so a
+folded layer rests on the ground where the other layer is (layers coincide).
+
+reward  = -mean_i |x_i - goal_i| / size   (dense, per step; correspondence distance)
+score   = exp(-10 * chamfer(x, goal))     (DaXBench's metric; chamfer in metres, mean of
+          the two directed mean nearest-neighbour distances), reported in info["score"].
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mbmix_taichi.errors import OptionError
+from mbmix_taichi.physics.cloth import ClothSim
+from mbmix_taichi.physics.cloth_model import asset_path, grid, load_obj
+from mbmix_taichi.task import Task
+
+
+def chamfer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Symmetric chamfer distance between point sets a [N, n, 3] and b [N or 1, m, 3] -> [N]."""
+    d = torch.cdist(a, b.expand(a.shape[0], -1, -1))
+    return 0.5 * (d.min(2).values.mean(1) + d.min(1).values.mean(1))
+
+
+class ClothTask(Task):
+    default_options = {
+        "resolution": 10,        # particles per side of the square cloth
+        "size": 0.3,             # side of the square cloth [m]
+        "mesh": None,            # a bundled mesh name ("tshirt") or an .obj path instead of the grid
+        "episode_length": 50,    # control steps
+        "dt": 0.04,              # control step [s] (25 Hz)
+        "substeps": 16,          # semi-implicit Euler substeps per control step
+        "max_step": 0.02,        # picker displacement per axis per control step at |action| = 1 [m]
+        "mass": 0.05,            # cloth mass [kg]
+        "stretch": 20.0,         # spring stiffness [N/m]: stretch, shear, bend
+        "shear": 10.0,
+        "bend": 1.0,
+        "damping": 0.01,         # spring damping along the spring [N s/m]
+        "drag": 1.0,             # air drag [1/s]
+        "friction": 0.5,         # ground Coulomb friction coefficient
+    }
+    #: any |state entry| beyond this (metres, m/s) is a simulator blow-up
+    state_limit = 100.0
+
+    # -- construction -----------------------------------------------------------------------
+    def _model(self):
+        o = self.options
+        ke = (o["stretch"], o["shear"], o["bend"])
+        kd = (o["damping"], o["damping"], o["damping"] * 0.1)
+        if o["mesh"]:
+            model = load_obj(asset_path(str(o["mesh"])), ke=ke, kd=kd, total_mass=o["mass"])
+            pos = model.positions - model.positions.mean(0)
+            pos[:, 2] = 0.0
+            model.positions = pos
+            model.uv = pos[:, :2].copy()
+            size = float(np.ptp(pos[:, 0]))
+            spacing = float(np.median(model.rest[model.kind == 0]))
+        else:
+            r = o["resolution"]
+            if r < 3:
+                raise OptionError(f"resolution must be at least 3, got {r}")
+            spacing = o["size"] / (r - 1)
+            model = grid(r, r, spacing, ke=ke, kd=kd, total_mass=o["mass"],
+                         origin=(-o["size"] / 2, -o["size"] / 2, 0.0))
+            size = o["size"]
+        return model, size, spacing
+
+    def build(self, dtype, device):
+        o = self.options
+        for k in ("episode_length", "substeps"):
+            if o[k] < 1:
+                raise OptionError(f"{k} must be positive, got {o[k]}")
+        for k in ("dt", "max_step", "mass", "size"):
+            if not o[k] > 0:
+                raise OptionError(f"{k} must be positive, got {o[k]}")
+        model, self.size, self.spacing = self._model()
+        pos = model.positions
+        self.x_mid = 0.5 * (pos[:, 0].min() + pos[:, 0].max())
+        # pickers hold the two corners of the +x edge (and particles within one spacing of them)
+        corners = [int(np.argmax(pos[:, 0] - pos[:, 1])), int(np.argmax(pos[:, 0] + pos[:, 1]))]
+        held = [np.flatnonzero(np.linalg.norm(pos - pos[c], axis=1) < 1.01 * self.spacing) for c in corners]
+        self.sim = ClothSim(model, held, dt=o["dt"], substeps=o["substeps"], drag=o["drag"],
+                            friction=o["friction"], ground=0.0, dtype=dtype, device=device)
+        self.model = model
+        self.episode_length = int(o["episode_length"])
+        self.act_dim = self.sim.control_dim
+        self.obs_dim = self.sim.state_dim
+        self.flat = torch.tensor(pos, dtype=dtype, device=device)
+        self.folded = torch.tensor(self._fold(pos), dtype=dtype, device=device)
+        self.goal = self._goal()
+        self._scale = torch.cat([torch.full((3 * model.num_particles,), 1.0 / self.size),
+                                 torch.full((3 * model.num_particles,), 0.1),
+                                 torch.full((3 * self.sim.K,), 1.0 / self.size)]).to(dtype=dtype, device=device)
+        return self.sim
+
+    def _fold(self, pos, radius: float = 0.0):
+        """Positions of the cloth folded in half over x = x_mid (a half-cylinder of `radius` at the fold)."""
+        out = pos.copy()
+        s = pos[:, 0] - self.x_mid
+        right = s > 0
+        if radius > 0:
+            arc = right & (s < np.pi * radius)
+            th = s[arc] / radius
+            out[arc, 0] = self.x_mid + radius * np.sin(th)
+            out[arc, 2] = radius * (1 - np.cos(th))
+            flat_top = right & ~arc
+            out[flat_top, 0] = self.x_mid - (s[flat_top] - np.pi * radius)
+            out[flat_top, 2] = 2 * radius
+        else:
+            out[right, 0] = self.x_mid - s[right]
+        return out
+
+    # -- to define in subclasses ------------------------------------------------------------------
+    def _goal(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _initial_positions(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- task functions ----------------------------------------------------------------------------
+    def reset(self, generator, num_envs):
+        x = self._initial_positions(generator, num_envs)
+        return self.sim.make_state(x)
+
+    def control(self, action):
+        return action.clamp(-1.0, 1.0) * self.options["max_step"]
+
+    def observe(self, state):
+        return state * self._scale
+
+    def _distance(self, state):
+        return (self.sim.positions(state) - self.goal).norm(dim=-1).mean(-1) / self.size
+
+    def reward(self, state, action, next_state):
+        return -self._distance(next_state)
+
+    def metrics(self, state):
+        x = self.sim.positions(state)
+        return {"score": torch.exp(-10.0 * chamfer(x, self.goal[None])), "distance": self._distance(state)}
+
+    def render_spec(self):
+        n = self.model.num_particles
+        faces = self.model.faces
+        pos = self.model.positions
+        c = np.array([0.0, 0.0, 0.0])
+        return {
+            "meshes": [{"vertices": lambda s: np.asarray(s[: 3 * n]).reshape(n, 3), "faces": faces,
+                        "color": "#3a7bd5", "back_color": "#f2a541"}],
+            "spheres": [{"centers": lambda s: np.asarray(s[6 * n:]).reshape(-1, 3), "radius": 0.3 * self.spacing + 0.004,
+                         "color": "#d62728"}],
+            "camera": {"position": [c[0] - 0.05, c[1] - 1.3 * self.size * 1.6, 1.1 * self.size * 1.6],
+                       "focal_point": [c[0], c[1], 0.0], "up": [0.0, 0.0, 1.0]},
+            "ground": {"height": 0.0, "size": 3.0 * float(np.ptp(pos[:, 0]))},
+        }
