@@ -36,51 +36,40 @@ _P_DT, _P_GX, _P_GY, _P_GZ, _P_DRAG, _P_MU, _P_H, _NPARAM = range(8)
 
 
 # ----------------------------------------------------------------------------------- helpers
+# Every array reaches the kernels as a flat 1-D ndarray indexed by hand: measured here, 4-D
+# ndarray indexing cost twice as much per spring as flat indexing (which matches fields).
 @ti.func
-def _ld(a: ti.template(), b, off):
-    return ti.Vector([a[b, off], a[b, off + 1], a[b, off + 2]])
-
-
-@ti.func
-def _st(a: ti.template(), b, off, v):
-    a[b, off], a[b, off + 1], a[b, off + 2] = v[0], v[1], v[2]
+def _ld(a: ti.template(), o):
+    return ti.Vector([a[o], a[o + 1], a[o + 2]])
 
 
 @ti.func
-def _ld4(a: ti.template(), b, s, i):
-    return ti.Vector([a[b, s, i, 0], a[b, s, i, 1], a[b, s, i, 2]])
-
-
-@ti.func
-def _st4(a: ti.template(), b, s, i, v):
-    a[b, s, i, 0], a[b, s, i, 1], a[b, s, i, 2] = v[0], v[1], v[2]
+def _st(a: ti.template(), o, v):
+    a[o], a[o + 1], a[o + 2] = v[0], v[1], v[2]
 
 
 @ti.func
 def _spring_geom(d, w, rest, ke, kd):
     """Length l, direction n and scalar tension c of a spring (force on i is -c n)."""
     l = ti.max(d.norm(), 1e-9)
-    n = d / l
+    n = d * (1.0 / l)
     c = ke * (l - rest) + kd * n.dot(w)
     return l, n, c
 
 
 @ti.func
 def _contact(x, u, dt, h, mu):
-    """Velocity after ground contact; returns (v, active, scale)."""
+    """Velocity after ground contact (land exactly on h, Coulomb friction on the tangential part)."""
     v = u
-    active = 0
-    scale = u[0] * 0.0 + 1.0
     if x[2] + dt * u[2] < h:
-        active = 1
         vz = (h - x[2]) / dt
         dn = vz - u[2]
         vt = ti.sqrt(u[0] * u[0] + u[1] * u[1])
-        scale = scale * 0.0
+        scale = u[0] * 0.0
         if vt > 1e-12:
             scale = ti.max(1.0 - mu * dn / vt, 0.0)
         v = ti.Vector([scale * u[0], scale * u[1], vz])
-    return v, active, scale
+    return v
 
 
 @ti.func
@@ -130,167 +119,168 @@ def _contact_adjoint(x, u, vb, dt, h, mu):
 
 
 # ------------------------------------------------------------------------------------ kernels
+# Flat layouts (b env, s substep, i particle, k spring, p probe, q picker, n particles, M springs):
+#   state/out/gs [b*ds + e]; ctrl/gc [b*dc + 3q]; X,V [((b*(S+1) + s)*n + i)*3]; U [((b*S + s)*n + i)*3]
+#   Fs [(b*M + k)*3]; Fb,Hb [(b*n + i)*3]; Db [((b*2 + 0|1)*M + k)*3]; T [(b*P + p)*ds + e]; DF [((b*P + p)*M + k)*3]
+_nd = ti.types.ndarray(ndim=1)
+
+
 @ti.kernel
-def _forward(state: ti.types.ndarray(), ctrl: ti.types.ndarray(), out: ti.types.ndarray(),
-             X: ti.types.ndarray(), V: ti.types.ndarray(), U: ti.types.ndarray(), Fs: ti.types.ndarray(),
-             si: ti.types.ndarray(), sj: ti.types.ndarray(), rest: ti.types.ndarray(), ke: ti.types.ndarray(),
-             kd: ti.types.ndarray(), inc_ptr: ti.types.ndarray(), inc_spr: ti.types.ndarray(),
-             inc_sgn: ti.types.ndarray(), inv_m: ti.types.ndarray(), held: ti.types.ndarray(),
-             prm: ti.types.ndarray(), S: ti.i32):
-    N, n, M, K = X.shape[0], X.shape[2], si.shape[0], ctrl.shape[1] // 3
+def _forward(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _nd,
+             si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
+             inv_m: _nd, held: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32):
+    M = si.shape[0]
+    ds, dc = 6 * n + 3 * K, 3 * K
     for b in range(N):
         dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
         g = ti.Vector([prm[_P_GX], prm[_P_GY], prm[_P_GZ]])
+        x0 = b * (S + 1) * n * 3
         for i in range(n):
-            _st4(X, b, 0, i, _ld(state, b, 3 * i))
-            _st4(V, b, 0, i, _ld(state, b, 3 * n + 3 * i))
+            _st(X, x0 + 3 * i, _ld(state, b * ds + 3 * i))
+            _st(V, x0 + 3 * i, _ld(state, b * ds + 3 * n + 3 * i))
         for s in range(S):
+            xs = (b * (S + 1) + s) * n * 3
+            xs1 = xs + 3 * n
+            us = (b * S + s) * n * 3
             for k in range(M):
-                d = _ld4(X, b, s, si[k]) - _ld4(X, b, s, sj[k])
-                w = _ld4(V, b, s, si[k]) - _ld4(V, b, s, sj[k])
-                l, nn, c = _spring_geom(d, w, rest[k], ke[k], kd[k])
-                _st4(Fs, b, 0, k, -c * nn)
+                oi, oj = xs + 3 * si[k], xs + 3 * sj[k]
+                l, nn, c = _spring_geom(_ld(X, oi) - _ld(X, oj), _ld(V, oi) - _ld(V, oj), rest[k], ke[k], kd[k])
+                _st(Fs, (b * M + k) * 3, -c * nn)
             for i in range(n):
-                x = _ld4(X, b, s, i)
-                v = _ld4(V, b, s, i)
+                x = _ld(X, xs + 3 * i)
+                v = _ld(V, xs + 3 * i)
                 p = held[i]
                 if p >= 0:
-                    dp = _ld(ctrl, b, 3 * p) / S
-                    _st4(X, b, s + 1, i, x + dp)
-                    _st4(V, b, s + 1, i, dp / dt)
-                    _st4(U, b, s, i, dp / dt)
+                    dp = _ld(ctrl, b * dc + 3 * p) / S
+                    _st(X, xs1 + 3 * i, x + dp)
+                    _st(V, xs1 + 3 * i, dp / dt)
+                    _st(U, us + 3 * i, dp / dt)
                 else:
                     F = v * 0.0
                     for e in range(inc_ptr[i], inc_ptr[i + 1]):
-                        F += inc_sgn[e] * _ld4(Fs, b, 0, inc_spr[e])
+                        F += inc_sgn[e] * _ld(Fs, (b * M + inc_spr[e]) * 3)
                     u = v + dt * (F * inv_m[i] + g - drag * v)
-                    vn, active, scale = _contact(x, u, dt, h, mu)
-                    _st4(U, b, s, i, u)
-                    _st4(V, b, s + 1, i, vn)
-                    _st4(X, b, s + 1, i, x + dt * vn)
+                    vn = _contact(x, u, dt, h, mu)
+                    _st(U, us + 3 * i, u)
+                    _st(V, xs1 + 3 * i, vn)
+                    _st(X, xs1 + 3 * i, x + dt * vn)
+        xS = (b * (S + 1) + S) * n * 3
         for i in range(n):
-            _st(out, b, 3 * i, _ld4(X, b, S, i))
-            _st(out, b, 3 * n + 3 * i, _ld4(V, b, S, i))
+            _st(out, b * ds + 3 * i, _ld(X, xS + 3 * i))
+            _st(out, b * ds + 3 * n + 3 * i, _ld(V, xS + 3 * i))
         for q in range(K):
-            _st(out, b, 6 * n + 3 * q, _ld(state, b, 6 * n + 3 * q) + _ld(ctrl, b, 3 * q))
+            _st(out, b * ds + 6 * n + 3 * q, _ld(state, b * ds + 6 * n + 3 * q) + _ld(ctrl, b * dc + 3 * q))
 
 
 @ti.kernel
-def _adjoint(cot: ti.types.ndarray(), gs: ti.types.ndarray(), gc: ti.types.ndarray(),
-             X: ti.types.ndarray(), V: ti.types.ndarray(), U: ti.types.ndarray(),
-             Fb: ti.types.ndarray(), Db: ti.types.ndarray(), Hb: ti.types.ndarray(),
-             si: ti.types.ndarray(), sj: ti.types.ndarray(), rest: ti.types.ndarray(), ke: ti.types.ndarray(),
-             kd: ti.types.ndarray(), inc_ptr: ti.types.ndarray(), inc_spr: ti.types.ndarray(),
-             inc_sgn: ti.types.ndarray(), inv_m: ti.types.ndarray(), held: ti.types.ndarray(),
-             prm: ti.types.ndarray(), S: ti.i32):
-    """gs <- cot^T d out / d state, gc <- cot^T d out / d ctrl. Scratch: Fb, Hb [N,1,n,3]
-    (force / held adjoints), Db [N,2,M,3] (spring adjoints w.r.t. d and w)."""
-    N, n, M, K = X.shape[0], X.shape[2], si.shape[0], gc.shape[1] // 3
+def _adjoint(cot: _nd, gs: _nd, gc: _nd, X: _nd, V: _nd, U: _nd, Fb: _nd, Db: _nd, Hb: _nd,
+             si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
+             inv_m: _nd, held: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32):
+    """gs <- cot^T d out / d state, gc <- cot^T d out / d ctrl, walking the tape backwards.
+    gs holds the running adjoints of (x_s, v_s); Fb the force adjoints, Hb the adjoints
+    collected by held particles, Db the spring adjoints w.r.t. d = x_i - x_j and w = v_i - v_j."""
+    M = si.shape[0]
+    ds, dc = 6 * n + 3 * K, 3 * K
     for b in range(N):
         dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
-        # gs holds the running adjoints of (x_s, v_s); start from those of the output
-        for e in range(6 * n):
-            gs[b, e] = cot[b, e]
+        for e in range(ds):
+            gs[b * ds + e] = cot[b * ds + e]
         for i in range(n):
-            _st4(Hb, b, 0, i, _ld(cot, b, 3 * i) * 0.0)
+            _st(Hb, (b * n + i) * 3, _ld(cot, b * ds) * 0.0)
         for q in range(K):
-            _st(gs, b, 6 * n + 3 * q, _ld(cot, b, 6 * n + 3 * q))
-            _st(gc, b, 3 * q, _ld(cot, b, 6 * n + 3 * q))
+            _st(gc, b * dc + 3 * q, _ld(cot, b * ds + 6 * n + 3 * q))
         for r in range(S):
             s = S - 1 - r
+            xs = (b * (S + 1) + s) * n * 3
+            us = (b * S + s) * n * 3
             # particle phase: adjoints of x_{s+1}, v_{s+1} -> direct adjoints of x_s, v_s and of forces
             for i in range(n):
-                xb = _ld(gs, b, 3 * i)
-                vb = _ld(gs, b, 3 * n + 3 * i)
+                xb = _ld(gs, b * ds + 3 * i)
+                vb = _ld(gs, b * ds + 3 * n + 3 * i)
                 if held[i] >= 0:
-                    _st4(Hb, b, 0, i, _ld4(Hb, b, 0, i) + xb / S + vb / (S * dt))
-                    _st(gs, b, 3 * n + 3 * i, vb * 0.0)
-                    _st4(Fb, b, 0, i, vb * 0.0)
+                    _st(Hb, (b * n + i) * 3, _ld(Hb, (b * n + i) * 3) + xb / S + vb / (S * dt))
+                    _st(gs, b * ds + 3 * n + 3 * i, vb * 0.0)
+                    _st(Fb, (b * n + i) * 3, vb * 0.0)
                 else:
-                    x = _ld4(X, b, s, i)
-                    u = _ld4(U, b, s, i)
-                    ub, xzb = _contact_adjoint(x, u, vb + dt * xb, dt, h, mu)
+                    ub, xzb = _contact_adjoint(_ld(X, xs + 3 * i), _ld(U, us + 3 * i), vb + dt * xb, dt, h, mu)
                     xb[2] += xzb
                     ab = dt * ub
-                    _st(gs, b, 3 * i, xb)
-                    _st(gs, b, 3 * n + 3 * i, ub - drag * ab)
-                    _st4(Fb, b, 0, i, inv_m[i] * ab)
+                    _st(gs, b * ds + 3 * i, xb)
+                    _st(gs, b * ds + 3 * n + 3 * i, ub - drag * ab)
+                    _st(Fb, (b * n + i) * 3, inv_m[i] * ab)
             # spring phase: f_k enters F_i with + and F_j with -
             for k in range(M):
-                d = _ld4(X, b, s, si[k]) - _ld4(X, b, s, sj[k])
-                w = _ld4(V, b, s, si[k]) - _ld4(V, b, s, sj[k])
+                oi, oj = xs + 3 * si[k], xs + 3 * sj[k]
+                d = _ld(X, oi) - _ld(X, oj)
+                w = _ld(V, oi) - _ld(V, oj)
                 l, nn, c = _spring_geom(d, w, rest[k], ke[k], kd[k])
-                fb = _ld4(Fb, b, 0, si[k]) - _ld4(Fb, b, 0, sj[k])
+                fb = _ld(Fb, (b * n + si[k]) * 3) - _ld(Fb, (b * n + sj[k]) * 3)
                 ng = nn.dot(fb)
                 pw = w - nn * nn.dot(w)
                 pg = fb - nn * ng
-                _st4(Db, b, 0, k, -(ke[k] * ng * nn + (kd[k] / l) * ng * pw + (c / l) * pg))
-                _st4(Db, b, 1, k, -kd[k] * ng * nn)
+                _st(Db, (b * 2 * M + k) * 3, -(ke[k] * ng * nn + (kd[k] / l) * ng * pw + (c / l) * pg))
+                _st(Db, ((b * 2 + 1) * M + k) * 3, -kd[k] * ng * nn)
             # gather spring adjoints into particles
             for i in range(n):
-                xb = _ld(gs, b, 3 * i)
-                vb = _ld(gs, b, 3 * n + 3 * i)
+                xb = _ld(gs, b * ds + 3 * i)
+                vb = _ld(gs, b * ds + 3 * n + 3 * i)
                 for e in range(inc_ptr[i], inc_ptr[i + 1]):
-                    xb += inc_sgn[e] * _ld4(Db, b, 0, inc_spr[e])
-                    vb += inc_sgn[e] * _ld4(Db, b, 1, inc_spr[e])
-                _st(gs, b, 3 * i, xb)
-                _st(gs, b, 3 * n + 3 * i, vb)
+                    xb += inc_sgn[e] * _ld(Db, (b * 2 * M + inc_spr[e]) * 3)
+                    vb += inc_sgn[e] * _ld(Db, ((b * 2 + 1) * M + inc_spr[e]) * 3)
+                _st(gs, b * ds + 3 * i, xb)
+                _st(gs, b * ds + 3 * n + 3 * i, vb)
         for i in range(n):
             p = held[i]
             if p >= 0:
-                _st(gc, b, 3 * p, _ld(gc, b, 3 * p) + _ld4(Hb, b, 0, i))
+                _st(gc, b * dc + 3 * p, _ld(gc, b * dc + 3 * p) + _ld(Hb, (b * n + i) * 3))
 
 
 @ti.kernel
-def _tangent(T: ti.types.ndarray(), tc: ti.types.ndarray(), X: ti.types.ndarray(), V: ti.types.ndarray(),
-             U: ti.types.ndarray(), DF: ti.types.ndarray(),
-             si: ti.types.ndarray(), sj: ti.types.ndarray(), rest: ti.types.ndarray(), ke: ti.types.ndarray(),
-             kd: ti.types.ndarray(), inc_ptr: ti.types.ndarray(), inc_spr: ti.types.ndarray(),
-             inc_sgn: ti.types.ndarray(), inv_m: ti.types.ndarray(), held: ti.types.ndarray(),
-             prm: ti.types.ndarray(), S: ti.i32):
-    """T [N, P, ds]: tangents of the state in, of the next state out (in place);
-    tc [N, P, dc]: control tangents. Scratch DF [N, P, M, 3]. One thread per (env, probe)."""
-    N, P, n, M, K = T.shape[0], T.shape[1], X.shape[2], si.shape[0], tc.shape[2] // 3
+def _tangent(T: _nd, tc: _nd, X: _nd, V: _nd, U: _nd, DF: _nd,
+             si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
+             inv_m: _nd, held: _nd, prm: _nd, N: ti.i32, P: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32):
+    """T: tangents of the state in, of the next state out (in place), one row per (env, probe);
+    tc: control tangents. One thread per (env, probe); reads the forward tape."""
+    M = si.shape[0]
+    ds, dc = 6 * n + 3 * K, 3 * K
     for b, p in ti.ndrange(N, P):
         dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
+        t0 = (b * P + p) * ds
+        c0 = (b * P + p) * dc
+        f0 = (b * P + p) * M * 3
         for s in range(S):
+            xs = (b * (S + 1) + s) * n * 3
+            us = (b * S + s) * n * 3
             for k in range(M):
                 i, j = si[k], sj[k]
-                d = _ld4(X, b, s, i) - _ld4(X, b, s, j)
-                w = _ld4(V, b, s, i) - _ld4(V, b, s, j)
+                d = _ld(X, xs + 3 * i) - _ld(X, xs + 3 * j)
+                w = _ld(V, xs + 3 * i) - _ld(V, xs + 3 * j)
                 l, nn, c = _spring_geom(d, w, rest[k], ke[k], kd[k])
-                dd = ti.Vector([T[b, p, 3 * i] - T[b, p, 3 * j], T[b, p, 3 * i + 1] - T[b, p, 3 * j + 1],
-                                T[b, p, 3 * i + 2] - T[b, p, 3 * j + 2]])
-                o = 3 * n
-                dw = ti.Vector([T[b, p, o + 3 * i] - T[b, p, o + 3 * j],
-                                T[b, p, o + 3 * i + 1] - T[b, p, o + 3 * j + 1],
-                                T[b, p, o + 3 * i + 2] - T[b, p, o + 3 * j + 2]])
+                dd = _ld(T, t0 + 3 * i) - _ld(T, t0 + 3 * j)
+                dw = _ld(T, t0 + 3 * n + 3 * i) - _ld(T, t0 + 3 * n + 3 * j)
                 nd = nn.dot(dd)
                 pd = dd - nn * nd
-                df = -(ke[k] * nd * nn + (kd[k] / l) * w.dot(pd) * nn + (c / l) * pd + kd[k] * nn.dot(dw) * nn)
-                _st4(DF, b, p, k, df)
+                _st(DF, f0 + 3 * k, -(ke[k] * nd * nn + (kd[k] / l) * w.dot(pd) * nn + (c / l) * pd
+                                      + kd[k] * nn.dot(dw) * nn))
             for i in range(n):
-                dx = ti.Vector([T[b, p, 3 * i], T[b, p, 3 * i + 1], T[b, p, 3 * i + 2]])
-                o = 3 * n + 3 * i
-                dv = ti.Vector([T[b, p, o], T[b, p, o + 1], T[b, p, o + 2]])
+                dx = _ld(T, t0 + 3 * i)
+                dv = _ld(T, t0 + 3 * n + 3 * i)
                 q = held[i]
                 if q >= 0:
-                    ddp = ti.Vector([tc[b, p, 3 * q], tc[b, p, 3 * q + 1], tc[b, p, 3 * q + 2]]) / S
+                    ddp = _ld(tc, c0 + 3 * q) / S
                     dx = dx + ddp
                     dv = ddp / dt
                 else:
                     dF = dv * 0.0
                     for e in range(inc_ptr[i], inc_ptr[i + 1]):
-                        dF += inc_sgn[e] * _ld4(DF, b, p, inc_spr[e])
+                        dF += inc_sgn[e] * _ld(DF, f0 + 3 * inc_spr[e])
                     du = dv + dt * (dF * inv_m[i] - drag * dv)
-                    dv = _contact_tangent(_ld4(X, b, s, i), _ld4(U, b, s, i), dx, du, dt, h, mu)
+                    dv = _contact_tangent(_ld(X, xs + 3 * i), _ld(U, us + 3 * i), dx, du, dt, h, mu)
                     dx = dx + dt * dv
-                for c3 in ti.static(range(3)):
-                    T[b, p, 3 * i + c3] = dx[c3]
-                    T[b, p, o + c3] = dv[c3]
+                _st(T, t0 + 3 * i, dx)
+                _st(T, t0 + 3 * n + 3 * i, dv)
         for q in range(K):
-            for c3 in ti.static(range(3)):
-                T[b, p, 6 * n + 3 * q + c3] += tc[b, p, 3 * q + c3]
+            _st(T, t0 + 6 * n + 3 * q, _ld(T, t0 + 6 * n + 3 * q) + _ld(tc, c0 + 3 * q))
 
 
 # --------------------------------------------------------------------------------- simulator
@@ -377,15 +367,16 @@ class ClothSim(Simulator):
     def _tape(self, N):
         S, n, M = self.substeps, self.n, self.model.num_springs
         e = dict(dtype=self.dtype, device=self.device)
-        return (torch.empty(N, S + 1, n, 3, **e), torch.empty(N, S + 1, n, 3, **e),
-                torch.empty(N, S, n, 3, **e), torch.empty(N, 1, M, 3, **e))
+        return (torch.empty(N * (S + 1) * n * 3, **e), torch.empty(N * (S + 1) * n * 3, **e),
+                torch.empty(N * S * n * 3, **e), torch.empty(N * M * 3, **e))
 
     def step(self, state, control, record=False):
         state, control = self._check(state, control)
         N = state.shape[0]
         out = torch.empty_like(state)
         X, V, U, Fs = self._tape(N)
-        _forward(state, control, out, X, V, U, Fs, *self._topo, self.substeps)
+        _forward(state.view(-1), control.view(-1), out.view(-1), X, V, U, Fs, *self._topo,
+                 N, self.n, self.K, self.substeps)
         self.launches += 1
         return out, ((X, V, U, N) if record else None)
 
@@ -395,10 +386,11 @@ class ClothSim(Simulator):
         e = dict(dtype=self.dtype, device=self.device)
         gs = torch.empty(N, self.state_dim, **e)
         gc = torch.empty(N, self.control_dim, **e)
-        Fb = torch.empty(N, 1, self.n, 3, **e)
-        Hb = torch.empty(N, 1, self.n, 3, **e)
-        Db = torch.empty(N, 2, self.model.num_springs, 3, **e)
-        _adjoint(cot, gs, gc, X, V, U, Fb, Db, Hb, *self._topo, self.substeps)
+        Fb = torch.empty(N * self.n * 3, **e)
+        Hb = torch.empty(N * self.n * 3, **e)
+        Db = torch.empty(N * 2 * self.model.num_springs * 3, **e)
+        _adjoint(cot.view(-1), gs.view(-1), gc.view(-1), X, V, U, Fb, Db, Hb, *self._topo,
+                 N, self.n, self.K, self.substeps)
         self.launches += 1
         return gs, gc
 
@@ -408,7 +400,8 @@ class ClothSim(Simulator):
         ts = (t_state.unsqueeze(1) if single else t_state).to(self.dtype).contiguous().clone()
         tc = (t_control.unsqueeze(1) if single else t_control).to(self.dtype).contiguous()
         _, (X, V, U, N) = self.step(state, control, record=True)
-        DF = torch.empty(N, ts.shape[1], self.model.num_springs, 3, dtype=self.dtype, device=self.device)
-        _tangent(ts, tc, X, V, U, DF, *self._topo, self.substeps)
+        P = ts.shape[1]
+        DF = torch.empty(N * P * self.model.num_springs * 3, dtype=self.dtype, device=self.device)
+        _tangent(ts.view(-1), tc.view(-1), X, V, U, DF, *self._topo, N, P, self.n, self.K, self.substeps)
         self.launches += 1
         return ts[:, 0] if single else ts
