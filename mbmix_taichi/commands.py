@@ -2,6 +2,8 @@
 
 
 def register(main):
+    from .bench import bench
     from .gradcheck import gradcheck
 
     main.add_command(gradcheck)
+    main.add_command(bench)
