@@ -22,6 +22,20 @@ from mbmix_taichi.physics.cloth_model import asset_path, grid, load_obj
 from mbmix_taichi.task import Task
 
 
+def stable_substeps(model, dt: float, safety: float = 0.6) -> int:
+    """Substeps that keep semi-implicit Euler stable: dt_sub <= safety * 2 / omega_max, with
+    omega_max^2 bounded per particle by (sum of incident spring stiffnesses) / mass, and the
+    damping term dt_sub * (sum of incident kd) / mass below safety."""
+    n = model.num_particles
+    ksum, dsum = np.zeros(n), np.zeros(n)
+    for end in (0, 1):
+        np.add.at(ksum, model.springs[:, end], model.ke)
+        np.add.at(dsum, model.springs[:, end], model.kd)
+    omega = np.sqrt((ksum / model.mass).max())
+    h = min(safety * 2.0 / omega, safety * (model.mass / np.maximum(dsum, 1e-12)).min())
+    return max(1, int(np.ceil(dt / h)))
+
+
 def chamfer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Symmetric chamfer distance between point sets a [N, n, 3] and b [N or 1, m, 3] -> [N]."""
     d = torch.cdist(a, b.expand(a.shape[0], -1, -1))
@@ -35,7 +49,7 @@ class ClothTask(Task):
         "mesh": None,            # a bundled mesh name ("tshirt") or an .obj path instead of the grid
         "episode_length": 50,    # control steps
         "dt": 0.04,              # control step [s] (25 Hz)
-        "substeps": 16,          # semi-implicit Euler substeps per control step
+        "substeps": None,        # semi-implicit Euler substeps per control step (None: from the stability bound)
         "max_step": 0.02,        # picker displacement per axis per control step at |action| = 1 [m]
         "mass": 0.05,            # cloth mass [kg]
         "stretch": 20.0,         # spring stiffness [N/m]: stretch, shear, bend
@@ -73,9 +87,8 @@ class ClothTask(Task):
 
     def build(self, dtype, device):
         o = self.options
-        for k in ("episode_length", "substeps"):
-            if o[k] < 1:
-                raise OptionError(f"{k} must be positive, got {o[k]}")
+        if o["episode_length"] < 1 or (o["substeps"] is not None and (not isinstance(o["substeps"], int) or o["substeps"] < 1)):
+            raise OptionError(f"episode_length and substeps must be positive integers, got {o['episode_length']}, {o['substeps']}")
         for k in ("dt", "max_step", "mass", "size"):
             if not o[k] > 0:
                 raise OptionError(f"{k} must be positive, got {o[k]}")
@@ -85,7 +98,8 @@ class ClothTask(Task):
         # pickers hold the two corners of the +x edge (and particles within one spacing of them)
         corners = [int(np.argmax(pos[:, 0] - pos[:, 1])), int(np.argmax(pos[:, 0] + pos[:, 1]))]
         held = [np.flatnonzero(np.linalg.norm(pos - pos[c], axis=1) < 1.01 * self.spacing) for c in corners]
-        self.sim = ClothSim(model, held, dt=o["dt"], substeps=o["substeps"], drag=o["drag"],
+        substeps = o["substeps"] or stable_substeps(model, o["dt"])
+        self.sim = ClothSim(model, held, dt=o["dt"], substeps=substeps, drag=o["drag"],
                             friction=o["friction"], ground=0.0, dtype=dtype, device=device)
         self.model = model
         self.episode_length = int(o["episode_length"])
