@@ -25,6 +25,8 @@ serially inside it: one kernel launch per control step.
 """
 
 
+import os
+
 import numpy as np
 import taichi as ti
 import torch
@@ -125,51 +127,101 @@ def _contact_adjoint(x, u, vb, dt, h, mu):
 _nd = ti.types.ndarray(ndim=1)
 
 
+@ti.func
+def _fwd_spring(X: ti.template(), V: ti.template(), Fs: ti.template(), si: ti.template(), sj: ti.template(),
+                rest: ti.template(), ke: ti.template(), kd: ti.template(), b, s, k, n, M, SX):
+    xs = (b * SX + s % SX) * n * 3
+    oi, oj = xs + 3 * si[k], xs + 3 * sj[k]
+    l, nn, c = _spring_geom(_ld(X, oi) - _ld(X, oj), _ld(V, oi) - _ld(V, oj), rest[k], ke[k], kd[k])
+    _st(Fs, (b * M + k) * 3, -c * nn)
+
+
+@ti.func
+def _fwd_particle(ctrl: ti.template(), X: ti.template(), V: ti.template(), U: ti.template(), Fs: ti.template(),
+                  inc_ptr: ti.template(), inc_spr: ti.template(), inc_sgn: ti.template(), inv_m: ti.template(),
+                  held: ti.template(), prm: ti.template(), b, s, i, n, M, K, S, SX, SU):
+    dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
+    xs = (b * SX + s % SX) * n * 3
+    xs1 = (b * SX + (s + 1) % SX) * n * 3
+    us = (b * SU + s % SU) * n * 3
+    x = _ld(X, xs + 3 * i)
+    v = _ld(V, xs + 3 * i)
+    p = held[i]
+    if p >= 0:
+        dp = _ld(ctrl, b * 3 * K + 3 * p) / S
+        _st(X, xs1 + 3 * i, x + dp)
+        _st(V, xs1 + 3 * i, dp / dt)
+        _st(U, us + 3 * i, dp / dt)
+    else:
+        g = ti.Vector([prm[_P_GX], prm[_P_GY], prm[_P_GZ]])
+        F = v * 0.0
+        for e in range(inc_ptr[i], inc_ptr[i + 1]):
+            F += inc_sgn[e] * _ld(Fs, (b * M + inc_spr[e]) * 3)
+        u = v + dt * (F * inv_m[i] + g - drag * v)
+        vn = _contact(x, u, dt, h, mu)
+        _st(U, us + 3 * i, u)
+        _st(V, xs1 + 3 * i, vn)
+        _st(X, xs1 + 3 * i, x + dt * vn)
+
+
 @ti.kernel
 def _forward(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _nd,
              si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
-             inv_m: _nd, held: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32):
+             inv_m: _nd, held: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32, SX: ti.i32, SU: ti.i32):
+    """Fused layout: one thread per env runs all substeps (one parallel loop per launch)."""
     M = si.shape[0]
-    ds, dc = 6 * n + 3 * K, 3 * K
+    ds = 6 * n + 3 * K
     for b in range(N):
-        dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
-        g = ti.Vector([prm[_P_GX], prm[_P_GY], prm[_P_GZ]])
-        x0 = b * (S + 1) * n * 3
+        x0 = b * SX * n * 3
         for i in range(n):
             _st(X, x0 + 3 * i, _ld(state, b * ds + 3 * i))
             _st(V, x0 + 3 * i, _ld(state, b * ds + 3 * n + 3 * i))
         for s in range(S):
-            xs = (b * (S + 1) + s) * n * 3
-            xs1 = xs + 3 * n
-            us = (b * S + s) * n * 3
             for k in range(M):
-                oi, oj = xs + 3 * si[k], xs + 3 * sj[k]
-                l, nn, c = _spring_geom(_ld(X, oi) - _ld(X, oj), _ld(V, oi) - _ld(V, oj), rest[k], ke[k], kd[k])
-                _st(Fs, (b * M + k) * 3, -c * nn)
+                _fwd_spring(X, V, Fs, si, sj, rest, ke, kd, b, s, k, n, M, SX)
             for i in range(n):
-                x = _ld(X, xs + 3 * i)
-                v = _ld(V, xs + 3 * i)
-                p = held[i]
-                if p >= 0:
-                    dp = _ld(ctrl, b * dc + 3 * p) / S
-                    _st(X, xs1 + 3 * i, x + dp)
-                    _st(V, xs1 + 3 * i, dp / dt)
-                    _st(U, us + 3 * i, dp / dt)
-                else:
-                    F = v * 0.0
-                    for e in range(inc_ptr[i], inc_ptr[i + 1]):
-                        F += inc_sgn[e] * _ld(Fs, (b * M + inc_spr[e]) * 3)
-                    u = v + dt * (F * inv_m[i] + g - drag * v)
-                    vn = _contact(x, u, dt, h, mu)
-                    _st(U, us + 3 * i, u)
-                    _st(V, xs1 + 3 * i, vn)
-                    _st(X, xs1 + 3 * i, x + dt * vn)
-        xS = (b * (S + 1) + S) * n * 3
-        for i in range(n):
-            _st(out, b * ds + 3 * i, _ld(X, xS + 3 * i))
-            _st(out, b * ds + 3 * n + 3 * i, _ld(V, xS + 3 * i))
-        for q in range(K):
-            _st(out, b * ds + 6 * n + 3 * q, _ld(state, b * ds + 6 * n + 3 * q) + _ld(ctrl, b * dc + 3 * q))
+                _fwd_particle(ctrl, X, V, U, Fs, inc_ptr, inc_spr, inc_sgn, inv_m, held, prm, b, s, i, n, M, K, S, SX, SU)
+        _fwd_out(state, ctrl, out, X, V, b, n, K, S, SX)
+
+
+@ti.func
+def _fwd_out(state: ti.template(), ctrl: ti.template(), out: ti.template(), X: ti.template(), V: ti.template(),
+             b, n, K, S, SX):
+    ds = 6 * n + 3 * K
+    xS = (b * SX + S % SX) * n * 3
+    for i in range(n):
+        _st(out, b * ds + 3 * i, _ld(X, xS + 3 * i))
+        _st(out, b * ds + 3 * n + 3 * i, _ld(V, xS + 3 * i))
+    for q in range(K):
+        _st(out, b * ds + 6 * n + 3 * q, _ld(state, b * ds + 6 * n + 3 * q) + _ld(ctrl, b * 3 * K + 3 * q))
+
+
+@ti.kernel
+def _forward_wide(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _nd,
+                  si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
+                  inv_m: _nd, held: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.template(), SX: ti.i32,
+                  SU: ti.i32):
+    """Wide layout: every substep is two parallel loops (springs, then particles) over all envs;
+    substeps unrolled at compile time so that one launch still serves a control step. For GPUs
+    and for few large cloths on many cores. Same arithmetic as _forward, in the same order (results
+    agree to rounding: with S a compile-time constant the compiler folds divisions differently)."""
+    M = si.shape[0]
+    ds = 6 * n + 3 * K
+    for b, i in ti.ndrange(N, n):
+        x0 = b * SX * n * 3
+        _st(X, x0 + 3 * i, _ld(state, b * ds + 3 * i))
+        _st(V, x0 + 3 * i, _ld(state, b * ds + 3 * n + 3 * i))
+    for s in ti.static(range(S)):
+        for b, k in ti.ndrange(N, M):
+            _fwd_spring(X, V, Fs, si, sj, rest, ke, kd, b, s, k, n, M, SX)
+        for b, i in ti.ndrange(N, n):
+            _fwd_particle(ctrl, X, V, U, Fs, inc_ptr, inc_spr, inc_sgn, inv_m, held, prm, b, s, i, n, M, K, S, SX, SU)
+    for b, i in ti.ndrange(N, n):
+        xS = (b * SX + S % SX) * n * 3
+        _st(out, b * ds + 3 * i, _ld(X, xS + 3 * i))
+        _st(out, b * ds + 3 * n + 3 * i, _ld(V, xS + 3 * i))
+    for b, q in ti.ndrange(N, K):
+        _st(out, b * ds + 6 * n + 3 * q, _ld(state, b * ds + 6 * n + 3 * q) + _ld(ctrl, b * 3 * K + 3 * q))
 
 
 @ti.kernel
@@ -292,7 +344,11 @@ class ClothSim(Simulator):
 
     def __init__(self, model: ClothModel, held, dt: float = 1 / 60, substeps: int = 16,
                  gravity=(0.0, 0.0, -9.81), drag: float = 0.0, friction: float = 0.5,
-                 ground=0.0, dtype=torch.float32, device="cpu"):
+                 ground=0.0, dtype=torch.float32, device="cpu", layout: str = "auto"):
+        if layout not in ("auto", "fused", "wide"):
+            raise ValueError(f"layout must be 'auto', 'fused' or 'wide', got {layout!r}")
+        self.layout = layout
+        self._threads = os.cpu_count() or 1
         self.model = model
         self.dtype, self.device = dtype, torch.device(device)
         self.n = n = model.num_particles
@@ -339,6 +395,16 @@ class ClothSim(Simulator):
                       self.inc_sgn, self.inv_m, self.held_by, self.prm)
         self.jacobian_chunk = max(1, min(256, int(2e7 // max(1, model.num_springs * 3))))
 
+    def _wide(self, N: int) -> bool:
+        """Kernel layout of the forward step. "fused" runs one thread per env through all substeps
+        (one parallel task per launch: best on CPUs, where each parallel task costs ~10-100 us);
+        "wide" spreads every substep over particles and springs (GPUs; few large cloths)."""
+        if self.layout != "auto":
+            return self.layout == "wide"
+        if self.device.type == "cuda":
+            return True
+        return N == 1 and self._threads > 1 and self.n >= 8192
+
     # state helpers ----------------------------------------------------------------------------
     def positions(self, state):
         return state[..., : 3 * self.n].reshape(*state.shape[:-1], self.n, 3)
@@ -364,19 +430,22 @@ class ClothSim(Simulator):
         assert state.shape[1] == self.state_dim and control.shape[1] == self.control_dim
         return state.contiguous(), control.contiguous()
 
-    def _tape(self, N):
-        S, n, M = self.substeps, self.n, self.model.num_springs
+    def _tape(self, N, SX, SU):
+        n, M = self.n, self.model.num_springs
         e = dict(dtype=self.dtype, device=self.device)
-        return (torch.empty(N * (S + 1) * n * 3, **e), torch.empty(N * (S + 1) * n * 3, **e),
-                torch.empty(N * S * n * 3, **e), torch.empty(N * M * 3, **e))
+        return (torch.empty(N * SX * n * 3, **e), torch.empty(N * SX * n * 3, **e),
+                torch.empty(N * SU * n * 3, **e), torch.empty(N * M * 3, **e))
 
     def step(self, state, control, record=False):
         state, control = self._check(state, control)
         N = state.shape[0]
         out = torch.empty_like(state)
-        X, V, U, Fs = self._tape(N)
-        _forward(state.view(-1), control.view(-1), out.view(-1), X, V, U, Fs, *self._topo,
-                 N, self.n, self.K, self.substeps)
+        # recording keeps every substep (the adjoint walks them back); otherwise two slots suffice
+        SX, SU = (self.substeps + 1, self.substeps) if record else (2, 1)
+        X, V, U, Fs = self._tape(N, SX, SU)
+        kernel = _forward_wide if self._wide(N) else _forward
+        kernel(state.view(-1), control.view(-1), out.view(-1), X, V, U, Fs, *self._topo,
+               N, self.n, self.K, self.substeps, SX, SU)
         self.launches += 1
         return out, ((X, V, U, N) if record else None)
 
