@@ -1,4 +1,8 @@
 """mbmix-taichi: differentiable Taichi simulators with exact per-step Jacobians, and MB-MIX."""
+import os as _os
+
+# taichi prints a banner on import; keep our command output clean (set it to true to see it)
+_os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "false")
 from .env import Env, make
 from .errors import InputError, MbmixError, OptionError, SimulationError, UnknownTaskError
 from .registry import list_tasks, load_tasks_dir

@@ -6,6 +6,8 @@ The environment variable TI_ARCH (cuda, x64, arm64, cpu, vulkan, metal) override
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 import torch
@@ -43,8 +45,9 @@ def init(arch: str = "auto") -> str:
 
     ti_arch = {"cpu": ti.cpu, "x64": ti.x64, "arm64": ti.arm64, "cuda": ti.cuda,
                "vulkan": ti.vulkan, "metal": ti.metal}[want]
-    ti.init(arch=ti_arch, default_fp=ti.f32, default_ip=ti.i32, offline_cache=True,
-            log_level=os.environ.get("TI_LOG_LEVEL", "warn"))
+    with contextlib.redirect_stdout(io.StringIO()):  # ti.init prints "[Taichi] Starting on arch=..."
+        ti.init(arch=ti_arch, default_fp=ti.f32, default_ip=ti.i32, offline_cache=True,
+                log_level=os.environ.get("TI_LOG_LEVEL", "warn"))
     _ARCH = ti.lang.impl.current_cfg().arch.name
     return _ARCH
 
