@@ -137,9 +137,16 @@ def _fwd_spring(X: ti.template(), V: ti.template(), Fs: ti.template(), si: ti.te
 
 
 @ti.func
-def _fwd_particle(ctrl: ti.template(), X: ti.template(), V: ti.template(), U: ti.template(), Fs: ti.template(),
-                  inc_ptr: ti.template(), inc_spr: ti.template(), inc_sgn: ti.template(), inv_m: ti.template(),
-                  held: ti.template(), prm: ti.template(), b, s, i, n, M, K, S, SX, SU):
+def _gather(Fs: ti.template(), inc_ptr: ti.template(), inc_spr: ti.template(), inc_sgn: ti.template(), b, i, M, zero):
+    F = zero
+    for e in range(inc_ptr[i], inc_ptr[i + 1]):
+        F += inc_sgn[e] * _ld(Fs, (b * M + inc_spr[e]) * 3)
+    return F
+
+
+@ti.func
+def _fwd_particle(ctrl: ti.template(), X: ti.template(), V: ti.template(), U: ti.template(), F,
+                  inv_m: ti.template(), held: ti.template(), prm: ti.template(), b, s, i, n, K, S, SX, SU):
     dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
     xs = (b * SX + s % SX) * n * 3
     xs1 = (b * SX + (s + 1) % SX) * n * 3
@@ -154,9 +161,6 @@ def _fwd_particle(ctrl: ti.template(), X: ti.template(), V: ti.template(), U: ti
         _st(U, us + 3 * i, dp / dt)
     else:
         g = ti.Vector([prm[_P_GX], prm[_P_GY], prm[_P_GZ]])
-        F = v * 0.0
-        for e in range(inc_ptr[i], inc_ptr[i + 1]):
-            F += inc_sgn[e] * _ld(Fs, (b * M + inc_spr[e]) * 3)
         u = v + dt * (F * inv_m[i] + g - drag * v)
         vn = _contact(x, u, dt, h, mu)
         _st(U, us + 3 * i, u)
@@ -177,10 +181,20 @@ def _forward(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _nd,
             _st(X, x0 + 3 * i, _ld(state, b * ds + 3 * i))
             _st(V, x0 + 3 * i, _ld(state, b * ds + 3 * n + 3 * i))
         for s in range(S):
-            for k in range(M):
-                _fwd_spring(X, V, Fs, si, sj, rest, ke, kd, b, s, k, n, M, SX)
+            # serial within an env, so forces are scattered straight into particles (no atomics,
+            # a fixed order); the wide layout gathers them through the incidence lists instead
             for i in range(n):
-                _fwd_particle(ctrl, X, V, U, Fs, inc_ptr, inc_spr, inc_sgn, inv_m, held, prm, b, s, i, n, M, K, S, SX, SU)
+                _st(Fs, (b * n + i) * 3, _ld(X, 0) * 0.0)
+            xs = (b * SX + s % SX) * n * 3
+            for k in range(M):
+                i, j = si[k], sj[k]
+                l, nn, c = _spring_geom(_ld(X, xs + 3 * i) - _ld(X, xs + 3 * j), _ld(V, xs + 3 * i) - _ld(V, xs + 3 * j),
+                                        rest[k], ke[k], kd[k])
+                f = -c * nn
+                _st(Fs, (b * n + i) * 3, _ld(Fs, (b * n + i) * 3) + f)
+                _st(Fs, (b * n + j) * 3, _ld(Fs, (b * n + j) * 3) - f)
+            for i in range(n):
+                _fwd_particle(ctrl, X, V, U, _ld(Fs, (b * n + i) * 3), inv_m, held, prm, b, s, i, n, K, S, SX, SU)
         _fwd_out(state, ctrl, out, X, V, b, n, K, S, SX)
 
 
@@ -215,7 +229,8 @@ def _forward_wide(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _
         for b, k in ti.ndrange(N, M):
             _fwd_spring(X, V, Fs, si, sj, rest, ke, kd, b, s, k, n, M, SX)
         for b, i in ti.ndrange(N, n):
-            _fwd_particle(ctrl, X, V, U, Fs, inc_ptr, inc_spr, inc_sgn, inv_m, held, prm, b, s, i, n, M, K, S, SX, SU)
+            F = _gather(Fs, inc_ptr, inc_spr, inc_sgn, b, i, M, _ld(X, 0) * 0.0)
+            _fwd_particle(ctrl, X, V, U, F, inv_m, held, prm, b, s, i, n, K, S, SX, SU)
     for b, i in ti.ndrange(N, n):
         xS = (b * SX + S % SX) * n * 3
         _st(out, b * ds + 3 * i, _ld(X, xS + 3 * i))
@@ -434,7 +449,7 @@ class ClothSim(Simulator):
         n, M = self.n, self.model.num_springs
         e = dict(dtype=self.dtype, device=self.device)
         return (torch.empty(N * SX * n * 3, **e), torch.empty(N * SX * n * 3, **e),
-                torch.empty(N * SU * n * 3, **e), torch.empty(N * M * 3, **e))
+                torch.empty(N * SU * n * 3, **e), torch.empty(N * max(M, n) * 3, **e))
 
     def step(self, state, control, record=False):
         state, control = self._check(state, control)
