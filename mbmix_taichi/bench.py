@@ -71,7 +71,8 @@ def bench_task(task: str, envs=(1, 16, 64), jacobian_envs=(1, 16), dtype="float3
     return rows
 
 
-def bench_peer(sizes=(32, 64, 128), frames: int = 10, repeats: int = 3, num_cloths: int = 1) -> list[dict]:
+def bench_peer(sizes=(32, 64, 128), frames: int = 10, repeats: int = 3, num_cloths: int = 1,
+               layout: str = "auto") -> list[dict]:
     from . import _ti
     from .physics.cloth import ClothSim
     from .physics.cloth_model import grid
@@ -81,7 +82,8 @@ def bench_peer(sizes=(32, 64, 128), frames: int = 10, repeats: int = 3, num_clot
     for d in sizes:
         m = grid(d, d, 0.1, ke=(1000.0,) * 3, kd=(10.0,) * 3, mass=0.1)
         sim = ClothSim(m, held=[[0], [(d - 1) * d]], dt=1 / 60, substeps=16, gravity=(0.0, 0.0, -9.8),
-                       drag=0.0, friction=0.0, ground=None, dtype=torch.float32, device=_ti.device())
+                       drag=0.0, friction=0.0, ground=None, dtype=torch.float32, device=_ti.device(),
+                       layout=layout)
         x = torch.tensor(m.positions, dtype=torch.float32).expand(num_cloths, -1, -1)
         s0 = sim.make_state(x)
         c = torch.zeros(num_cloths, 6, device=sim.device)
@@ -95,7 +97,8 @@ def bench_peer(sizes=(32, 64, 128), frames: int = 10, repeats: int = 3, num_clot
         frame()
         launches = sim.launches - l0
         t = _best(frame, repeats, inner=frames)
-        rows.append({"d": d, "particles": d * d, "springs": m.num_springs, "cloths": num_cloths,
+        used = "wide" if sim._wide(num_cloths) else "fused"
+        rows.append({"d": d, "particles": d * d, "springs": m.num_springs, "cloths": num_cloths, "layout": used,
                      "frame_ms": t * 1e3, "mps": num_cloths * d * d * 16 / t / 1e6, "launches": launches})
     return rows
 
@@ -111,10 +114,10 @@ def task_table(rows) -> str:
 
 
 def peer_table(rows) -> str:
-    out = ["| d | particles | springs | cloths at once | frame ms | M particle-substeps/s | launches per frame |",
-           "|" + "---|" * 7]
+    out = ["| d | particles | springs | cloths at once | kernel layout | frame ms | M particle-substeps/s | "
+           "launches per frame |", "|" + "---|" * 8]
     for r in rows:
-        out.append(f"| {r['d']} | {r['particles']} | {r['springs']} | {r['cloths']} | {r['frame_ms']:.2f} | "
+        out.append(f"| {r['d']} | {r['particles']} | {r['springs']} | {r['cloths']} | {r['layout']} | {r['frame_ms']:.2f} | "
                    f"{r['mps']:.1f} | {r['launches']} |")
     return "\n".join(out)
 
@@ -147,5 +150,7 @@ def bench(tasks, envs, jacobian_envs, dtype, peer, peer_sizes, task_option):
     for task in tasks:
         click.echo(task_table(bench_task(task, ints(envs), ints(jacobian_envs), dtype, **opts)))
     if peer:
-        click.echo(peer_table(bench_peer(ints(peer_sizes)) + bench_peer(ints(peer_sizes), num_cloths=2)))
+        sizes = ints(peer_sizes)
+        click.echo(peer_table(bench_peer(sizes, layout="fused") + bench_peer(sizes, layout="wide")
+                              + bench_peer(sizes, num_cloths=2)))
     click.echo(machine())

@@ -24,7 +24,7 @@ sizes = (32, 64) if args.quick else (32, 64, 128)
 t0 = time.time()
 rows = bench_task("cloth-fold", envs, jacobian_envs=(1, 16))
 rows64 = bench_task("cloth-fold", (1, 16), jacobian_envs=(), dtype="float64")
-peer = bench_peer(sizes) + bench_peer(sizes, num_cloths=2)
+peer = bench_peer(sizes, layout="fused") + bench_peer(sizes, layout="wide") + bench_peer(sizes, num_cloths=2)
 text = f"""# Benchmarks
 
 ## Cloth simulator
@@ -44,7 +44,9 @@ Machine: {machine()}. Best of several repeats; all figures of a table from one r
 
 Warp's CPU backend does 12.6 / 16.9 / 18.4 M particle-substeps/s at d = 32 / 64 / 128 on this
 2-core machine, Warp's own Taichi port 2.6 / 7.4 / 11.2 (figures from the issue, measured
-here earlier). Ours, one cloth (one env) and two cloths at once (two envs, both cores):
+here earlier). Ours: one cloth (one env) with the fused kernel layout (one thread runs all
+substeps) and with the wide layout (each substep spread over both cores), and two cloths at
+once (two envs, one core each):
 
 {peer_table(peer)}
 """
