@@ -77,10 +77,13 @@ class Task:
         return {}
 
     def render_spec(self) -> dict:
-        """What to draw; see mbmix_taichi/render.py. Keys:
-        meshes: list of {"positions": fn(state[ds]) -> [V,3] numpy, "faces": [F,3] int, "color": str}
-        spheres: list of {"centers": fn(state) -> [K,3], "radius": float, "color": str}
-        capsules/boxes: optional lists for rigid bodies (see renderer)
-        camera: {"position", "focal_point", "up"} or {"follow": fn(state)->[3], "offset": [3]}
+        """What to draw (the contract is documented at the top of mbmix_taichi/render.py). Keys:
+        meshes: [{"vertices": fn(state_row) -> [V,3], "faces": [F,3], "color", "back_color"}]
+        spheres: [{"centers": fn(state_row) -> [K,3], "radius", "color"}]
+        geoms: fn(state_row) -> [{"type": sphere|capsule|box, "pos", "rot", "size", "color"}]
+        camera: {"position", "focal_point", "up", "follow": fn(state_row) -> [3] (optional;
+                 position and focal_point are then offsets from the followed point)}
+        ground: {"height", "size"}
+        Render code never special-cases task names.
         """
         return {}
