@@ -95,8 +95,14 @@ class ClothTask(Task):
         model, self.size, self.spacing = self._model()
         pos = model.positions
         self.x_mid = 0.5 * (pos[:, 0].min() + pos[:, 0].max())
-        # pickers hold the two corners of the +x edge (and particles within one spacing of them)
-        corners = [int(np.argmax(pos[:, 0] - pos[:, 1])), int(np.argmax(pos[:, 0] + pos[:, 1]))]
+        # pickers hold the two corners of the +x side (and particles within one spacing of them):
+        # the right-most vertices of the bottom and the top 15% of the cloth's height (for a
+        # T-shirt: the hem's corner and the shoulder, not the sleeve tips)
+        y, span = pos[:, 1], np.ptp(pos[:, 1])
+        corners = []
+        for band, sign in ((y <= y.min() + 0.15 * span, 1.0), (y >= y.max() - 0.15 * span, -1.0)):
+            cand = np.flatnonzero(band)
+            corners.append(int(cand[np.argmax(pos[cand, 0] + 1e-3 * sign * (y.mean() - y[cand]))]))
         held = [np.flatnonzero(np.linalg.norm(pos - pos[c], axis=1) < 1.01 * self.spacing) for c in corners]
         substeps = o["substeps"] or stable_substeps(model, o["dt"])
         self.sim = ClothSim(model, held, dt=o["dt"], substeps=substeps, drag=o["drag"],
