@@ -54,10 +54,10 @@ class ClothTask(Task):
         "mass": 0.05,            # cloth mass [kg]
         "stretch": 20.0,         # spring stiffness [N/m]: stretch, shear, bend
         "shear": 10.0,
-        "bend": 1.0,
+        "bend": 0.05,           # (bending is soft in real cloth; stiffer bend springs keep coarse cloths from folding)
         "damping": 0.01,         # spring damping along the spring [N s/m]
         "drag": 1.0,             # air drag [1/s]
-        "friction": 0.5,         # ground Coulomb friction coefficient
+        "friction": 1.0,         # ground Coulomb friction coefficient (cloth on a table)
     }
     #: any |state entry| beyond this (metres, m/s) is a simulator blow-up
     state_limit = 100.0

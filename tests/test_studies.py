@@ -12,8 +12,21 @@ TOOLS = Path(__file__).resolve().parents[1] / "tools"
 def _load(name):
     spec = importlib.util.spec_from_file_location(f"_test_{name}", TOOLS / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    dtype = torch.get_default_dtype()
+    try:
+        spec.loader.exec_module(mod)
+    finally:  # study_tabular sets float64 as torch's default at import; keep it out of other tests
+        torch.set_default_dtype(dtype)
     return mod
+
+
+@pytest.fixture(autouse=True)
+def _float64_default():
+    """The tabular study computes in torch's default dtype, which it sets to float64 when run."""
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(dtype)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,91 @@
+"""`mbmix-taichi train` and `mbmix-taichi eval`."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import OptionError
+
+
+def _parse_task_options(items) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise OptionError(f"--task-option expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+@click.command("train")
+@click.argument("task")
+@click.option("--algo", default="mbmix", show_default=True,
+              help="mbmix | mix | shac | bptt | mbmix-mse")
+@click.option("--iterations", type=int, default=None, help="Training iterations (default: the task preset).")
+@click.option("--num-envs", type=int, default=None, help="Parallel environments (default: the task preset).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run directory (default: runs/TASK-ALGO-sSEED).")
+@click.option("--config", "config_file", type=click.Path(), default=None,
+              help="A JSON or TOML file of config keys (see mbmix_taichi/learner/config.py).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--task-option", "task_option", multiple=True, metavar="KEY=VALUE",
+              help="A task option (repeatable), e.g. --task-option resolution=6.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(task, algo, iterations, num_envs, seed, out, config_file, resume, task_option, quiet):
+    """Train a policy on TASK; writes a run directory (config, metrics, checkpoints, policy)."""
+    from ..registry import get_task_class
+    from .config import resolve
+    from .trainer import Run, make_env
+
+    get_task_class(task)  # unknown task -> one-line error
+    overrides = {"seed": seed}
+    if iterations is not None:
+        overrides["iterations"] = iterations
+    if num_envs is not None:
+        overrides["num_envs"] = num_envs
+    if task_option:
+        overrides["task_options"] = _parse_task_options(task_option)
+    cfg = resolve(task, algo, config_file, overrides)
+    out = out or f"runs/{task}-{cfg.algo}-s{cfg.seed}"
+    if not resume:
+        make_env(cfg, num_envs=1)  # validate task options before creating the run directory
+    run = Run(cfg if not resume or iterations is not None else None, out, resume=resume, progress=not quiet)
+    rows = run.train()
+    last = rows[-1] if rows else {}
+    click.echo(f"run {out}: iteration {last.get('iteration', 0)}, env steps {last.get('env_steps', 0)}, "
+               f"return {last.get('return', float('nan')):.4g}, score {last.get('score', float('nan')):.4g}, "
+               f"{last.get('wall_time', 0.0):.1f} s")
+
+
+@click.command("eval")
+@click.argument("run_dir", type=click.Path())
+@click.option("--episodes", type=int, default=None, help="Episodes (default: the run's eval_episodes).")
+@click.option("--seed", type=int, default=12345, show_default=True, help="Seed of the evaluation env.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def eval_cmd(run_dir, episodes, seed, as_json):
+    """Mean return and task score of a run's deterministic policy, and of its untrained one."""
+    from .trainer import evaluate, load_policy, read_config, untrained_policy
+
+    cfg = read_config(run_dir)
+    k = episodes or cfg.eval_episodes
+    if k < 1:
+        raise OptionError("--episodes must be >= 1")
+    task, opts, pol = load_policy(run_dir)
+    _, _, pol0 = untrained_policy(run_dir)
+    res = {"trained": evaluate(task, opts, pol, k, seed), "untrained": evaluate(task, opts, pol0, k, seed)}
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    for name, r in res.items():
+        line = f"{name:9s} return {r['return']:.4g} +- {r['return_std']:.3g}"
+        if "score" in r:
+            line += f"   score {r['score']:.4g} +- {r['score_std']:.3g}"
+        click.echo(line + f"   ({k} episodes, {task}, {cfg.algo})")
+
+
+eval = eval_cmd  # noqa: A001  (the command is named `eval`)

@@ -1,0 +1,297 @@
+"""Runs: run directory, metrics, checkpoints, resume, evaluation, loading policies.
+
+Run directory format (the renderer and plotter rely on it):
+  config.json     the resolved Config (task, task_options, algo, seed, num_envs, ...)
+  metrics.csv     one row per iteration: iteration, env_steps, wall_time, return, score, losses...
+  checkpoint.pt   everything needed to resume (written atomically: temp file + os.replace)
+  policy.pt       the final policy: {"config", "actor", "obs_norm", "obs_dim", "act_dim"}
+  log.txt         skipped updates and other notes
+  events.*        TensorBoard events, only if tensorboard is importable
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+
+from .algos import Agent, build_networks
+from .config import Config, RunError, from_dict
+
+METRIC_COLUMNS = ["iteration", "env_steps", "wall_time", "return", "score", "actor_loss", "critic_loss",
+                  "model_loss", "model_jac_loss", "grad_norm", "skipped", "blowups", "steps_per_s"]
+
+
+def make_env(cfg: Config, num_envs: int | None = None, seed: int | None = None):
+    import mbmix_taichi as mt
+
+    return mt.make(cfg.task, num_envs=num_envs or cfg.num_envs, seed=cfg.seed if seed is None else seed,
+                   **cfg.task_options)
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.6g}"
+    return str(v)
+
+
+class Run:
+    """One training run in `out_dir`. `train()` runs until cfg.iterations (or `stop_after`
+    more iterations, or Ctrl-C), writing metrics, checkpoints and the final policy."""
+
+    def __init__(self, cfg: Config | None, out_dir, resume: bool = False, progress: bool = True):
+        self.out = Path(out_dir)
+        self.progress = progress
+        if resume:
+            cfg_file = self.out / "config.json"
+            if not (self.out / "checkpoint.pt").is_file():
+                raise RunError(f"cannot resume: no checkpoint.pt in {str(self.out)!r}")
+            saved = read_config(self.out)
+            if cfg is not None and cfg.iterations != saved.iterations:
+                saved.iterations = cfg.iterations  # allow extending a finished run
+            cfg = saved
+            del cfg_file
+        self.cfg = cfg
+        if cfg.torch_threads > 0:
+            torch.set_num_threads(cfg.torch_threads)
+        self.env = make_env(cfg)
+        self.agent = Agent(cfg, self.env)
+        self.agent.log = self.log
+        self.rows: list[dict] = []
+        self.wall = 0.0
+        self.out.mkdir(parents=True, exist_ok=True)
+        if not resume:  # a fresh run replaces whatever an earlier run left in this directory
+            for name in ("checkpoint.pt", "policy.pt", "log.txt"):
+                (self.out / name).unlink(missing_ok=True)
+        if resume:
+            ckpt = load_checkpoint(self.out)
+            try:
+                self.agent.load_state_dict(ckpt["agent"])
+            except Exception as exc:
+                raise RunError(f"checkpoint in {self.out} does not fit this run's config: {exc}") from exc
+            self.rows = ckpt["rows"]
+            self.wall = ckpt["wall_time"]
+        (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        self._write_csv()
+        self._tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+            import tensorboard  # noqa: F401
+
+            self._tb = SummaryWriter(str(self.out))
+        except Exception:
+            self._tb = None
+
+    # -- files ------------------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        with open(self.out / "log.txt", "a") as f:
+            f.write(msg + "\n")
+        if self.progress:
+            from tqdm import tqdm
+
+            tqdm.write(msg)
+
+    def _write_csv(self) -> None:
+        tmp = self.out / "metrics.csv.tmp"
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(METRIC_COLUMNS)
+            for r in self.rows:
+                w.writerow([_fmt(r.get(c, float("nan"))) for c in METRIC_COLUMNS])
+        os.replace(tmp, self.out / "metrics.csv")
+
+    def _append_csv(self, row: dict) -> None:
+        with open(self.out / "metrics.csv", "a", newline="") as f:
+            csv.writer(f).writerow([_fmt(row.get(c, float("nan"))) for c in METRIC_COLUMNS])
+
+    def save_checkpoint(self) -> None:
+        atomic_save({"format": 1, "config": self.cfg.to_dict(), "agent": self.agent.state_dict(),
+                     "rows": self.rows, "wall_time": self.wall}, self.out / "checkpoint.pt")
+
+    def save_policy(self) -> None:
+        a = self.agent
+        atomic_save({"format": 1, "config": self.cfg.to_dict(), "actor": a.actor.state_dict(),
+                     "obs_norm": a.obs_norm.state_dict(), "obs_dim": self.env.obs_dim,
+                     "act_dim": self.env.act_dim, "iteration": a.iteration}, self.out / "policy.pt")
+
+    # -- loop -------------------------------------------------------------------------------
+    def train(self, stop_after: int | None = None) -> list[dict]:
+        cfg, agent = self.cfg, self.agent
+        interrupted = {"flag": False}
+
+        def on_sigint(signum, frame):
+            if interrupted["flag"]:
+                raise KeyboardInterrupt
+            interrupted["flag"] = True
+            self.log("interrupt: finishing this iteration, then saving a checkpoint (Ctrl-C again to abort)")
+
+        old = None
+        try:
+            old = signal.signal(signal.SIGINT, on_sigint)
+        except ValueError:  # not in the main thread
+            old = None
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.iterations, initial=agent.iteration, desc=f"{cfg.algo} {cfg.task}",
+                       dynamic_ncols=True)
+        done_now = 0
+        try:
+            while agent.iteration < cfg.iterations:
+                if stop_after is not None and done_now >= stop_after:
+                    break
+                t0 = time.perf_counter()
+                steps0 = agent.env_steps
+                out = agent.iterate()
+                dt = time.perf_counter() - t0
+                self.wall += dt
+                row = {"iteration": agent.iteration, "env_steps": agent.env_steps, "wall_time": self.wall,
+                       "steps_per_s": (agent.env_steps - steps0) / max(dt, 1e-9), **out}
+                self.rows.append(row)
+                self._append_csv(row)
+                if self._tb is not None:
+                    for k, v in row.items():
+                        if k != "iteration" and isinstance(v, (int, float)) and math.isfinite(v):
+                            self._tb.add_scalar(k, v, agent.iteration)
+                done_now += 1
+                if bar is not None:
+                    bar.update(1)
+                    post = {"ret": row["return"], "score": row["score"], "actor": row.get("actor_loss"),
+                            "critic": row.get("critic_loss"), "steps/s": row["steps_per_s"]}
+                    if "model_loss" in row:
+                        post["model"] = row["model_loss"]
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in post.items() if isinstance(v, float)})
+                if interrupted["flag"]:
+                    break
+                if cfg.checkpoint_every > 0 and agent.iteration % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+        finally:
+            if bar is not None:
+                bar.close()
+            if old is not None:
+                signal.signal(signal.SIGINT, old)
+        self.save_checkpoint()
+        if agent.iteration >= cfg.iterations:
+            self.save_policy()
+        if self._tb is not None:
+            self._tb.flush()
+        if interrupted["flag"]:
+            self.log(f"saved checkpoint at iteration {agent.iteration}; continue with --resume")
+        return self.rows
+
+
+# -- run-directory readers ----------------------------------------------------------------------
+def read_config(run_dir) -> Config:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"run directory {str(run_dir)!r} does not exist")
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise RunError(f"{str(run_dir)!r} is not a run directory (no config.json)")
+    try:
+        data = json.loads(path.read_text())
+    except Exception as exc:
+        raise RunError(f"corrupt config.json in {run_dir}: {exc}") from exc
+    if not isinstance(data, dict) or not data.get("task"):
+        raise RunError(f"corrupt config.json in {run_dir}: no task")
+    return from_dict(data)
+
+
+def _load(path: Path) -> dict:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise RunError(f"corrupt or unreadable {path.name} in {path.parent}: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(obj, dict) or obj.get("format") != 1:
+        raise RunError(f"{path} is not an mbmix-taichi file")
+    return obj
+
+
+def load_checkpoint(run_dir) -> dict:
+    path = Path(run_dir) / "checkpoint.pt"
+    if not path.is_file():
+        raise RunError(f"no checkpoint.pt in {str(run_dir)!r}")
+    return _load(path)
+
+
+def _policy_fn(actor, obs_norm):
+    actor.eval()
+
+    def policy_fn(obs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return actor(obs_norm(obs.float()), deterministic=True)
+
+    return policy_fn
+
+
+class _Dims:
+    def __init__(self, obs_dim, act_dim):
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+
+
+def load_policy(run_dir):
+    """(task_name, task_options, policy_fn) of a run's final policy (policy.pt, or the latest
+    checkpoint when the run has not finished). policy_fn(obs [N, obs_dim]) -> actions [N, act_dim]."""
+    run_dir = Path(run_dir)
+    cfg = read_config(run_dir)
+    if (run_dir / "policy.pt").is_file():
+        d = _load(run_dir / "policy.pt")
+        actor_sd, norm_sd, dims = d["actor"], d["obs_norm"], (d["obs_dim"], d["act_dim"])
+    else:
+        d = load_checkpoint(run_dir)["agent"]
+        actor_sd, norm_sd = d["actor"], d["obs_norm"]
+        dims = (norm_sd["mean"].shape[0], actor_sd["log_std"].shape[0])
+    try:
+        nets = build_networks(cfg, _Dims(*dims))
+        nets["actor"].load_state_dict(actor_sd)
+        nets["obs_norm"].load_state_dict(norm_sd)
+    except Exception as exc:
+        raise RunError(f"policy in {run_dir} does not match its config.json: {exc}") from exc
+    return cfg.task, dict(cfg.task_options), _policy_fn(nets["actor"], nets["obs_norm"])
+
+
+def untrained_policy(run_dir):
+    """The initial (untrained) policy of the run's seed, same format as `load_policy`."""
+    cfg = read_config(run_dir)
+    env = make_env(cfg, num_envs=1)
+    nets = build_networks(cfg, env)
+    return cfg.task, dict(cfg.task_options), _policy_fn(nets["actor"], nets["obs_norm"])
+
+
+def evaluate(task: str, task_options: dict, policy_fn, episodes: int = 8, seed: int = 12345) -> dict:
+    """Mean return and final task score over `episodes` episodes (one per parallel env)."""
+    import mbmix_taichi as mt
+
+    env = mt.make(task, num_envs=episodes, seed=seed, **task_options)
+    obs = env.reset(seed)
+    ret = torch.zeros(episodes)
+    finished = torch.zeros(episodes, dtype=torch.bool)
+    score = torch.full((episodes,), float("nan"))
+    for _ in range(env.episode_length):
+        with torch.no_grad():
+            action = policy_fn(obs)
+            obs, reward, term, trunc, info = env.step(action.to(env.dtype))
+        ret += torch.where(finished, torch.zeros_like(ret), reward.float().cpu())
+        done = info["done"] & ~finished
+        if "score" in info:
+            score[done] = info["score"].float().cpu()[done]
+        finished |= info["done"]
+        if finished.all():
+            break
+    out = {"return": float(ret.mean()), "return_std": float(ret.std()) if episodes > 1 else 0.0}
+    if not torch.isnan(score).all():
+        out["score"] = float(score.nanmean())
+        out["score_std"] = float(score[~torch.isnan(score)].std()) if episodes > 1 else 0.0
+    return out
