@@ -102,15 +102,17 @@ ALGO_PRESETS: dict[str, dict[str, Any]] = {
 
 # Per-task presets (lambda 0.98 and mix interval 1 or 2 as in the paper).
 _CLOTH = {
-    # a 5x5 cloth (state_dim 156) and 30-step episodes: the size at which `mbmix-taichi train
-    # cloth-fold` (mbmix, 400 iterations, 25600 simulator steps) finishes in about 8 minutes on
-    # 2 shared CPU cores (measured 485 s: eval return -8.81 / score 0.758 against the untrained
-    # policy's -20.1 / 0.083; holding still gives -9.01 / 0.797)
-    "task_options": {"resolution": 5, "episode_length": 30},
+    # a 6x6 cloth (state_dim 222) and 30-step episodes: the size at which `mbmix-taichi train
+    # cloth-fold` (mbmix, 400 iterations, 25600 simulator steps) finishes in about 10 minutes on
+    # 2 shared CPU cores (measured 617 s: eval return -7.09 / score 0.724 against the untrained
+    # policy's -9.68 / 0.603; holding still gives -9.01 / 0.74, a scripted lift-carry-lower fold
+    # -4.59 / 0.977). An even resolution puts no particle row on the fold line, which a 5x5
+    # cloth cannot fold across.
+    "task_options": {"resolution": 6, "episode_length": 30},
     "mix_interval": 2, "num_envs": 8, "iterations": 400,
     "horizon": 30, "actor_lr": 1e-3,
     # MB-MIX: a short branch horizon keeps the learned model's compounding error small; the cloth
-    # Jacobian (156 x 162) is matched through 4 JVP probes per transition with a small alpha
+    # Jacobian (222 x 228) is matched through 4 JVP probes per transition with a small alpha
     "model_horizon": 8, "sobolev_alpha": 0.1, "num_probes": 4,
     # 64 new transitions per iteration: a few model steps and critic epochs per iteration suffice
     "model_updates": 20, "ensemble_size": 3, "critic_iterations": 4,
