@@ -1,0 +1,91 @@
+"""Shared definition of DiffRL's free-floating locomotion tasks (ant, humanoid).
+
+Observation (DiffRL's, translated to z-up and MuJoCo's state conventions; DiffRL also
+appends the previous action, which is not part of our state, so it is left out):
+
+    [torso height z (1), torso quaternion w x y z (4), torso origin linear velocity in the
+     world frame (3), torso angular velocity in the world frame (3), joint angles (n),
+     joint_vel_obs_scaling * joint velocities (n), up-vector z component (1),
+     heading . direction to target (1)]
+
+Reward terms (on the next state): progress = forward velocity x, 0.1 * up, heading,
+height term (task-specific), action penalty * sum(a^2).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._rigid import RigidTask, quat_rotate
+
+
+class LeggedTask(RigidTask):
+    start_height: float = 0.75
+    start_joint_q: list = []
+    target = (10000.0, 0.0, 0.0)
+    joint_vel_obs_scaling = 0.1
+    action_penalty = 0.0
+    joint_noise = 0.2
+
+    def build_common(self, dtype, device, substeps, contact):
+        sim = self.make_sim(dtype, device, 1.0 / 60.0, int(substeps), contact)
+        self.episode_length = int(self.options["episode_length"])
+        self.nj = self.nq - 7
+        self.obs_dim = 1 + 4 + 3 + 3 + 2 * self.nj + 2
+        return sim
+
+    def reset(self, generator, num_envs):
+        n = num_envs
+        pos = torch.tensor([0.0, 0.0, self.start_height], dtype=torch.float64).repeat(n, 1)
+        quat = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64).repeat(n, 1)
+        jq = torch.tensor(self.start_joint_q or [0.0] * self.nj, dtype=torch.float64).repeat(n, 1)
+        qd = torch.zeros(n, self.nv, dtype=torch.float64)
+        if self.options["stochastic_init"]:
+            def r(*s):
+                return torch.rand(s, generator=generator, dtype=torch.float64)
+            pos = pos + 0.1 * (r(n, 3) - 0.5) * 2.0
+            angle = (r(n) - 0.5) * math.pi / 12.0
+            axis = r(n, 3) - 0.5
+            axis = axis / axis.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            quat = torch.cat([torch.cos(angle / 2)[:, None], torch.sin(angle / 2)[:, None] * axis], 1)
+            jq = jq + self.joint_noise * (r(n, self.nj) - 0.5) * 2.0
+            qd = 0.5 * (r(n, self.nv) - 0.5)
+        return torch.cat([pos, quat, jq, qd], 1)
+
+    def _parts(self, state):
+        nq = self.nq
+        pos = state[:, 0:3]
+        quat = state[:, 3:7]
+        quat = quat / quat.norm(dim=1, keepdim=True)
+        lin_vel = state[:, nq:nq + 3]
+        ang_vel = quat_rotate(quat, state[:, nq + 3:nq + 6])
+        ex = torch.zeros_like(pos)
+        ex[:, 0] = 1.0
+        ez = torch.zeros_like(pos)
+        ez[:, 2] = 1.0
+        up = quat_rotate(quat, ez)
+        heading = quat_rotate(quat, ex)
+        target = torch.tensor(self.target, dtype=state.dtype, device=state.device)
+        start = torch.tensor([0.0, 0.0, self.start_height], dtype=state.dtype, device=state.device)
+        to_target = target + start - pos
+        to_target = torch.cat([to_target[:, :2], torch.zeros_like(to_target[:, 2:])], 1)
+        dirs = to_target / to_target.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return pos, quat, lin_vel, ang_vel, up, (heading * dirs).sum(-1)
+
+    def observe(self, state):
+        pos, quat, lin_vel, ang_vel, up, head = self._parts(state)
+        nq = self.nq
+        return torch.cat([pos[:, 2:3], quat, lin_vel, ang_vel, state[:, 7:nq],
+                          self.joint_vel_obs_scaling * state[:, nq + 6:], up[:, 2:3], head[:, None]], 1)
+
+    def height_term(self, z):
+        raise NotImplementedError
+
+    def reward(self, state, action, next_state):
+        pos, quat, lin_vel, ang_vel, up, head = self._parts(next_state)
+        return (lin_vel[:, 0] + 0.1 * up[:, 2] + head + self.height_term(pos[:, 2])
+                + self.action_penalty * (action.clamp(-1, 1) ** 2).sum(-1))
+
+    def metrics(self, state):
+        return {"height": state[:, 2], "forward_velocity": state[:, self.nq]}

@@ -1,0 +1,65 @@
+"""Task ``cheetah``: DiffRL's CheetahEnv (envs/cheetah.py).
+
+Where the numbers come from (DiffRL, envs/cheetah.py unless noted):
+
+* model: assets/half_cheetah.xml (classic half-cheetah geometry; dflex parse_mjcf
+  parameters density 1000, armature 0.1, per-joint damping and stiffness from the file,
+  load_stiffness=True, root joints 0);
+* control dt = 1/60 s, sim_substeps = 16; ground contact ke = 2e4, kd = 1e3, kf = 1e3,
+  mu = 1.0; joint limits limit_ke = 1e3, limit_kd = 10 (always-on damping in dflex's
+  jcalc_tau, added to the joint damping);
+* action: clip(a, -1, 1) * action_strength 200 on the six leg joints (gear 200);
+* observation [q[1:], qd] (17);
+* reward: forward velocity qd[0] of the next state + action penalty -0.1 * sum(a^2);
+* episode_length 1000, no early termination;
+* reset: rootx = 0, rootz = -0.2 (DiffRL's start_height; the torso frame sits 1 m up at
+  rootz = 0), rooty = 0, joints 0; with stochastic_init: q[0:2] += 0.1 U(-1, 1),
+  q[2] = 0.2 (U[0,1) - 0.5), joints += 0.1 U(-1, 1), qd = 0.5 (U[0,1) - 0.5).
+
+Differences: DiffRL caches the mass matrix for 16 substeps; we recompute it every substep.
+"""
+from __future__ import annotations
+
+import torch
+
+from mbmix_taichi.physics.articulated import ContactParams
+
+from ._rigid import RigidTask
+
+
+class Cheetah(RigidTask):
+    name = "cheetah"
+    description = "DiffRL half-cheetah: run forward (1000 steps)"
+    default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True}
+    asset_name = "half_cheetah.xml"
+    action_penalty = -0.1
+    camera_distance = 5.0
+
+    def build(self, dtype, device):
+        sim = self.make_sim(dtype, device, 1.0 / 60.0, int(self.options["substeps"]),
+                            ContactParams(ke=2e4, kd=1e3, kf=1e3, mu=1.0))
+        self.episode_length = int(self.options["episode_length"])
+        self.obs_dim = self.nq - 1 + self.nv
+        return sim
+
+    def reset(self, generator, num_envs):
+        q = torch.zeros(num_envs, 9, dtype=torch.float64)
+        q[:, 1] = -0.2
+        qd = torch.zeros(num_envs, 9, dtype=torch.float64)
+        if self.options["stochastic_init"]:
+            def r(*s):
+                return torch.rand(s, generator=generator, dtype=torch.float64)
+            q[:, 0:2] += 0.1 * (r(num_envs, 2) - 0.5) * 2.0
+            q[:, 2] = (r(num_envs) - 0.5) * 0.2
+            q[:, 3:] += 0.1 * (r(num_envs, 6) - 0.5) * 2.0
+            qd = 0.5 * (r(num_envs, 9) - 0.5)
+        return torch.cat([q, qd], 1)
+
+    def observe(self, state):
+        return state[:, 1:]
+
+    def reward(self, state, action, next_state):
+        return next_state[:, 9] + self.action_penalty * (action.clamp(-1, 1) ** 2).sum(-1)
+
+    def metrics(self, state):
+        return {"forward_velocity": state[:, 9]}

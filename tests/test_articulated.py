@@ -1,0 +1,128 @@
+"""The articulated simulator against MuJoCo (trajectories of the Euler integrator, one-step
+Jacobians from mjd_transitionFD), energy conservation, resting contact, launch counts."""
+import numpy as np
+import pytest
+import torch
+
+import mujoco  # the oracle; a test-only dependency (the `test` extra)
+
+import mbmix_taichi as mt  # noqa: E402
+from mbmix_taichi.physics.articulated import ArticulatedSim  # noqa: E402
+from mbmix_taichi.physics.mjcf import load_mjcf  # noqa: E402
+
+from _rigid_models import CHAIN, DROP, FLOATING, PENDULUM_CART, SLIDES, write  # noqa: E402
+
+MODELS = {"cartpend": PENDULUM_CART, "slides": SLIDES, "floating": FLOATING}
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mjcf")
+    return {k: write(d, k, v) for k, v in {**MODELS, "chain": CHAIN, "drop": DROP}.items()}
+
+
+def _random_state(mm, d, rng):
+    d.qpos[:] = mm.qpos0 + 0.5 * rng.normal(size=mm.nq)
+    for j in range(mm.njnt):
+        if mm.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
+            a = mm.jnt_qposadr[j]
+            d.qpos[a + 3:a + 7] /= np.linalg.norm(d.qpos[a + 3:a + 7])
+    d.qvel[:] = rng.normal(size=mm.nv)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_trajectory_matches_mujoco_euler(paths, name):
+    mm = mujoco.MjModel.from_xml_path(paths[name])
+    d = mujoco.MjData(mm)
+    sim = ArticulatedSim(load_mjcf(paths[name]), dt=mm.opt.timestep, substeps=1, dtype=torch.float64)
+    rng = np.random.default_rng(0)
+    _random_state(mm, d, rng)
+    s = torch.tensor(np.concatenate([d.qpos, d.qvel]))[None]
+    err = 0.0
+    for _ in range(300):
+        u = rng.uniform(-1, 1, size=mm.nu)
+        d.ctrl[:] = u
+        mujoco.mj_step(mm, d)
+        s, _ = sim.step(s, torch.tensor(u)[None])
+        err = max(err, float(np.abs(s[0].numpy() - np.concatenate([d.qpos, d.qvel])).max()))
+    assert err < 1e-10, err
+
+
+def test_substeps_equal_mujoco_steps(paths):
+    mm = mujoco.MjModel.from_xml_path(paths["chain"])
+    d = mujoco.MjData(mm)
+    sim = ArticulatedSim(load_mjcf(paths["chain"]), dt=10 * mm.opt.timestep, substeps=10, dtype=torch.float64)
+    _random_state(mm, d, np.random.default_rng(1))
+    s = torch.tensor(np.concatenate([d.qpos, d.qvel]))[None]
+    for _ in range(20):
+        mujoco.mj_step(mm, d, nstep=10)
+        s, _ = sim.step(s, torch.zeros(1, 0, dtype=torch.float64))
+    assert np.abs(s[0].numpy() - np.concatenate([d.qpos, d.qvel])).max() < 1e-10
+
+
+@pytest.mark.parametrize("name", ["cartpend", "slides"])
+def test_jacobian_matches_mjd_transitionFD(paths, name):
+    mm = mujoco.MjModel.from_xml_path(paths[name])
+    d = mujoco.MjData(mm)
+    sim = ArticulatedSim(load_mjcf(paths[name]), dt=mm.opt.timestep, substeps=1, dtype=torch.float64)
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        _random_state(mm, d, rng)
+        u = rng.uniform(-1, 1, mm.nu)
+        d.ctrl[:] = u
+        A = np.zeros((2 * mm.nv, 2 * mm.nv))
+        B = np.zeros((2 * mm.nv, mm.nu))
+        mujoco.mjd_transitionFD(mm, d, 1e-7, True, A, B, None, None)
+        s = torch.tensor(np.concatenate([d.qpos, d.qvel]))[None]
+        Js, Jc = sim.jacobian(s, torch.tensor(u)[None])
+        assert np.abs(Js[0].numpy() - A).max() < 1e-6 * max(1.0, np.abs(A).max())
+        assert np.abs(Jc[0].numpy() - B).max() < 1e-6 * max(1.0, np.abs(B).max())
+
+
+def test_energy_conserved_for_frictionless_chain(paths):
+    """No damping, no armature, no contact: energy drift of semi-implicit Euler stays small."""
+    mm = mujoco.MjModel.from_xml_path(paths["chain"])
+    mm.opt.enableflags |= mujoco.mjtEnableBit.mjENBL_ENERGY
+    d = mujoco.MjData(mm)
+    sim = ArticulatedSim(load_mjcf(paths["chain"]), dt=0.01, substeps=20, dtype=torch.float64)
+
+    def energy(state):
+        d.qpos[:] = state[:mm.nq]
+        d.qvel[:] = state[mm.nq:]
+        mujoco.mj_forward(mm, d)
+        return d.energy[0] + d.energy[1]
+
+    s = torch.tensor([[0.8, -0.5, 0.3, 0.0, 1.0, -1.0]], dtype=torch.float64)
+    e0 = energy(s[0].numpy())
+    scale = abs(e0) + 10.0
+    worst = 0.0
+    for _ in range(200):  # 2 s
+        s, _ = sim.step(s, torch.zeros(1, 0, dtype=torch.float64))
+        worst = max(worst, abs(energy(s[0].numpy()) - e0))
+    assert worst / scale < 2e-3, (worst, e0)
+    assert s[0, 3:].abs().max() > 0.5  # it really swings
+
+
+def test_dropped_box_comes_to_rest(paths):
+    env = mt.make("mjcf", model=paths["drop"], dt=0.01, substeps=20, dtype="float64",
+                  contact_ke=1e4, contact_kd=1e4, contact_kf=1e2, contact_mu=0.5)
+    for _ in range(300):  # 3 s
+        env.step(torch.zeros(1, 0, dtype=torch.float64))
+    s = env.get_state()[0]
+    z = s[2].item()
+    assert abs(z - 0.05) < 5e-3, z           # resting on its face (penalty penetration < 5 mm)
+    assert s[7:].abs().max() < 1e-2          # at rest
+    q = s[3:7] / s[3:7].norm()
+    up = 1 - 2 * (q[1] ** 2 + q[2] ** 2)       # z-axis of the box stays up
+    assert up > 0.99
+
+
+def test_one_launch_per_control_step(paths):
+    sim = ArticulatedSim(load_mjcf(paths["chain"]), dt=0.01, substeps=20, dtype=torch.float64)
+    s = torch.zeros(4, sim.state_dim, dtype=torch.float64)
+    c = torch.zeros(4, 0, dtype=torch.float64)
+    before = sim.launches
+    _, tape = sim.step(s, c, record=True)
+    sim.vjp_tape(tape, torch.ones_like(s))
+    sim.jacobian(s, c)
+    assert sim.launches - before == 3
