@@ -1,0 +1,95 @@
+"""MJCF models written for the articulated-body tests (no contact unless stated)."""
+
+PENDULUM_CART = """<mujoco model="cartpend">
+  <compiler angle="radian"/>
+  <option timestep="0.002"/>
+  <default><joint damping="0.05" armature="0.01"/></default>
+  <worldbody>
+    <body name="cart" pos="0 0 1">
+      <joint name="slider" type="slide" axis="1 0.2 0"/>
+      <geom type="box" size="0.2 0.1 0.05"/>
+      <body name="p1" pos="0 0 0" euler="0.1 0.2 0.3">
+        <joint name="h1" type="hinge" axis="0.3 1 0.1" pos="0 0 0.05"/>
+        <geom type="capsule" fromto="0 0 0 0.1 0.05 -0.5" size="0.03"/>
+        <body name="p2" pos="0.1 0.05 -0.5">
+          <joint name="h2" type="hinge" axis="0 1 0" pos="0.01 0 0"/>
+          <joint name="h3" type="hinge" axis="1 0 0"/>
+          <inertial pos="0.02 0.01 -0.2" mass="0.7" fullinertia="0.02 0.03 0.025 0.001 -0.002 0.003"/>
+          <geom type="sphere" size="0.05" pos="0 0 -0.4"/>
+        </body>
+      </body>
+    </body>
+  </worldbody>
+  <actuator>
+    <motor joint="slider" gear="5" ctrlrange="-1 1"/>
+    <motor joint="h2" gear="2"/>
+  </actuator>
+</mujoco>"""
+
+SLIDES = """<mujoco model="slides">
+  <option timestep="0.005" gravity="0 0 -9.81"/>
+  <default><joint type="slide" damping="0.3"/><default class="stiff"><joint stiffness="20" springref="0.1"/></default></default>
+  <worldbody>
+    <body name="a" pos="0 0 0" quat="0.9 0.1 0.3 0.2">
+      <joint name="s1" axis="1 0 0"/>
+      <geom type="cylinder" size="0.1 0.2" density="500"/>
+      <body name="b" pos="0.3 0 0">
+        <joint name="s2" axis="0 1 1" class="stiff"/>
+        <joint name="h" type="hinge" axis="1 1 0" pos="0 0.1 0"/>
+        <geom type="box" size="0.1 0.2 0.05" pos="0.1 0 0" euler="20 10 0"/>
+      </body>
+    </body>
+  </worldbody>
+  <actuator><motor joint="s1" gear="3"/><motor joint="h" gear="0.5" ctrlrange="-2 2"/></actuator>
+</mujoco>"""
+
+FLOATING = """<mujoco model="floating">
+  <option timestep="0.002"/>
+  <worldbody>
+    <body name="torso" pos="0 0 1" euler="10 20 30">
+      <freejoint name="root"/>
+      <geom type="box" size="0.2 0.1 0.05"/>
+      <geom type="sphere" size="0.1" pos="0.2 0 0"/>
+      <body name="leg" pos="0.2 0.1 0">
+        <joint name="hip" type="hinge" axis="0 1 1" damping="0.1"/>
+        <geom type="capsule" fromto="0 0 0 0.3 0 -0.3" size="0.04"/>
+      </body>
+    </body>
+  </worldbody>
+  <actuator><motor joint="hip" gear="3"/></actuator>
+</mujoco>"""
+
+CHAIN = """<mujoco model="chain">
+  <option timestep="0.0005"/>
+  <worldbody>
+    <body name="l1" pos="0 0 2">
+      <joint name="j1" type="hinge" axis="0 1 0"/>
+      <geom type="capsule" fromto="0 0 0 0.3 0 -0.3" size="0.03"/>
+      <body name="l2" pos="0.3 0 -0.3">
+        <joint name="j2" type="hinge" axis="0 1 0.2"/>
+        <geom type="capsule" fromto="0 0 0 0 0.1 -0.4" size="0.03"/>
+        <body name="l3" pos="0 0.1 -0.4">
+          <joint name="j3" type="hinge" axis="1 0 0"/>
+          <geom type="sphere" size="0.06" pos="0 0 -0.2"/>
+        </body>
+      </body>
+    </body>
+  </worldbody>
+</mujoco>"""
+
+DROP = """<mujoco model="drop">
+  <option timestep="0.001"/>
+  <worldbody>
+    <geom type="plane" size="5 5 0.1"/>
+    <body name="box" pos="0 0 0.5" euler="5 10 0">
+      <freejoint/>
+      <geom type="box" size="0.1 0.1 0.05" density="1000"/>
+    </body>
+  </worldbody>
+</mujoco>"""
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / f"{name}.xml"
+    p.write_text(text)
+    return str(p)
