@@ -25,8 +25,6 @@ serially inside it: one kernel launch per control step.
 """
 
 
-import os
-
 import numpy as np
 import taichi as ti
 import torch
@@ -363,7 +361,6 @@ class ClothSim(Simulator):
         if layout not in ("auto", "fused", "wide"):
             raise ValueError(f"layout must be 'auto', 'fused' or 'wide', got {layout!r}")
         self.layout = layout
-        self._threads = os.cpu_count() or 1
         self.model = model
         self.dtype, self.device = dtype, torch.device(device)
         self.n = n = model.num_particles
@@ -412,13 +409,13 @@ class ClothSim(Simulator):
 
     def _wide(self, N: int) -> bool:
         """Kernel layout of the forward step. "fused" runs one thread per env through all substeps
-        (one parallel task per launch: best on CPUs, where each parallel task costs ~10-100 us);
-        "wide" spreads every substep over particles and springs (GPUs; few large cloths)."""
+        (one parallel task per launch); "wide" spreads every substep over particles and springs.
+        auto: wide on GPUs only. On this 2-core CPU the wide layout lost at every size of the
+        peer benchmark (d = 32..128, one cloth), its two parallel tasks per substep costing more
+        than the second core gives (docs/benchmarks.md)."""
         if self.layout != "auto":
             return self.layout == "wide"
-        if self.device.type == "cuda":
-            return True
-        return N == 1 and self._threads > 1 and self.n >= 8192
+        return self.device.type == "cuda"
 
     # state helpers ----------------------------------------------------------------------------
     def positions(self, state):

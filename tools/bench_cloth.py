@@ -32,7 +32,7 @@ text = f"""# Benchmarks
 Command: `python tools/bench_cloth.py{' --quick' if args.quick else ''}` ({time.time() - t0:.0f} s).
 Machine: {machine()}. Best of several repeats; all figures of a table from one run.
 
-### cloth-fold (10 x 10 cloth, 16 substeps per control step), float32
+### cloth-fold (10 x 10 cloth, {__import__("mbmix_taichi").make("cloth-fold").sim.substeps} substeps per control step), float32
 
 {task_table(rows)}
 
@@ -49,6 +49,18 @@ substeps) and with the wide layout (each substep spread over both cores), and tw
 once (two envs, one core each):
 
 {peer_table(peer)}
+
+Where the time goes. Every kernel launch is one parallel loop over envs (or envs x probes);
+substeps, springs and particles run serially inside it, so a control step or frame is one
+launch and the step is not launch-bound at any size (the launch count column). The price is
+one core per cloth: a single cloth runs at the speed of one core (about 60-100 ns per
+particle-substep with ~6 springs each, float32), and two cloths at once use both cores. The
+issue's target of 25 M particle-substeps/s at d = 64 (1.5x Warp's single-threaded CPU
+backend) would need both cores on one cloth; the wide layout does that, but Taichi 1.7.4's
+CPU runtime charges each parallel loop tens of microseconds of dispatch (measured 12-130 us
+here depending on load), and a substep needs two, so the wide layout loses at every size on
+this machine; it is the layout used on GPUs. The VJP costs about 1-2x the forward step
+(hand-written adjoint over a recorded substep tape; naive Taichi autodiff measured 7-13x).
 """
 out = Path(args.out)
 if out.exists():  # keep other sections (e.g. articulated, learner) written by other tools
