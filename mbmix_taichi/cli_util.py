@@ -26,5 +26,7 @@ def parse_task_options(pairs) -> dict:
         if "=" not in pair:
             raise OptionError(f"task option {pair!r} must look like KEY=VALUE")
         k, v = pair.split("=", 1)
+        if not k.strip():
+            raise OptionError(f"task option {pair!r} has an empty key")
         out[k.strip().replace("-", "_")] = parse_value(v)
     return out

@@ -35,7 +35,6 @@ place and actors are moved, never re-created. Render code never looks at task na
 """
 from __future__ import annotations
 
-import ast
 import os
 import sys
 from pathlib import Path
@@ -450,30 +449,7 @@ def tile_frames(frames, k: int = SHEET_FRAMES, gap: int = 4) -> np.ndarray:
 
 
 # -- what to roll out ---------------------------------------------------------------------
-
-def parse_task_options(items) -> dict:
-    """["size=12", "mesh=tshirt", "noise=0.1", "flag=true"] -> {"size": 12, ...}."""
-    out = {}
-    for item in items or ():
-        if "=" not in item:
-            raise OptionError(f"task option {item!r} is not KEY=VALUE")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        if not key:
-            raise OptionError(f"task option {item!r} has an empty key")
-        low = raw.strip().lower()
-        if low in ("true", "false"):
-            value = low == "true"
-        elif low in ("none", "null"):
-            value = None
-        else:
-            try:
-                value = ast.literal_eval(raw.strip())
-            except (ValueError, SyntaxError):
-                value = raw
-        out[key] = value
-    return out
-
+from .cli_util import parse_task_options  # noqa: E402  (re-exported for callers of render)
 
 def is_run_dir(target) -> bool:
     p = Path(str(target))

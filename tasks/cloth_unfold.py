@@ -4,7 +4,6 @@ Start: the cloth folded in half over x = x_mid, the fold a half-cylinder of rand
 4-12 mm, with 1 mm in-plane jitter (seeded). The pickers hold the corners of the folded
 layer's free edge (the same material corners as in cloth-fold). Goal: the flat cloth.
 """
-import numpy as np
 import torch
 
 from ._cloth import ClothTask

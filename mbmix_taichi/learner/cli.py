@@ -5,20 +5,8 @@ import json
 
 import click
 
+from ..cli_util import parse_task_options
 from ..errors import OptionError
-
-
-def _parse_task_options(items) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise OptionError(f"--task-option expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return out
 
 
 @click.command("train")
@@ -49,7 +37,7 @@ def train(task, algo, iterations, num_envs, seed, out, config_file, resume, task
     if num_envs is not None:
         overrides["num_envs"] = num_envs
     if task_option:
-        overrides["task_options"] = _parse_task_options(task_option)
+        overrides["task_options"] = parse_task_options(task_option)
     cfg = resolve(task, algo, config_file, overrides)
     out = out or f"runs/{task}-{cfg.algo}-s{cfg.seed}"
     if not resume:
