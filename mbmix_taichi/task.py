@@ -7,6 +7,7 @@ so rewards and observations are differentiable.
 """
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ import torch
 from .errors import OptionError
 
 
-class Task:
+class Task(abc.ABC):
     #: registry name, e.g. "cloth-fold"
     name: str = ""
     #: one line shown by `mbmix-taichi tasks`
@@ -50,19 +51,23 @@ class Task:
                 self.options[k] = type(d)(v)
 
     # -- to implement -------------------------------------------------------------
+    @abc.abstractmethod
     def build(self, dtype: torch.dtype, device: torch.device):
         """Build and return the simulator (a physics.Simulator); set episode_length, act_dim, obs_dim."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def reset(self, generator: torch.Generator, num_envs: int) -> torch.Tensor:
         """Seeded initial states [num_envs, state_dim] (draw all randomness from `generator`)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def observe(self, state: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def reward(self, state, action, next_state) -> torch.Tensor:
-        raise NotImplementedError
+        ...
 
     # -- optional -----------------------------------------------------------------
     def control(self, action: torch.Tensor) -> torch.Tensor:

@@ -14,10 +14,12 @@ Simulators never import the learner.
 """
 from __future__ import annotations
 
+import abc
+
 import torch
 
 
-class Simulator:
+class Simulator(abc.ABC):
     state_dim: int
     control_dim: int
     dtype: torch.dtype
@@ -26,17 +28,20 @@ class Simulator:
     launches: int = 0
 
     # -- to implement -------------------------------------------------------------
+    @abc.abstractmethod
     def step(self, state: torch.Tensor, control: torch.Tensor, record: bool = False):
         """Return (next_state, tape). ``tape`` is whatever ``vjp_tape`` needs (None if not recorded)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def vjp_tape(self, tape, cotangent: torch.Tensor):
         """Return (g_state [N, ds], g_control [N, dc]) = cotangent^T d next_state / d(state, control)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def jvp(self, state, control, t_state, t_control):
         """Return d next_state along (t_state, t_control); tangents [N, ds]/[N, dc] or [N, P, .]."""
-        raise NotImplementedError
+        ...
 
     # -- derived --------------------------------------------------------------------
     def vjp(self, state, control, cotangent):

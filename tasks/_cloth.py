@@ -13,6 +13,8 @@ score   = exp(-10 * chamfer(x, goal))     (DaXBench's metric; chamfer in metres,
 """
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 import torch
 
@@ -137,11 +139,13 @@ class ClothTask(Task):
         return out
 
     # -- to define in subclasses ------------------------------------------------------------------
+    @abc.abstractmethod
     def _goal(self) -> torch.Tensor:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _initial_positions(self, gen: torch.Generator, n: int) -> torch.Tensor:
-        raise NotImplementedError
+        ...
 
     # -- task functions ----------------------------------------------------------------------------
     def reset(self, generator, num_envs):

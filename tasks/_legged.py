@@ -13,6 +13,7 @@ height term (task-specific), action penalty * sum(a^2).
 """
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -79,8 +80,9 @@ class LeggedTask(RigidTask):
         return torch.cat([pos[:, 2:3], quat, lin_vel, ang_vel, state[:, 7:nq],
                           self.joint_vel_obs_scaling * state[:, nq + 6:], up[:, 2:3], head[:, None]], 1)
 
+    @abc.abstractmethod
     def height_term(self, z):
-        raise NotImplementedError
+        ...
 
     def reward(self, state, action, next_state):
         pos, quat, lin_vel, ang_vel, up, head = self._parts(next_state)

@@ -51,7 +51,14 @@ class _FakeSim(Simulator):
         v[:, :, -1, 2] += lift  # the +x column rises
         nxt[:, 3 * N * N: 3 * N * N + 6].reshape(-1, 2, 3)[:, :, 2] += lift
         nxt[:, -3] += 0.05 * (1.0 + control[:, 1])
-        return nxt, None
+        return nxt, ((state, control) if record else None)
+
+    # derivatives by torch.func (every Simulator provides them; rendering never calls them)
+    def vjp_tape(self, tape, cotangent):
+        return torch.func.vjp(lambda s, c: self.step(s, c)[0], *tape)[1](cotangent)
+
+    def jvp(self, state, control, t_state, t_control):
+        return torch.func.jvp(lambda s, c: self.step(s, c)[0], (state, control), (t_state, t_control))[1]
 
 
 class _FakeTask(mt.Task):
