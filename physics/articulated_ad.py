@@ -469,7 +469,6 @@ def generate(g: Graph, nx: int, nu: int, outputs: list, substeps: int, fp: str, 
         outs = pr.pack(out_ids)
         load = [f"v{i} = s[e, {j}]" for j, i in enumerate(pr.inputs[:nx]) if i is not None]
         load += [f"v{i} = c[e, {j}]" for j, i in enumerate(pr.inputs[nx:]) if i is not None]
-        xs = [f"v{i}" if i is not None else None for i in pr.inputs[:nx]]
         src += ["@ti.kernel",
                 f"def forward(s: {nd2}, c: {nd2}, out: {nd2}, tape: {nd3}, rec: ti.i32):",
                 "    for e in range(s.shape[0]):"]

@@ -131,7 +131,7 @@ def main(argv=None):
     test = collect(env, a.test_episodes, 99, 0, True)
     horizons = [1, 2, 5, 10]
     # reference: the Jacobian of "s' = s + constant" (identity w.r.t. s, zero w.r.t. a)
-    js_t, ja_t = test["js"].reshape(-1, *test["js"].shape[2:]), test["ja"].reshape(-1, *test["ja"].shape[2:])
+    js_t = test["js"].reshape(-1, *test["js"].shape[2:])
     eye = torch.eye(js_t.shape[-1], dtype=js_t.dtype)
     ident = {"jac_s_rel": float(((eye - js_t).norm(dim=(-1, -2)) / js_t.norm(dim=(-1, -2))).mean()),
              "jac_a_rel": 1.0}
