@@ -112,6 +112,20 @@ class Env:
     def get_state(self) -> torch.Tensor:
         return self._state.clone()
 
+    def episode_state(self) -> dict:
+        """What besides the simulator state a bit-identical resume needs: the per-env step
+        counters and the reset generator's state (plain tensors)."""
+        return {"state": self._state.detach().clone(), "t": self._t.clone(), "gen": self._gen.get_state()}
+
+    def set_episode_state(self, d: dict) -> None:
+        """Restore what `episode_state` returned."""
+        t = torch.as_tensor(d["t"], dtype=torch.long)
+        if t.shape != self._t.shape:
+            raise InputError(f"episode state is for {t.shape[0]} envs; this env has {self.num_envs}")
+        self.set_state(d["state"])
+        self._t = t.clone()
+        self._gen.set_state(d["gen"])
+
     def set_state(self, state) -> None:
         self._state = self._tensor(state, "state", self.state_dim, rows=self.num_envs)
 

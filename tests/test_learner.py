@@ -7,16 +7,17 @@ import torch
 
 import _toy  # noqa: F401  (registers toy-reach)
 from mbmix_taichi.learner import ALGOS, Run, evaluate, load_policy, resolve, untrained_policy
-from mbmix_taichi.learner.algos import Agent
+from mbmix_taichi.learner.agent import Agent
 
 FAST = dict(num_envs=8, actor_hidden=[32, 32], critic_hidden=[32, 32], critic_iterations=4,
             model_hidden=[48, 48], model_updates=15, model_batch=128, rollout_batch=64, policy_updates=2,
             model_horizon=8, collect_steps=8, horizon=16, checkpoint_every=0, ensemble_size=2)
-ITERS = {"mbmix": 8, "mbmix-mse": 8, "mix": 16, "shac": 16, "bptt": 12}
+ITERS = {"mbmix": 8, "mbmix-mse": 8, "mbmix-model": 20, "mix": 16, "shac": 16, "bptt": 12}
 
 
 def _cfg(algo, **kw):
-    return resolve("toy-reach", algo, overrides={**FAST, "iterations": ITERS[algo], **kw})
+    fast = {k: v for k, v in FAST.items() if not (algo == "bptt" and k == "horizon")}  # bptt: whole episodes
+    return resolve("toy-reach", algo, overrides={**fast, "iterations": ITERS[algo], **kw})
 
 
 @pytest.mark.parametrize("algo", ALGOS)
@@ -26,10 +27,10 @@ def test_algorithm_improves_return(algo, tmp_path):
     assert len(rows) == ITERS[algo] and rows[-1]["skipped"] == 0
     trained = evaluate(*load_policy(tmp_path / algo), episodes=16)
     print(algo, trained, untrained := evaluate(*untrained_policy(tmp_path / algo), episodes=16))
-    untrained = evaluate(*untrained_policy(tmp_path / algo), episodes=16)
-    # the untrained policy returns about -235 (score 0.02) on these 16 episodes
-    assert trained["return"] > 0.5 * untrained["return"] + 5.0, (trained, untrained)
-    assert trained["score"] > untrained["score"] + 0.1
+    # the untrained policy acts near zero (its head starts small): return about -53, score 0.46
+    # on these 16 episodes; a drift force pulls the point away from the origin
+    assert trained["return"] > 0.7 * untrained["return"] + 5.0, (trained, untrained)
+    assert trained["score"] > untrained["score"] + 0.05
 
 
 def _metrics(path):
@@ -69,8 +70,8 @@ def test_non_finite_updates_are_skipped(tmp_path):
     agent: Agent = run.agent
     before = [p.clone() for p in agent.actor.parameters()]
     p0 = next(agent.actor.parameters())
-    agent._optimise(p0.sum() * float("nan"), agent.actor.parameters(), agent.actor_opt, "actor")
-    agent._optimise((p0 * torch.tensor(float("inf"))).sum() * 0 + p0.sum() ** 0.5 * 0 + (p0 * float("inf")).mean(),
+    agent.optimise(p0.sum() * float("nan"), agent.actor.parameters(), agent.actor_opt, "actor")
+    agent.optimise((p0 * torch.tensor(float("inf"))).sum() * 0 + p0.sum() ** 0.5 * 0 + (p0 * float("inf")).mean(),
                     agent.actor.parameters(), agent.actor_opt, "actor")
     assert agent.skipped == 2
     for b, p in zip(before, agent.actor.parameters()):

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import MbmixError, OptionError
 
-ALGOS = ("mbmix", "mix", "shac", "bptt", "mbmix-mse")
+ALGOS = ("mbmix", "mix", "shac", "bptt", "mbmix-mse", "mbmix-model")
 
 
 class RunError(MbmixError):
@@ -55,6 +55,9 @@ class Config:
     #: target critic Polyak factor (SHAC: target <- a * target + (1 - a) * critic); 0 = none
     target_critic_alpha: float = 0.2
     obs_norm: bool = True
+    #: per-env truncation of the state cotangent through a rollout: a row whose norm exceeds this
+    #: (or is not finite) is zeroed, cutting that env's window there (0 = only non-finite rows)
+    grad_truncation: float = 1e3
 
     # -- MB-MIX: data, model (eq. 4) and branch rollouts (Algorithm 1) -----------------
     #: env steps per env collected per iteration (Algorithm 1 line 1)
@@ -77,6 +80,12 @@ class Config:
     model_horizon: int = 16
     #: iterations of data collection before the first policy update
     warmup_iterations: int = 1
+    #: measure the model's k-step policy-gradient cosine (k = 1..model_horizon) against the
+    #: simulator's every this many iterations (0 = never)
+    fidelity_every: int = 1
+    #: branch length = the longest k whose every cosine up to k reaches this (adaptive_horizon)
+    fidelity_threshold: float = 0.8
+    adaptive_horizon: bool = True
 
     # -- bookkeeping ----------------------------------------------------------------------------
     checkpoint_every: int = 10
@@ -92,12 +101,20 @@ class Config:
 ALGO_PRESETS: dict[str, dict[str, Any]] = {
     "mbmix": {},
     "mbmix-mse": {"sobolev_alpha": 0.0},
+    "mbmix-model": {},
     "mix": {"horizon": 32},
     # SHAC: h = 32, TD(lambda = 0.95) critic, target critic, gamma 0.99, betas (0.7, 0.95), grad norm 1;
     # its actor loss is the plain h-step return with a terminal value (lam = 1 in eq. 3).
     "shac": {"horizon": 32, "lam": 1.0, "mix_interval": 1, "critic_lambda": 0.95},
     # BPTT / APG: whole episodes, no critic, plain sum of rewards.
     "bptt": {"horizon": 0, "lam": 1.0, "mix_interval": 1, "use_critic": False},
+}
+
+# Values that define an algorithm: they win over task presets, and a user value that contradicts
+# one is an error (not silently replaced).
+FORCED: dict[str, dict[str, Any]] = {
+    "mbmix-mse": {"sobolev_alpha": 0.0},  # the ablation: eq. 4 without the Jacobian term
+    "bptt": {"horizon": 0, "use_critic": False},  # APG: whole episodes, no critic
 }
 
 # Per-task presets (lambda 0.98 and mix interval 1 or 2 as in the paper).
@@ -114,8 +131,10 @@ _CLOTH = {
     # MB-MIX: a short branch horizon keeps the learned model's compounding error small; the cloth
     # Jacobian (222 x 228) is matched through 4 JVP probes per transition with a small alpha
     "model_horizon": 8, "sobolev_alpha": 0.1, "num_probes": 4,
-    # 64 new transitions per iteration: a few model steps and critic epochs per iteration suffice
-    "model_updates": 20, "ensemble_size": 3, "critic_iterations": 4,
+    # 240 new transitions per iteration: a few model steps and critic epochs per iteration suffice;
+    # the model's gradient fidelity (8 short rollouts through simulator and model) every 5th iteration
+    "model_updates": 20, "ensemble_size": 3, "critic_iterations": 4, "policy_updates": 2,
+    "fidelity_every": 5, "checkpoint_every": 50, "buffer_size": 12000,
 }
 
 TASK_PRESETS: dict[str, dict[str, Any]] = {
@@ -197,6 +216,7 @@ def resolve(task: str, algo: str = "mbmix", file=None, overrides: dict | None = 
     cfg = apply(cfg, ALGO_PRESETS[algo], f"the {algo} preset")
     cfg = apply(cfg, TASK_PRESETS.get(task, {}), f"the {task} preset")
     cfg = apply(cfg, TASK_ALGO_PRESETS.get((task, algo), {}), f"the {task}/{algo} preset")
+    cfg = apply(cfg, FORCED.get(algo, {}), f"what {algo} is")
     if file is not None:
         data = load_file(file)
         if "algo" in data and data["algo"] != algo:
@@ -207,10 +227,10 @@ def resolve(task: str, algo: str = "mbmix", file=None, overrides: dict | None = 
             return resolve(task, a, file, overrides)
         cfg = apply(cfg, {k: v for k, v in data.items() if k != "task"}, str(file))
     cfg = apply(cfg, overrides or {}, "the command line")
-    if cfg.algo == "mbmix-mse":
-        cfg.sobolev_alpha = 0.0  # the ablation: eq. 4 without the Jacobian term
-    if cfg.algo == "bptt":
-        cfg.horizon, cfg.use_critic = 0, False  # APG: whole episodes, no critic
+    for key, value in FORCED.get(cfg.algo, {}).items():
+        if getattr(cfg, key) != value:
+            raise OptionError(f"{cfg.algo} requires {key} = {value!r} (that is what the algorithm is); "
+                              f"got {getattr(cfg, key)!r} from a config file or the command line")
     validate(cfg)
     return cfg
 

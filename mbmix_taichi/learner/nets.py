@@ -1,6 +1,8 @@
 """Actor, critic and the running observation normaliser shared by every algorithm."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -47,18 +49,42 @@ class RunningNorm(nn.Module):
 
 
 class Actor(nn.Module):
-    """Gaussian policy: mean tanh(MLP(obs)), state-independent log std; reparameterised samples."""
+    """Gaussian policy squashed after sampling (SHAC's parameterisation): u = mu(obs) + sigma eps,
+    a = tanh(u), with a state-independent log sigma. Every sample stays differentiable (no clamp:
+    a saturated action still has gradient 1 - tanh(u)^2 > 0); the deterministic action is tanh(mu).
+    The head starts small (x0.01) so that the untrained policy acts near zero (holding still)
+    instead of driving the robot steadily in one random direction."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: list, init_log_std: float = -1.0):
         super().__init__()
         self.net = mlp(obs_dim, hidden, act_dim)
+        with torch.no_grad():
+            self.net[-1].weight.mul_(0.01)
+            self.net[-1].bias.zero_()
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
 
     def forward(self, obs_n: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        mean = torch.tanh(self.net(obs_n))
+        mu = self.net(obs_n)
         if deterministic:
-            return mean
-        return mean + self.log_std.exp() * torch.randn_like(mean)
+            return torch.tanh(mu)
+        return torch.tanh(mu + self.log_std.exp() * torch.randn_like(mu))
+
+    def log_prob(self, obs_n: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log pi(a | obs) of the squashed Gaussian (change of variables through tanh), [B]."""
+        a = action.clamp(-1 + 1e-6, 1 - 1e-6)
+        u = torch.atanh(a)
+        mu, std = self.net(obs_n), self.log_std.exp()
+        logp_u = -0.5 * ((u - mu) / std) ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)
+        return (logp_u - torch.log1p(-a * a)).sum(-1)
+
+    def entropy_estimate(self, obs_n: torch.Tensor, samples: int = 1) -> torch.Tensor:
+        """Monte-Carlo entropy of the squashed policy, -E log pi(a), [B] (reparameterised)."""
+        mu, std = self.net(obs_n), self.log_std.exp()
+        eps = torch.randn((samples, *mu.shape), dtype=mu.dtype)
+        u = mu + std * eps
+        logp_u = (-0.5 * eps ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_det = (2 * (math.log(2) - u - nn.functional.softplus(-2 * u))).sum(-1)  # log(1 - tanh^2)
+        return -(logp_u - log_det).mean(0)
 
 
 class Critic(nn.Module):

@@ -20,11 +20,21 @@ from pathlib import Path
 
 import torch
 
-from .algos import Agent, build_networks
+from .agent import build_networks
+from .algos import make_agent
 from .config import Config, RunError, from_dict
 
 METRIC_COLUMNS = ["iteration", "env_steps", "wall_time", "return", "score", "actor_loss", "critic_loss",
-                  "model_loss", "model_jac_loss", "grad_norm", "skipped", "blowups", "steps_per_s"]
+                  "model_loss", "model_jac_loss", "grad_norm", "skipped", "blowups", "truncated", "branch",
+                  "steps_per_s"]
+
+
+def metric_columns(cfg: Config) -> list[str]:
+    """The metrics.csv columns of a run: the common ones, and for MB-MIX the model's policy-gradient
+    fidelity (cosine against the simulator's) at every branch length k."""
+    if cfg.algo.startswith("mbmix"):
+        return METRIC_COLUMNS + [f"fidelity_k{k}" for k in range(1, cfg.model_horizon + 1)]
+    return list(METRIC_COLUMNS)
 
 
 def make_env(cfg: Config, num_envs: int | None = None, seed: int | None = None):
@@ -63,10 +73,11 @@ class Run:
             cfg = saved
             del cfg_file
         self.cfg = cfg
+        self.columns = metric_columns(cfg)
         if cfg.torch_threads > 0:
             torch.set_num_threads(cfg.torch_threads)
         self.env = make_env(cfg)
-        self.agent = Agent(cfg, self.env)
+        self.agent = make_agent(cfg, self.env)
         self.agent.log = self.log
         self.rows: list[dict] = []
         self.wall = 0.0
@@ -106,14 +117,14 @@ class Run:
         tmp = self.out / "metrics.csv.tmp"
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(METRIC_COLUMNS)
+            w.writerow(self.columns)
             for r in self.rows:
-                w.writerow([_fmt(r.get(c, float("nan"))) for c in METRIC_COLUMNS])
+                w.writerow([_fmt(r.get(c, float("nan"))) for c in self.columns])
         os.replace(tmp, self.out / "metrics.csv")
 
     def _append_csv(self, row: dict) -> None:
         with open(self.out / "metrics.csv", "a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row.get(c, float("nan"))) for c in METRIC_COLUMNS])
+            csv.writer(f).writerow([_fmt(row.get(c, float("nan"))) for c in self.columns])
 
     def save_checkpoint(self) -> None:
         atomic_save({"format": 1, "config": self.cfg.to_dict(), "agent": self.agent.state_dict(),
