@@ -50,9 +50,10 @@ def test_same_seed_same_metrics(algo, tmp_path):
     assert _metrics(tmp_path / "a") != _metrics(tmp_path / "c")
 
 
-@pytest.mark.parametrize("algo", ["mbmix", "mix"])
-def test_resume_equals_uninterrupted(algo, tmp_path):
-    cfg = _cfg(algo, iterations=4)
+@pytest.mark.parametrize("algo,extra", [("mbmix", {}), ("mix", {}),
+                                        ("mbmix", {"full_jacobian_max_dim": 0})])  # random JVP probes
+def test_resume_equals_uninterrupted(algo, extra, tmp_path):
+    cfg = _cfg(algo, iterations=4, **extra)
     Run(cfg, tmp_path / "full", progress=False).train()
     Run(cfg, tmp_path / "split", progress=False).train(stop_after=2)  # as if interrupted
     assert not (tmp_path / "split" / "policy.pt").exists()

@@ -23,23 +23,25 @@ def rollout(env, u: torch.Tensor, state0: torch.Tensor):
     return ret, s
 
 
-def optimise(env, iterations: int = 200, lr: float = 0.05, init: float = 0.0, seed: int = 0,
+def optimise(env, iterations: int = 200, lr: float = 0.05, init=0.0, seed: int = 0,
              log=None) -> dict:
     """Optimise one open-loop action sequence per env (each env its own reset state).
 
+    `init`: the initial pre-squash actions u, a number or a tensor broadcastable to [T, N, da].
     Returns {"actions": tanh(u) [T, N, da], "returns": [iterations + 1] mean returns (before each
     update and after the last), "return": final [N], "score": final [N] (if the task reports one),
     "wall_time", "cpu_time"}."""
     torch.manual_seed(seed)
     env.reset(seed)
     state0 = env.get_state()
-    u = torch.full((env.episode_length, env.num_envs, env.act_dim), float(init), dtype=env.dtype, requires_grad=True)
+    shape = (env.episode_length, env.num_envs, env.act_dim)
+    u = (torch.as_tensor(init, dtype=env.dtype) + torch.zeros(shape, dtype=env.dtype)).clone().requires_grad_(True)
     opt = torch.optim.Adam([u], lr=lr)
     returns = []
     t0, c0 = time.perf_counter(), time.process_time()
     for it in range(iterations):
         ret, _ = rollout(env, u, state0)
-        returns.append(float(ret.mean()))
+        returns.append(float(ret.detach().mean()))
         opt.zero_grad()
         (-ret.sum()).backward()
         if not torch.isfinite(u.grad).all():
