@@ -1,4 +1,4 @@
-"""J_mix (METHOD.md eq. 1-3) and the critic targets of Algorithm 1 line 9."""
+"""J_mix (eq. 1-3, docs/method.md) and the critic targets of Algorithm 1 line 9."""
 import pytest
 import torch
 

@@ -1,4 +1,4 @@
-"""The Sobolev model loss (METHOD.md eq. 4): full-Jacobian form, random-projection estimate,
+"""The Sobolev model loss (eq. 4, docs/method.md): full-Jacobian form, random-projection estimate,
 and the effect of the Jacobian term on a learned model's Jacobian error."""
 import math
 

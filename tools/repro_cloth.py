@@ -119,7 +119,7 @@ def main(argv=None):
     fig.savefig(a.out + ".png", dpi=100)
     opts = {t: results[(t, algos[0], seeds[0])]["task_options"] for t in tasks}
     lines = [
-        "# Reproduction on the cloth tasks (METHOD.md Table 2 counterpart)",
+        "# Reproduction on the cloth tasks (the paper's Table 2 counterpart)",
         "",
         f"Run: `python tools/repro_cloth.py --budget {a.budget} --seeds {a.seeds}` "
         f"({sum(r['wall'] for r in results.values()) / 60:.0f} min of training in total, on 2 shared CPU cores).",

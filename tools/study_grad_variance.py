@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Gradient-variance study behind Theorem 1 of MB-MIX (METHOD.md): Var(MIX) <= Var(SHAC).
+"""Gradient-variance study behind Theorem 1 of MB-MIX (docs/method.md): Var(MIX) <= Var(SHAC).
 
 At a *fixed* policy, draw many independent gradient estimates (one per seed: random initial
 states from ``env.reset(seed)`` plus fresh Gaussian policy noise) and measure their spread.
@@ -8,7 +8,7 @@ Estimators (all are path derivatives, back-propagated through ``env.transition``
 
 * SHAC(h):  J = mean_envs[ sum_{t<h} gamma^t r_t + gamma^h V(s_h) ]
 * MIX(h, lambda):  J = mean_envs[ R_0 ],  R_t = r_t + gamma[(1-lambda) V(s_{t+1}) + lambda R_{t+1}],
-  R_h = V(s_h)  (eq. 2/3 of METHOD.md with the finite-window tail weight lambda^{h-1} on J_h).
+  R_h = V(s_h)  (eq. 2/3 of the paper, docs/method.md with the finite-window tail weight lambda^{h-1} on J_h).
   SHAC(h) is exactly MIX(h, lambda=1), so both use :func:`mix_objective`.
 
 The policy is a fixed random tanh-MLP giving the mean of a Gaussian with fixed std; actions are
@@ -49,7 +49,7 @@ DOCS = ROOT / "docs"
 
 
 # ---------------------------------------------------------------------------------------
-# The MIX objective (eq. 2/3 of METHOD.md, finite window); shared with study_tabular.py
+# The MIX objective (eq. 2/3 of the paper, docs/method.md, finite window); shared with study_tabular.py
 # ---------------------------------------------------------------------------------------
 def mix_objective(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
     """Lambda-returns of a window of h steps.
@@ -382,7 +382,7 @@ fresh reparameterised Gaussian action noise). Reported: **trace of the covarianc
 flattened gradient over seeds (± bootstrap standard error), the squared norm of the mean
 gradient, and the cosine between each estimator's mean gradient and SHAC's at the longest
 horizon. SHAC(h) = sum_{t<h} gamma^t r_t + gamma^h V(s_h); MIX(h, lambda) = the lambda-return R_0
-of the same window (eq. 2/3 of METHOD.md; SHAC is MIX with lambda = 1). All estimators at one
+of the same window (eq. 2/3 of the paper, docs/method.md; SHAC is MIX with lambda = 1). All estimators at one
 seed share initial states and noise. Policy: a fixed random tanh-MLP (64, 64) giving the mean,
 action = tanh(mean + std * eps). Value: a fixed MLP (64, 64), briefly fitted to truncated
 Monte-Carlo returns of that policy unless stated otherwise.

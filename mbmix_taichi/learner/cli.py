@@ -12,7 +12,7 @@ from ..errors import OptionError
 @click.command("train")
 @click.argument("task")
 @click.option("--algo", default="mbmix", show_default=True,
-              help="mbmix | mix | shac | bptt | mbmix-mse")
+              help="mbmix | mbmix-mse | mbmix-model | mix | shac | bptt (docs/method.md)")
 @click.option("--iterations", type=int, default=None, help="Training iterations (default: the task preset).")
 @click.option("--num-envs", type=int, default=None, help="Parallel environments (default: the task preset).")
 @click.option("--seed", type=int, default=0, show_default=True)

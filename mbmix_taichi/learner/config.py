@@ -30,7 +30,7 @@ class Config:
     num_envs: int = 8
     iterations: int = 200
 
-    # -- policy objective (METHOD.md eq. 1-3) ------------------------------------------
+    # -- policy objective (docs/method.md, eq. 1-3) ------------------------------------------
     gamma: float = 0.99
     #: lambda of trajectory-length mixing, eq. 2/3 (1.0 = SVG(inf) / SHAC's actor loss)
     lam: float = 0.98
@@ -97,7 +97,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# Per-algorithm presets (METHOD.md "Baselines").
+# Per-algorithm presets (docs/method.md, "Algorithms").
 ALGO_PRESETS: dict[str, dict[str, Any]] = {
     "mbmix": {},
     "mbmix-mse": {"sobolev_alpha": 0.0},

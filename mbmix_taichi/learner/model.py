@@ -1,4 +1,4 @@
-"""Ensemble dynamics model M_phi and the Sobolev loss (METHOD.md eq. 4).
+"""Ensemble dynamics model M_phi and the Sobolev loss (eq. 4 of the paper; docs/method.md).
 
 Each member is an MLP (SiLU, smooth so its Jacobian is meaningful) that maps the normalised
 (state, action) to the normalised state delta:  s_hat' = s + mu_d + sigma_d * f((s, a) normalised).
@@ -103,7 +103,7 @@ def _safe_std(x):
 
 
 def sobolev_loss(model: EnsembleModel, s, a, s_next, t_in=None, t_out=None, alpha: float = 1.0):
-    """METHOD.md eq. 4 with squared norms, in the model's normalised output units:
+    """Eq. 4 (docs/method.md) with squared norms, in the model's normalised output units:
 
         L = E_b [ ||D (s_hat' - s')||^2 / ds  +  alpha ||D (J_hat - J) C||_F^2 / (ds (ds + da)) ],
         D = diag(1 / sigma_delta),  J = [ds'/ds, ds'/da]  (one control step, from the simulator)

@@ -12,7 +12,7 @@ import torch
 def step_lambdas(h: int, lam: float, mix_interval: int = 1) -> list[float]:
     """lambda_t used at the boundary after step t (t = 0..h-2).
 
-    With mix interval k only horizons H in {k, 2k, ...} are mixed (METHOD.md, "Mix interval");
+    With mix interval k only horizons H in {k, 2k, ...} are mixed (docs/method.md, "Objectives");
     renormalising the weights (1 - lam) lam^(H-1) over that set gives (1 - lam^k) lam^(k(j-1))
     for H = jk, i.e. the ordinary lambda-return over blocks of k steps with lambda lam^k.
     Inside a block the recursion passes the return through unchanged (lambda_t = 1).
@@ -24,7 +24,7 @@ def step_lambdas(h: int, lam: float, mix_interval: int = 1) -> list[float]:
 def lambda_returns(rewards, next_values, dones, gamma: float, lam: float, mix_interval: int = 1):
     """R_t = r_t + gamma [ (1 - lam_t) V(s_{t+1}) + lam_t R_{t+1} ],   R_h = V(s_h).
 
-    This is METHOD.md eq. 3 over a finite window with the tail weight on J_h, i.e. the
+    This is eq. 3 (docs/method.md) over a finite window with the tail weight on J_h, i.e. the
     weighted sum of eq. 2 (see `j_mix_direct`), and Algorithm 1 line 9's target V_hat(s_t)
     when mix_interval = 1. Returns R [h, B] (R_t for every t; differentiable).
     """
@@ -44,7 +44,7 @@ def lambda_returns(rewards, next_values, dones, gamma: float, lam: float, mix_in
 
 
 def j_mix(rewards, next_values, dones, gamma: float, lam: float, mix_interval: int = 1):
-    """Policy objective (to maximise): METHOD.md eq. 3 for the window's first state, plus the
+    """Policy objective (to maximise): eq. 3 (docs/method.md) for the window's first state, plus the
     same for every episode that starts inside the window, averaged over envs and steps.
 
     With lam = 1 it is SHAC's h-step return with terminal value (SVG(inf) when V = 0);
