@@ -12,7 +12,7 @@ from mbmix_taichi.learner.agent import Agent
 FAST = dict(num_envs=8, actor_hidden=[32, 32], critic_hidden=[32, 32], critic_iterations=4,
             model_hidden=[48, 48], model_updates=15, model_batch=128, rollout_batch=64, policy_updates=2,
             model_horizon=8, collect_steps=8, horizon=16, checkpoint_every=0, ensemble_size=2)
-ITERS = {"mbmix": 8, "mbmix-mse": 8, "mbmix-model": 20, "mix": 16, "shac": 16, "bptt": 12}
+ITERS = {"mbmix": 20, "mbmix-mse": 20, "mbmix-model": 20, "mix": 24, "shac": 24, "bptt": 16}
 
 
 def _cfg(algo, **kw):

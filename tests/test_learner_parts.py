@@ -40,7 +40,10 @@ def test_squashed_gaussian_log_prob_matches_torch_distributions():
     # entropy estimate: -E log pi, compared with a large-sample estimate from torch.distributions
     samples = dist.sample((4000,)).clamp(-0.999999, 0.999999)
     ref = -dist.log_prob(samples).sum(-1).mean(0)
-    torch.testing.assert_close(actor.entropy_estimate(obs, samples=4000), ref, rtol=0.05, atol=0.05)
+    est = actor.entropy_estimate(obs, samples=4000)
+    assert est.shape == ref.shape
+    assert abs(float(est.mean() - ref.mean())) < 0.02  # two Monte-Carlo estimates of the same mean
+    assert (est - ref).abs().max() < 0.2
 
 
 def test_saturated_actions_keep_their_gradient():
@@ -165,3 +168,41 @@ def test_trajectory_optimisation_improves_a_cloth_return():
     assert out["returns"][-1] > out["returns"][0] + 0.05, out["returns"]
     assert out["actions"].shape == (8, 2, env.act_dim) and out["actions"].abs().max() <= 1
     assert "score" in out and out["score"].shape == (2,)
+
+
+@pytest.mark.parametrize("task,actor,critic,lrs,alpha,envs,iters", [
+    ("cartpole-swingup", [64, 64], [64, 64], (1e-2, 1e-3), 0.2, 64, 500),
+    ("hopper", [128, 64, 32], [64, 64], (2e-3, 2e-4), 0.2, 256, 2000),
+    ("cheetah", [128, 64, 32], [64, 64], (2e-3, 2e-3), 0.2, 64, 2000),
+    ("ant", [128, 64, 32], [64, 64], (2e-3, 2e-3), 0.2, 64, 2000),
+    ("humanoid", [256, 128], [128, 128], (2e-3, 5e-4), 0.995, 64, 2000),
+])
+def test_shac_presets_are_diffrls(task, actor, critic, lrs, alpha, envs, iters):
+    """The SHAC preset of each locomotion task is DiffRL's examples/cfg/shac/<task>.yaml."""
+    cfg = resolve(task, "shac")
+    assert (cfg.actor_hidden, cfg.critic_hidden, (cfg.actor_lr, cfg.critic_lr)) == (actor, critic, lrs)
+    assert (cfg.target_critic_alpha, cfg.num_envs, cfg.iterations) == (alpha, envs, iters)
+    assert (cfg.horizon, cfg.lam, cfg.critic_lambda, cfg.critic_iterations, cfg.critic_minibatches) == (32, 1.0, 0.95, 16, 4)
+    assert (cfg.gamma, cfg.betas, cfg.grad_norm, cfg.lr_schedule) == (0.99, [0.7, 0.95], 1.0, "linear")
+    assert cfg.critic_init == "orthogonal"
+    mb = resolve(task, "mbmix")  # the paper's MB-MIX: few envs, lambda 0.98, same networks
+    assert (mb.num_envs, mb.lam, mb.actor_hidden) == (8, 0.98, actor)
+
+
+def test_linear_learning_rate_decay_reaches_1e_5():
+    agent = _agent("shac", lr_schedule="linear", iterations=4, actor_lr=1e-3)
+    lrs = []
+    for _ in range(4):
+        agent.iterate()
+        lrs.append(agent.actor_opt.param_groups[0]["lr"])
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-3 + (1e-5 - 1e-3) * 3 / 4)
+    agent.iteration = 4
+    agent.schedule_learning_rates()
+    assert agent.actor_opt.param_groups[0]["lr"] == pytest.approx(1e-5)
+
+
+def test_critic_starts_orthogonal():
+    from mbmix_taichi.learner.nets import Critic
+
+    w = Critic(7, [16], orthogonal=True).net[0].weight
+    torch.testing.assert_close(w.T @ w, 2.0 * torch.eye(7), rtol=1e-4, atol=1e-4)  # gain sqrt 2

@@ -74,8 +74,9 @@ class Agent:
         self.cfg, self.env = cfg, env
         nets = build_networks(cfg, env)
         self.actor, self.obs_norm = nets["actor"], nets["obs_norm"]
-        self.critic = Critic(env.obs_dim, cfg.critic_hidden)
-        self.target_critic = Critic(env.obs_dim, cfg.critic_hidden)
+        ortho = cfg.critic_init == "orthogonal"
+        self.critic = Critic(env.obs_dim, cfg.critic_hidden, ortho)
+        self.target_critic = Critic(env.obs_dim, cfg.critic_hidden, ortho)
         self.target_critic.load_state_dict(self.critic.state_dict())
         for p in self.target_critic.parameters():
             p.requires_grad_(False)
@@ -187,9 +188,20 @@ class Agent:
                 self._scores.append(info["score"].float().cpu()[done])
             self.ep_return[done] = 0.0
 
+    def schedule_learning_rates(self) -> None:
+        """DiffRL's linear decay: lr(i) = lr0 + (1e-5 - lr0) * i / iterations (a function of the
+        iteration alone, so a resumed run follows the same schedule)."""
+        if self.cfg.lr_schedule != "linear":
+            return
+        frac = self.iteration / max(1, self.cfg.iterations)
+        for opt, lr0 in ((self.actor_opt, self.cfg.actor_lr), (self.critic_opt, self.cfg.critic_lr)):
+            for group in opt.param_groups:
+                group["lr"] = lr0 + (1e-5 - lr0) * frac
+
     def iterate(self) -> dict:
         """One iteration of the algorithm, with the metrics row's algorithm columns."""
         self._returns, self._scores = [], []
+        self.schedule_learning_rates()
         trunc0 = self.truncation.count
         out = self.iterate_once()
         self.iteration += 1

@@ -7,13 +7,19 @@ import torch
 from torch import nn
 
 
-def mlp(n_in: int, hidden: list, n_out: int) -> nn.Sequential:
-    """Linear -> LayerNorm -> ELU blocks (SHAC's actor/critic layout), linear head."""
+def mlp(n_in: int, hidden: list, n_out: int, orthogonal: bool = False) -> nn.Sequential:
+    """Linear -> ELU -> LayerNorm blocks and a linear head (DiffRL's actor and critic layout);
+    `orthogonal`: DiffRL's critic init (orthogonal weights, gain sqrt 2, zero biases)."""
     layers, d = [], n_in
     for h in hidden:
-        layers += [nn.Linear(d, h), nn.LayerNorm(h), nn.ELU()]
+        layers += [nn.Linear(d, h), nn.ELU(), nn.LayerNorm(h)]
         d = h
     layers.append(nn.Linear(d, n_out))
+    if orthogonal:
+        for m in layers:
+            if isinstance(m, nn.Linear):
+                nn.init.orthogonal_(m.weight, gain=math.sqrt(2))
+                nn.init.zeros_(m.bias)
     return nn.Sequential(*layers)
 
 
@@ -88,9 +94,9 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    def __init__(self, obs_dim: int, hidden: list):
+    def __init__(self, obs_dim: int, hidden: list, orthogonal: bool = False):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, 1)
+        self.net = mlp(obs_dim, hidden, 1, orthogonal=orthogonal)
 
     def forward(self, obs_n: torch.Tensor) -> torch.Tensor:
         return self.net(obs_n).squeeze(-1)
