@@ -3,12 +3,13 @@ Jacobian of one control step, at a state reached by random actions."""
 from __future__ import annotations
 
 import click
-import torch
 
 
 def check(task: str, num_envs: int = 2, seed: int = 0, warmup: int = 3, eps: float = 1e-7,
           jacobian_columns: int = 8, **options) -> dict:
     """Return the relative errors {jvp, vjp, jacobian, dot} of a task's step derivatives."""
+    import torch
+
     import mbmix_taichi as mt
 
     env = mt.make(task, num_envs=num_envs, seed=seed, dtype="float64", **options)
