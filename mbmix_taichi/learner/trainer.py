@@ -27,6 +27,25 @@ METRIC_COLUMNS = ["iteration", "env_steps", "wall_time", "return", "score", "act
                   "model_loss", "model_jac_loss", "grad_norm", "skipped", "blowups", "steps_per_s"]
 
 
+#: files whose presence means a directory holds a run (train refuses to replace them by accident)
+RUN_FILES = ("config.json", "metrics.csv", "checkpoint.pt", "policy.pt")
+
+
+def holds_run(path) -> bool:
+    return any((Path(path) / name).exists() for name in RUN_FILES)
+
+
+def free_run_dir(base) -> Path:
+    """`base` if it holds no run, else the first of base-2, base-3, ... that holds none."""
+    base = Path(base)
+    k = 1
+    path = base
+    while holds_run(path):
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    return path
+
+
 def make_env(cfg: Config, num_envs: int | None = None, seed: int | None = None):
     import mbmix_taichi as mt
 
@@ -50,9 +69,13 @@ class Run:
     """One training run in `out_dir`. `train()` runs until cfg.iterations (or `stop_after`
     more iterations, or Ctrl-C), writing metrics, checkpoints and the final policy."""
 
-    def __init__(self, cfg: Config | None, out_dir, resume: bool = False, progress: bool = True):
+    def __init__(self, cfg: Config | None, out_dir, resume: bool = False, progress: bool = True,
+                 overwrite: bool = False):
         self.out = Path(out_dir)
         self.progress = progress
+        if not resume and holds_run(self.out) and not overwrite:
+            raise RunError(f"{str(self.out)!r} already holds a run; continue it with --resume, replace it "
+                           f"with --overwrite, or choose another --out")
         if resume:
             cfg_file = self.out / "config.json"
             if not (self.out / "checkpoint.pt").is_file():
@@ -71,9 +94,11 @@ class Run:
         self.rows: list[dict] = []
         self.wall = 0.0
         self.out.mkdir(parents=True, exist_ok=True)
-        if not resume:  # a fresh run replaces whatever an earlier run left in this directory
-            for name in ("checkpoint.pt", "policy.pt", "log.txt"):
+        if not resume:  # overwrite=True: a fresh run replaces whatever an earlier run left here
+            for name in RUN_FILES + ("log.txt",):
                 (self.out / name).unlink(missing_ok=True)
+            for old_events in self.out.glob("events.out.tfevents.*"):
+                old_events.unlink()
         if resume:
             ckpt = load_checkpoint(self.out)
             try:
