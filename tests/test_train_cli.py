@@ -105,3 +105,19 @@ def test_existing_run_is_never_replaced_by_accident(tmp_path, cfg_file, monkeypa
     assert res.exit_code == 0, res.output
     assert json.loads((first / "config.json").read_text())["seed"] == 1
     assert len((first / "metrics.csv").read_text().strip().splitlines()) == 1 + 1
+
+
+def test_reporting_without_a_finished_episode_and_without_a_terminal(tmp_path, cfg_file):
+    """Episodes of 50 steps, 4 steps collected per iteration: after 2 iterations no episode has
+    finished. The output says so (no 'nan'); with no terminal a plain progress line appears;
+    log.txt has the run's start and end lines."""
+    out = tmp_path / "run"
+    res = _invoke("train", "toy-reach", "--algo", "shac", "--iterations", "2", "--out", str(out),
+                  "--config", str(cfg_file), "--task-option", "episode_length=50", "--num-envs", "2")
+    assert res.exit_code == 0, res.output
+    assert "nan" not in res.output.lower(), res.output
+    assert "no finished episode yet" in res.output.splitlines()[-1]
+    assert "shac toy-reach: iteration 1/2" in res.output and "iteration 2/2" in res.output
+    log = (out / "log.txt").read_text().splitlines()
+    assert "start: task toy-reach, algo shac" in log[0] and "end: iteration 2/2" in log[-1]
+    assert "no finished episode yet" in log[-1] and "policy.pt" in log[-1]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
@@ -32,7 +33,7 @@ def train(task, algo, iterations, num_envs, seed, out, config_file, resume, over
     """Train a policy on TASK; writes a run directory (config, metrics, checkpoints, policy)."""
     from ..registry import get_task_class
     from .config import resolve
-    from .trainer import Run, free_run_dir, holds_run, make_env
+    from .trainer import Run, describe, free_run_dir, holds_run, make_env
 
     get_task_class(task)  # unknown task -> one-line error
     overrides = {"seed": seed}
@@ -60,8 +61,7 @@ def train(task, algo, iterations, num_envs, seed, out, config_file, resume, over
     rows = run.train()
     last = rows[-1] if rows else {}
     click.echo(f"run {out}: iteration {last.get('iteration', 0)}, env steps {last.get('env_steps', 0)}, "
-               f"return {last.get('return', float('nan')):.4g}, score {last.get('score', float('nan')):.4g}, "
-               f"{last.get('wall_time', 0.0):.1f} s")
+               f"{describe(last)}, {last.get('wall_time', 0.0):.1f} s")
 
 
 @click.command("eval")
@@ -84,6 +84,9 @@ def eval_cmd(run_dir, episodes, seed, as_json):
         click.echo(json.dumps(res))
         return
     for name, r in res.items():
+        if not math.isfinite(r["return"]):
+            click.echo(f"{name:9s} no finished episode ({k} episodes, {task}, {cfg.algo})")
+            continue
         line = f"{name:9s} return {r['return']:.4g} +- {r['return_std']:.3g}"
         if "score" in r:
             line += f"   score {r['score']:.4g} +- {r['score_std']:.3g}"

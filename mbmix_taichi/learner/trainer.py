@@ -5,7 +5,7 @@ Run directory format (the renderer and plotter rely on it):
   metrics.csv     one row per iteration: iteration, env_steps, wall_time, return, score, losses...
   checkpoint.pt   everything needed to resume (written atomically: temp file + os.replace)
   policy.pt       the final policy: {"config", "actor", "obs_norm", "obs_dim", "act_dim"}
-  log.txt         skipped updates and other notes
+  log.txt         run start and end lines (timestamped), skipped updates, interrupts
   events.*        TensorBoard events, only if tensorboard is importable
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,9 @@ import torch
 
 from .algos import Agent, build_networks
 from .config import Config, RunError, from_dict
+
+#: with no terminal, a plain progress line at most this often (and at the first and last iteration)
+PLAIN_PROGRESS_SECONDS = 10.0
 
 METRIC_COLUMNS = ["iteration", "env_steps", "wall_time", "return", "score", "actor_loss", "critic_loss",
                   "model_loss", "model_jac_loss", "grad_norm", "skipped", "blowups", "steps_per_s"]
@@ -57,6 +61,17 @@ def atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def describe(row: dict) -> str:
+    """'return -9.7, score 0.6' of a metrics row, or why there is none yet."""
+    ret, score = row.get("return", math.nan), row.get("score", math.nan)
+    if not (isinstance(ret, (int, float)) and math.isfinite(ret)):
+        return "no finished episode yet"
+    text = f"return {ret:.4g}"
+    if isinstance(score, (int, float)) and math.isfinite(score):
+        text += f", score {score:.4g}"
+    return text
 
 
 def _fmt(v):
@@ -119,6 +134,11 @@ class Run:
             self._tb = None
 
     # -- files ------------------------------------------------------------------------------
+    def _note(self, msg: str) -> None:
+        """A timestamped line in log.txt only (run start and end)."""
+        with open(self.out / "log.txt", "a") as f:
+            f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
+
     def log(self, msg: str) -> None:
         with open(self.out / "log.txt", "a") as f:
             f.write(msg + "\n")
@@ -166,8 +186,14 @@ class Run:
             old = signal.signal(signal.SIGINT, on_sigint)
         except ValueError:  # not in the main thread
             old = None
+        self._note(f"{'resume at iteration ' + str(agent.iteration) if agent.iteration else 'start'}: "
+                   f"task {cfg.task}, algo {cfg.algo}, seed {cfg.seed}, {cfg.num_envs} envs, "
+                   f"{cfg.iterations} iterations, task options {json.dumps(cfg.task_options)}")
         bar = None
-        if self.progress:
+        # no terminal (a log file, CI, nohup): a plain line every ~10 s instead of a progress bar
+        plain = self.progress and not sys.stderr.isatty()
+        last_line = -math.inf
+        if self.progress and not plain:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.iterations, initial=agent.iteration, desc=f"{cfg.algo} {cfg.task}",
@@ -197,7 +223,14 @@ class Run:
                             "critic": row.get("critic_loss"), "steps/s": row["steps_per_s"]}
                     if "model_loss" in row:
                         post["model"] = row["model_loss"]
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in post.items() if isinstance(v, float)})
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in post.items()
+                                     if isinstance(v, float) and math.isfinite(v)})
+                if plain and (time.monotonic() - last_line >= PLAIN_PROGRESS_SECONDS
+                              or agent.iteration >= cfg.iterations or done_now == 1):
+                    last_line = time.monotonic()
+                    print(f"{cfg.algo} {cfg.task}: iteration {agent.iteration}/{cfg.iterations}, env steps "
+                          f"{agent.env_steps}, {describe(row)}, {self.wall:.0f} s, "
+                          f"{row['steps_per_s']:.0f} steps/s", flush=True)
                 if interrupted["flag"]:
                     break
                 if cfg.checkpoint_every > 0 and agent.iteration % cfg.checkpoint_every == 0:
@@ -214,6 +247,10 @@ class Run:
             self._tb.flush()
         if interrupted["flag"]:
             self.log(f"saved checkpoint at iteration {agent.iteration}; continue with --resume")
+        last = self.rows[-1] if self.rows else {}
+        self._note(f"end: iteration {agent.iteration}/{cfg.iterations}, env steps {agent.env_steps}, "
+                   f"{self.wall:.1f} s, {describe(last)}; wrote checkpoint.pt"
+                   + (", policy.pt" if agent.iteration >= cfg.iterations else " (unfinished: --resume continues)"))
         return self.rows
 
 
