@@ -20,7 +20,6 @@ import platform
 import time
 
 import click
-import torch
 
 
 def _best(fn, repeats: int = 5, inner: int = 3) -> float:
@@ -36,6 +35,8 @@ def _best(fn, repeats: int = 5, inner: int = 3) -> float:
 
 def bench_task(task: str, envs=(1, 16, 64), jacobian_envs=(1, 16), dtype="float32", repeats: int = 5,
                **options) -> list[dict]:
+    import torch
+
     import mbmix_taichi as mt
 
     rows = []
@@ -73,6 +74,8 @@ def bench_task(task: str, envs=(1, 16, 64), jacobian_envs=(1, 16), dtype="float3
 
 def bench_peer(sizes=(32, 64, 128), frames: int = 10, repeats: int = 3, num_cloths: int = 1,
                layout: str = "auto") -> list[dict]:
+    import torch
+
     from . import _ti
     from .physics.cloth import ClothSim
     from .physics.cloth_model import grid
@@ -124,6 +127,8 @@ def peer_table(rows) -> str:
 
 def machine() -> str:
     import os
+
+    import torch
 
     import taichi as ti
 

@@ -30,24 +30,40 @@ def main(tasks_dir):
 
 
 @main.command()
-def tasks():
-    """List tasks: name, state/obs/action dims, episode length, description."""
+@click.pass_context
+def tasks(ctx):
+    """List tasks: name, state/obs/action dims, episode length, description (default options)."""
+    from .catalog import BUILTIN_TASKS, format_rows
+
+    extra = bool(ctx.parent.params.get("tasks_dir")) or _has_task_entry_points()
+    if not extra:  # the built-in tasks only: no torch, no taichi, no simulator built
+        click.echo("\n".join(format_rows([(name, *row) for name, row in sorted(BUILTIN_TASKS.items())])))
+        return
     import mbmix_taichi as mt
     from .registry import get_task_class
 
     rows = []
     for name in mt.list_tasks():
+        if name in BUILTIN_TASKS:
+            rows.append((name, *BUILTIN_TASKS[name]))
+            continue
         cls = get_task_class(name)
         try:
             env = mt.make(name, num_envs=1)
             dims = (env.state_dim, env.obs_dim, env.act_dim, env.episode_length)
         except MbmixError:
-            dims = ("?", "?", "?", "?")  # a task that needs options (e.g. mjcf model=PATH)
+            dims = (None,) * 4  # a task that needs options (e.g. model=PATH)
         rows.append((name, *dims, cls.description))
-    head = ("task", "state", "obs", "act", "T", "description")
-    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(5)]
-    for r in [head] + rows:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r[:5], widths)) + "  " + str(r[5]))
+    click.echo("\n".join(format_rows(rows)))
+
+
+def _has_task_entry_points() -> bool:
+    try:
+        from importlib.metadata import entry_points
+
+        return bool(list(entry_points(group="mbmix_taichi.tasks")))
+    except Exception:
+        return True  # let the registry report it
 
 
 # commands defined in other modules register here (one line each)

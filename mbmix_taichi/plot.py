@@ -195,14 +195,20 @@ def plot_runs(run_dirs, out, x=None, band: str = "minmax", smooth: int = 1, titl
     for a in xs:
         if a not in X_AXES + ("iteration",):
             raise OptionError(f"x must be one of {', '.join(X_AXES + ('iteration',))}, got {a!r}")
-    runs, skipped = [], []
+    runs, reasons = [], {}  # reasons: skipped run dir -> why
     for d in run_dirs:
         try:
-            runs.append(load_run(d))
+            r = load_run(d)
         except EmptyRunError:
-            skipped.append(str(d))
+            reasons[str(d)] = "metrics.csv has no rows yet (no iteration finished)"
+            continue
+        if not any(m in r.columns and np.isfinite(r.columns[m]).any() for m in METRICS):
+            reasons[str(d)] = "no finished episode yet (return and score are empty in every row)"
+            continue
+        runs.append(r)
+    skipped = list(reasons)
     if not runs:
-        raise PlotError(f"no run has metrics yet ({', '.join(skipped)}: metrics.csv has no rows)")
+        raise PlotError("no run has metrics yet (" + "; ".join(f"{d}: {why}" for d, why in reasons.items()) + ")")
     for a in xs:
         if not any(a in r.columns for r in runs):
             raise PlotError(f"no run has a column {a!r} in metrics.csv (columns: {', '.join(runs[0].columns)})")
@@ -258,7 +264,7 @@ def plot_runs(run_dirs, out, x=None, band: str = "minmax", smooth: int = 1, titl
     except OSError as exc:
         raise PlotError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from exc
     return {"out": str(out), "runs": len(runs), "groups": {"/".join(k): len(m) for k, m in groups.items()},
-            "panels": len(rows) * len(xs), "curves": drawn, "skipped": skipped}
+            "panels": len(rows) * len(xs), "curves": drawn, "skipped": skipped, "skipped_reasons": reasons}
 
 
 __all__ = ["plot_runs", "algo_colors", "load_run", "group_runs", "aggregate", "PlotError", "Run"]

@@ -56,6 +56,6 @@ def plot_command(run_dirs, out, x, band, smooth, title):
 
     result = plot_runs(list(run_dirs), out, x=x, band=band, smooth=smooth, title=title)
     groups = ", ".join(f"{k} x{n}" for k, n in result["groups"].items())
-    for d in result["skipped"]:
-        click.echo(f"skipped {d}: metrics.csv has no rows yet", err=True)
+    for d, why in result["skipped_reasons"].items():
+        click.echo(f"skipped {d}: {why}", err=True)
     click.echo(f"wrote {result['out']} ({result['runs']} runs: {groups})")

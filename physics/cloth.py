@@ -12,6 +12,17 @@ A particle held by picker p moves rigidly with it: x' = x + delta_p / S, v' = de
 the picker moves by delta_p per control step (the control). State layout, per env:
 [x (n*3), v (n*3), picker positions (K*3)]; control: [delta (K*3)].
 
+Pickers respect the ground: a picker's vertical displacement is raised to
+    delta_p.z = max(delta_p.z, h - z_low),   z_low = min(picker z, z of the particles it holds)
+so that neither the picker nor anything it holds ends a control step below the ground h
+(a state that has them all above the ground never moves for a zero control). The clamp is
+applied to the control before the kernels run and its derivative is chained around them in
+`step`/`vjp_tape`/`jvp` (a clamped entry has zero derivative w.r.t. the control's z and -1
+w.r.t. z_low's state entry), so forward, tangent and adjoint stay exactly consistent. Like
+contact, the clamp is a kink: where it switches on, and where several of those heights tie
+for the lowest (the derivative then follows the first of them), a central difference that
+straddles it is not a derivative.
+
 Derivatives are hand-written tangent and adjoint kernels (no Taichi autodiff, so none of
 its pitfalls): the forward pass records x, v and u of every substep (a time-indexed tape),
 the adjoint walks it backwards, and the tangent pass reads it forwards with a batch of
@@ -403,6 +414,15 @@ class ClothSim(Simulator):
         prm[_P_DRAG], prm[_P_MU] = drag, friction
         prm[_P_H] = -1e30 if ground is None else ground
         self.prm = torch.tensor(prm, **f)
+        self.ground = None if ground is None else float(ground)
+        # per picker, the state entries (z of the picker, z of each held particle) whose lowest
+        # value bounds its downward displacement; padded with the picker's own entry
+        width = 1 + max((len(h) for h in self.held), default=0)
+        low = np.empty((K, width), dtype=np.int64)
+        for p, idx in enumerate(self.held):
+            entries = [6 * n + 3 * p + 2] + [3 * int(i) + 2 for i in idx]
+            low[p] = entries + [entries[0]] * (width - len(entries))
+        self._low_entries = torch.tensor(low, dtype=torch.int64, device=self.device)
         self._topo = (self.si, self.sj, self.rest, self.ke, self.kd, self.inc_ptr, self.inc_spr,
                       self.inc_sgn, self.inv_m, self.held_by, self.prm)
         self.jacobian_chunk = max(1, min(256, int(2e7 // max(1, model.num_springs * 3))))
@@ -442,6 +462,49 @@ class ClothSim(Simulator):
         assert state.shape[1] == self.state_dim and control.shape[1] == self.control_dim
         return state.contiguous(), control.contiguous()
 
+    def _ground_clamp(self, state, control):
+        """(effective control, clamp) with each picker's z displacement raised so that it and
+        the particles it holds stay above the ground; clamp = (mask [N, K], state entry [N, K]
+        of z_low) for the derivatives, or None when nothing is clamped."""
+        if self.ground is None or self.K == 0:
+            return control, None
+        N = state.shape[0]
+        cand = state[:, self._low_entries.view(-1)].view(N, self.K, -1)
+        z_low, arg = cand.min(2)
+        src = self._low_entries[torch.arange(self.K, device=self.device), arg]  # [N, K]
+        lo = self.ground - z_low
+        cz = control[:, 2::3]
+        mask = cz < lo
+        if not bool(mask.any()):
+            return control, None
+        eff = control.clone()
+        eff[:, 2::3] = torch.where(mask, lo, cz)
+        return eff, (mask, src)
+
+    @staticmethod
+    def _clamp_tangent(clamp, ts, tc):
+        """Control tangents of the clamped control: ts [N, P, ds], tc [N, P, dc]."""
+        if clamp is None:
+            return tc
+        mask, src = clamp
+        P = ts.shape[1]
+        from_state = -torch.gather(ts, 2, src[:, None, :].expand(-1, P, -1))  # d(h - z_low)
+        tc = tc.clone()
+        tc[..., 2::3] = torch.where(mask[:, None, :], from_state, tc[..., 2::3])
+        return tc
+
+    @staticmethod
+    def _clamp_adjoint(clamp, gs, gc):
+        """Adjoints w.r.t. (state, control) from those w.r.t. (state, clamped control)."""
+        if clamp is None:
+            return gs, gc
+        mask, src = clamp
+        gz = gc[:, 2::3]
+        gs = gs.scatter_add(1, src, -torch.where(mask, gz, torch.zeros_like(gz)))
+        gc = gc.clone()
+        gc[:, 2::3] = torch.where(mask, torch.zeros_like(gz), gz)
+        return gs, gc
+
     def _tape(self, N, SX, SU):
         n, M = self.n, self.model.num_springs
         e = dict(dtype=self.dtype, device=self.device)
@@ -450,6 +513,7 @@ class ClothSim(Simulator):
 
     def step(self, state, control, record=False):
         state, control = self._check(state, control)
+        control, clamp = self._ground_clamp(state, control)
         N = state.shape[0]
         out = torch.empty_like(state)
         # recording keeps every substep (the adjoint walks them back); otherwise two slots suffice
@@ -459,10 +523,10 @@ class ClothSim(Simulator):
         kernel(state.view(-1), control.view(-1), out.view(-1), X, V, U, Fs, *self._topo,
                N, self.n, self.K, self.substeps, SX, SU)
         self.launches += 1
-        return out, ((X, V, U, N) if record else None)
+        return out, ((X, V, U, N, clamp) if record else None)
 
     def vjp_tape(self, tape, cotangent):
-        X, V, U, N = tape
+        X, V, U, N, clamp = tape
         cot = cotangent.to(self.dtype).contiguous()
         e = dict(dtype=self.dtype, device=self.device)
         gs = torch.empty(N, self.state_dim, **e)
@@ -473,14 +537,15 @@ class ClothSim(Simulator):
         _adjoint(cot.view(-1), gs.view(-1), gc.view(-1), X, V, U, Fb, Db, Hb, *self._topo,
                  N, self.n, self.K, self.substeps)
         self.launches += 1
-        return gs, gc
+        return self._clamp_adjoint(clamp, gs, gc)
 
     def jvp(self, state, control, t_state, t_control):
         state, control = self._check(state, control)
         single = t_state.dim() == 2
         ts = (t_state.unsqueeze(1) if single else t_state).to(self.dtype).contiguous().clone()
         tc = (t_control.unsqueeze(1) if single else t_control).to(self.dtype).contiguous()
-        _, (X, V, U, N) = self.step(state, control, record=True)
+        _, (X, V, U, N, clamp) = self.step(state, control, record=True)
+        tc = self._clamp_tangent(clamp, ts, tc).contiguous()
         P = ts.shape[1]
         DF = torch.empty(N * P * self.model.num_springs * 3, dtype=self.dtype, device=self.device)
         _tangent(ts.view(-1), tc.view(-1), X, V, U, DF, *self._topo, N, P, self.n, self.K, self.substeps)

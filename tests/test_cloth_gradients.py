@@ -14,6 +14,14 @@ def _state_action(env, steps=3, seed=1):
     """A state with velocities and ground contact, reached by a few random actions."""
     g = torch.Generator().manual_seed(seed)
     env.reset(seed=seed)
+    # cloth-unfold holds particles at one height, level with their picker: a picker pressed to
+    # the ground is then clamped at a tie of them (a kink: central differences average two
+    # sides); distinct heights keep the checks away from it (see test_derivatives_exact_with_...)
+    s = env.get_state()
+    for idx in env.sim.held:
+        idx = torch.as_tensor(idx)
+        s[:, 3 * idx + 2] += torch.arange(1, len(idx) + 1, dtype=s.dtype) * 1e-4
+    env.set_state(s)
     for _ in range(steps):
         env.step((torch.rand(env.num_envs, env.act_dim, generator=g, dtype=env.dtype) * 2 - 1))
     a = torch.rand(env.num_envs, env.act_dim, generator=g, dtype=env.dtype) * 1.6 - 0.8
@@ -135,3 +143,41 @@ def test_float32_agrees_with_float64(task):
     j64 = e64.jvp(s64, a64, t, ta)
     j32 = e32.jvp(s32, a32, t.float(), ta.float())
     assert (j32.double() - j64).abs().max() < 1e-3 * j64.abs().max()
+
+
+def test_derivatives_exact_with_a_picker_clamped_at_the_ground(env64):
+    """A picker pushed into the ground is clamped (its z displacement raised to keep it and its
+    particles on the ground): the clamped entry has zero derivative w.r.t. the action and
+    follows the lowest held particle's height; JVP, VJP and Jacobian match finite differences."""
+    s, a = _state_action(env64)
+    a = a.clone()
+    a[:, 2] = -0.9  # picker 0 down (not at the action bound, a kink of its own), picker 1 up
+    a[:, 5] = 0.5
+    sim = env64.sim
+    held0 = torch.as_tensor(sim.held[0])  # at distinct heights (_state_action): no tie at the clamp
+    for _ in range(6):  # reach the ground first
+        s = env64.transition(s, a)
+    assert sim.pickers(s)[:, 0, 2].min() < 1e-9 or sim.positions(s)[:, held0, 2].min() < 1e-9, "picker 0 or a particle it holds should be on the ground"
+    _, (_, _, _, _, clamp) = sim.step(s, env64.task.control(a), record=True)
+    assert clamp is not None and clamp[0][:, 0].all() and not clamp[0][:, 1].any()
+    J_s, J_a = env64.jacobian(s, a)
+    assert J_a[:, :, 2].abs().max() == 0, "a clamped picker does not respond to its z action"
+    for c in list(range(env64.act_dim)):
+        ta = torch.zeros_like(a)
+        ta[:, c] = 1
+        fd = _fd(env64, s, a, torch.zeros_like(s), ta)
+        assert (J_a[:, :, c] - fd).abs().max() < 1e-6 * max(1.0, fd.abs().max().item()), c
+    # state columns: the held particles' heights (one of them bounds the clamp), a picker, others
+    cols = [3 * int(i) + 2 for i in sim.held[0]] + [env64.state_dim - 4, 0, 7]
+    for c in cols:
+        ts = torch.zeros_like(s)
+        ts[:, c] = 1
+        fd = _fd(env64, s, a, ts, torch.zeros_like(a))
+        assert (J_s[:, :, c] - fd).abs().max() < 1e-6 * max(1.0, fd.abs().max().item()), c
+    u, ts, ta = torch.randn_like(s), torch.randn_like(s), torch.randn_like(a)
+    g_s, g_a = env64.vjp(s, a, u)
+    fd = (u * _fd(env64, s, a, ts, ta)).sum(1)
+    ours = (g_s * ts).sum(1) + (g_a * ta).sum(1)
+    assert torch.allclose(ours, fd, rtol=1e-6, atol=1e-8 * fd.abs().max().item()), (ours, fd)
+    lhs = (u * env64.jvp(s, a, ts, ta)).sum(1)
+    assert torch.allclose(lhs, ours, rtol=1e-12, atol=1e-12 * lhs.abs().max().item())

@@ -109,3 +109,34 @@ def test_wide_and_fused_kernel_layouts_agree_to_rounding():
     for rec in (False, True):
         a, b = (sim.step(s, c, record=rec)[0] for sim in sims)
         assert torch.allclose(a, b, rtol=0, atol=1e-13)  # the wide kernel's constant S folds differently
+
+
+def test_pickers_and_what_they_hold_stay_above_the_ground():
+    """A picker driven down hard stops at the ground with the particles it holds; it still
+    moves sideways and up, and a picker already above the ground is not moved by a zero control."""
+    env = mt.make("cloth-fold", num_envs=2, seed=0, dtype="float64", resolution=5)
+    env.reset(seed=0)
+    sim = env.sim
+    held = np.concatenate(sim.held)
+    down = torch.tensor([[0.3, 0.0, -1.0, 0.0, 0.3, -1.0]] * 2, dtype=torch.float64)
+    lowest_picker, lowest_held, lowest_any = [], [], []
+    for _ in range(15):
+        env.step(down)
+        s = env.get_state()
+        lowest_picker.append(sim.pickers(s)[..., 2].min().item())
+        lowest_held.append(sim.positions(s)[:, held, 2].min().item())
+        lowest_any.append(sim.positions(s)[..., 2].min().item())
+    assert min(lowest_picker) >= -1e-12 and min(lowest_held) >= -1e-12 and min(lowest_any) >= -1e-9
+    assert abs(lowest_held[-1]) < 1e-12, "the lowest held particle should rest on the ground"
+    s = env.get_state()
+    p0 = sim.pickers(s).clone()
+    s1 = env.transition(s, down)
+    ctrl = env.task.control(down).view(2, 2, 3)
+    assert torch.allclose(sim.pickers(s1)[..., :2] - p0[..., :2], ctrl[..., :2]), "sideways motion is free"
+    assert torch.allclose(sim.pickers(s1)[..., 2], p0[..., 2]), "a picker held at the ground stays there"
+    assert (sim.pickers(env.transition(s, -down))[..., 2] > p0[..., 2] + 0.019).all(), "and can lift"
+    # a zero control moves no picker of a fresh reset (pickers and cloth above the ground)
+    env.reset(seed=1)
+    s = env.get_state()
+    s1 = env.transition(s, torch.zeros(2, env.act_dim, dtype=torch.float64))
+    assert torch.equal(sim.pickers(s1), sim.pickers(s))

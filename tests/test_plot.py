@@ -110,8 +110,21 @@ def test_plot_skips_empty_runs_and_errors(runs, tmp_path):
     empty.mkdir()
     (empty / "config.json").write_text("{}")
     (empty / "metrics.csv").write_text(",".join(COLUMNS) + "\n")
-    res = plot_runs([runs[0], empty], tmp_path / "a.png")
-    assert res["skipped"] == [str(empty)]
+    unfinished = tmp_path / "unfinished"  # iterations done, but no episode finished yet
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text('{"task": "hopper", "algo": "mbmix"}')
+    cols = {c: "1" for c in COLUMNS}
+    cols["return"] = cols["score"] = ""
+    (unfinished / "metrics.csv").write_text(",".join(COLUMNS) + "\n" + ",".join(cols[c] for c in COLUMNS) + "\n")
+    res = plot_runs([runs[0], empty, unfinished], tmp_path / "a.png")
+    assert res["skipped"] == [str(empty), str(unfinished)]
+    assert "no rows" in res["skipped_reasons"][str(empty)]
+    assert "no finished episode" in res["skipped_reasons"][str(unfinished)]
+    from mbmix_taichi.cli import main
+
+    r = CliRunner().invoke(main, ["plot", str(runs[0]), str(empty), str(unfinished), "--out", str(tmp_path / "a.png")])
+    assert r.exit_code == 0, r.output
+    assert f"skipped {unfinished}: no finished episode yet" in r.output and f"skipped {empty}: metrics.csv" in r.output
     with pytest.raises(PlotError, match="no run has metrics yet"):
         plot_runs([empty], tmp_path / "b.png")
     with pytest.raises(PlotError, match="does not exist"):

@@ -81,3 +81,43 @@ def test_corrupt_run_dir(tmp_path, cfg_file):
     _one_line_error(_invoke("train", "toy-reach", "--out", str(out), "--resume", "--quiet"), "checkpoint.pt")
     (out / "config.json").write_text("{")
     _one_line_error(_invoke("eval", str(out)), "config.json")
+
+
+def test_existing_run_is_never_replaced_by_accident(tmp_path, cfg_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ("train", "toy-reach", "--algo", "shac", "--iterations", "1", "--config", str(cfg_file), *FAST)
+    res = _invoke(*args)
+    assert res.exit_code == 0, res.output
+    first = tmp_path / "runs" / "toy-reach-shac-s0"
+    assert "runs/toy-reach-shac-s0" in res.output and (first / "policy.pt").is_file()
+    policy = (first / "policy.pt").read_bytes()
+    # the same command again: a new numbered directory, the first run untouched
+    res = _invoke(*args)
+    assert res.exit_code == 0, res.output
+    second = tmp_path / "runs" / "toy-reach-shac-s0-2"
+    assert "runs/toy-reach-shac-s0-2" in res.output and (second / "policy.pt").is_file()
+    assert (first / "policy.pt").read_bytes() == policy
+    # an explicit --out that holds a run: refused, unless --overwrite
+    _one_line_error(_invoke(*args, "--out", str(first)), "--resume", "--overwrite")
+    assert (first / "policy.pt").read_bytes() == policy
+    _one_line_error(_invoke(*args, "--out", str(first), "--resume", "--overwrite"), "--overwrite")
+    res = _invoke(*args, "--out", str(first), "--overwrite", "--seed", "1")
+    assert res.exit_code == 0, res.output
+    assert json.loads((first / "config.json").read_text())["seed"] == 1
+    assert len((first / "metrics.csv").read_text().strip().splitlines()) == 1 + 1
+
+
+def test_reporting_without_a_finished_episode_and_without_a_terminal(tmp_path, cfg_file):
+    """Episodes of 50 steps, 4 steps collected per iteration: after 2 iterations no episode has
+    finished. The output says so (no 'nan'); with no terminal a plain progress line appears;
+    log.txt has the run's start and end lines."""
+    out = tmp_path / "run"
+    res = _invoke("train", "toy-reach", "--algo", "shac", "--iterations", "2", "--out", str(out),
+                  "--config", str(cfg_file), "--task-option", "episode_length=50", "--num-envs", "2")
+    assert res.exit_code == 0, res.output
+    assert "nan" not in res.output.lower(), res.output
+    assert "no finished episode yet" in res.output.splitlines()[-1]
+    assert "shac toy-reach: iteration 1/2" in res.output and "iteration 2/2" in res.output
+    log = (out / "log.txt").read_text().splitlines()
+    assert "start: task toy-reach, algo shac" in log[0] and "end: iteration 2/2" in log[-1]
+    assert "no finished episode yet" in log[-1] and "policy.pt" in log[-1]

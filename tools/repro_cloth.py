@@ -40,7 +40,7 @@ def run_one(task, algo, seed, budget, root: Path, overrides: dict) -> dict:
     cfg = resolve(task, algo, overrides={"seed": seed, "checkpoint_every": 0, **overrides})
     cfg.iterations = max(1, budget // steps_per_iteration(cfg))
     t0, c0 = time.time(), time.process_time()
-    Run(cfg, out, progress=False).train()
+    Run(cfg, out, progress=False, overwrite=True).train()  # no repro.json: an unfinished run
     wall, cpu = time.time() - t0, time.process_time() - c0
     ev = evaluate(*load_policy(out), episodes=8, seed=777)
     num = lambda v: float(v) if v else math.nan  # noqa: E731

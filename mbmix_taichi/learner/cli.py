@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
@@ -17,18 +18,22 @@ from ..errors import OptionError
 @click.option("--num-envs", type=int, default=None, help="Parallel environments (default: the task preset).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Run directory (default: runs/TASK-ALGO-sSEED).")
+              help="Run directory (default: runs/TASK-ALGO-sSEED, or runs/TASK-ALGO-sSEED-2, -3, ... "
+                   "when that one holds an earlier run).")
 @click.option("--config", "config_file", type=click.Path(), default=None,
               help="A JSON or TOML file of config keys (see mbmix_taichi/learner/config.py).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out (default: runs/TASK-ALGO-sSEED) "
+              "from its checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --out (its checkpoint, policy "
+              "and metrics are deleted).")
 @click.option("--task-option", "task_option", multiple=True, metavar="KEY=VALUE",
               help="A task option (repeatable), e.g. --task-option resolution=6.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(task, algo, iterations, num_envs, seed, out, config_file, resume, task_option, quiet):
+def train(task, algo, iterations, num_envs, seed, out, config_file, resume, overwrite, task_option, quiet):
     """Train a policy on TASK; writes a run directory (config, metrics, checkpoints, policy)."""
     from ..registry import get_task_class
     from .config import resolve
-    from .trainer import Run, make_env
+    from .trainer import Run, describe, free_run_dir, holds_run, make_env
 
     get_task_class(task)  # unknown task -> one-line error
     overrides = {"seed": seed}
@@ -39,15 +44,24 @@ def train(task, algo, iterations, num_envs, seed, out, config_file, resume, task
     if task_option:
         overrides["task_options"] = parse_task_options(task_option)
     cfg = resolve(task, algo, config_file, overrides)
-    out = out or f"runs/{task}-{cfg.algo}-s{cfg.seed}"
+    if resume and overwrite:
+        raise OptionError("--resume continues a run and --overwrite replaces it; give one of them")
+    if out is None:
+        base = f"runs/{task}-{cfg.algo}-s{cfg.seed}"
+        out = base if resume or overwrite else str(free_run_dir(base))
+    elif not resume and not overwrite and holds_run(out):
+        raise OptionError(f"{out!r} already holds a run; continue it with --resume, replace it with "
+                          f"--overwrite, or choose another --out")
     if not resume:
         make_env(cfg, num_envs=1)  # validate task options before creating the run directory
-    run = Run(cfg if not resume or iterations is not None else None, out, resume=resume, progress=not quiet)
+    run = Run(cfg if not resume or iterations is not None else None, out, resume=resume, progress=not quiet,
+              overwrite=overwrite)
+    verb = "continuing" if resume else "replacing the run in" if overwrite else "writing"
+    click.echo(f"{verb} {out}")
     rows = run.train()
     last = rows[-1] if rows else {}
     click.echo(f"run {out}: iteration {last.get('iteration', 0)}, env steps {last.get('env_steps', 0)}, "
-               f"return {last.get('return', float('nan')):.4g}, score {last.get('score', float('nan')):.4g}, "
-               f"{last.get('wall_time', 0.0):.1f} s")
+               f"{describe(last)}, {last.get('wall_time', 0.0):.1f} s")
 
 
 @click.command("eval")
@@ -70,6 +84,9 @@ def eval_cmd(run_dir, episodes, seed, as_json):
         click.echo(json.dumps(res))
         return
     for name, r in res.items():
+        if not math.isfinite(r["return"]):
+            click.echo(f"{name:9s} no finished episode ({k} episodes, {task}, {cfg.algo})")
+            continue
         line = f"{name:9s} return {r['return']:.4g} +- {r['return_std']:.3g}"
         if "score" in r:
             line += f"   score {r['score']:.4g} +- {r['score_std']:.3g}"

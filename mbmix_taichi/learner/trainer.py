@@ -5,7 +5,7 @@ Run directory format (the renderer and plotter rely on it):
   metrics.csv     one row per iteration: iteration, env_steps, wall_time, return, score, losses...
   checkpoint.pt   everything needed to resume (written atomically: temp file + os.replace)
   policy.pt       the final policy: {"config", "actor", "obs_norm", "obs_dim", "act_dim"}
-  log.txt         skipped updates and other notes
+  log.txt         run start and end lines (timestamped), skipped updates, interrupts
   events.*        TensorBoard events, only if tensorboard is importable
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +24,9 @@ import torch
 from .agent import build_networks
 from .algos import make_agent
 from .config import Config, RunError, from_dict
+
+#: with no terminal, a plain progress line at most this often (and at the first and last iteration)
+PLAIN_PROGRESS_SECONDS = 10.0
 
 METRIC_COLUMNS = ["iteration", "env_steps", "wall_time", "return", "score", "actor_loss", "critic_loss",
                   "model_loss", "model_jac_loss", "grad_norm", "skipped", "blowups", "truncated", "branch",
@@ -35,6 +39,25 @@ def metric_columns(cfg: Config) -> list[str]:
     if cfg.algo.startswith("mbmix"):
         return METRIC_COLUMNS + [f"fidelity_k{k}" for k in range(1, cfg.model_horizon + 1)]
     return list(METRIC_COLUMNS)
+
+
+#: files whose presence means a directory holds a run (train refuses to replace them by accident)
+RUN_FILES = ("config.json", "metrics.csv", "checkpoint.pt", "policy.pt")
+
+
+def holds_run(path) -> bool:
+    return any((Path(path) / name).exists() for name in RUN_FILES)
+
+
+def free_run_dir(base) -> Path:
+    """`base` if it holds no run, else the first of base-2, base-3, ... that holds none."""
+    base = Path(base)
+    k = 1
+    path = base
+    while holds_run(path):
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    return path
 
 
 def make_env(cfg: Config, num_envs: int | None = None, seed: int | None = None):
@@ -50,6 +73,17 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def describe(row: dict) -> str:
+    """'return -9.7, score 0.6' of a metrics row, or why there is none yet."""
+    ret, score = row.get("return", math.nan), row.get("score", math.nan)
+    if not (isinstance(ret, (int, float)) and math.isfinite(ret)):
+        return "no finished episode yet"
+    text = f"return {ret:.4g}"
+    if isinstance(score, (int, float)) and math.isfinite(score):
+        text += f", score {score:.4g}"
+    return text
+
+
 def _fmt(v):
     if isinstance(v, float):
         return "" if math.isnan(v) else f"{v:.6g}"
@@ -60,9 +94,13 @@ class Run:
     """One training run in `out_dir`. `train()` runs until cfg.iterations (or `stop_after`
     more iterations, or Ctrl-C), writing metrics, checkpoints and the final policy."""
 
-    def __init__(self, cfg: Config | None, out_dir, resume: bool = False, progress: bool = True):
+    def __init__(self, cfg: Config | None, out_dir, resume: bool = False, progress: bool = True,
+                 overwrite: bool = False):
         self.out = Path(out_dir)
         self.progress = progress
+        if not resume and holds_run(self.out) and not overwrite:
+            raise RunError(f"{str(self.out)!r} already holds a run; continue it with --resume, replace it "
+                           f"with --overwrite, or choose another --out")
         if resume:
             cfg_file = self.out / "config.json"
             if not (self.out / "checkpoint.pt").is_file():
@@ -82,9 +120,11 @@ class Run:
         self.rows: list[dict] = []
         self.wall = 0.0
         self.out.mkdir(parents=True, exist_ok=True)
-        if not resume:  # a fresh run replaces whatever an earlier run left in this directory
-            for name in ("checkpoint.pt", "policy.pt", "log.txt"):
+        if not resume:  # overwrite=True: a fresh run replaces whatever an earlier run left here
+            for name in RUN_FILES + ("log.txt",):
                 (self.out / name).unlink(missing_ok=True)
+            for old_events in self.out.glob("events.out.tfevents.*"):
+                old_events.unlink()
         if resume:
             ckpt = load_checkpoint(self.out)
             try:
@@ -105,6 +145,11 @@ class Run:
             self._tb = None
 
     # -- files ------------------------------------------------------------------------------
+    def _note(self, msg: str) -> None:
+        """A timestamped line in log.txt only (run start and end)."""
+        with open(self.out / "log.txt", "a") as f:
+            f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
+
     def log(self, msg: str) -> None:
         with open(self.out / "log.txt", "a") as f:
             f.write(msg + "\n")
@@ -152,8 +197,14 @@ class Run:
             old = signal.signal(signal.SIGINT, on_sigint)
         except ValueError:  # not in the main thread
             old = None
+        self._note(f"{'resume at iteration ' + str(agent.iteration) if agent.iteration else 'start'}: "
+                   f"task {cfg.task}, algo {cfg.algo}, seed {cfg.seed}, {cfg.num_envs} envs, "
+                   f"{cfg.iterations} iterations, task options {json.dumps(cfg.task_options)}")
         bar = None
-        if self.progress:
+        # no terminal (a log file, CI, nohup): a plain line every ~10 s instead of a progress bar
+        plain = self.progress and not sys.stderr.isatty()
+        last_line = -math.inf
+        if self.progress and not plain:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.iterations, initial=agent.iteration, desc=f"{cfg.algo} {cfg.task}",
@@ -183,7 +234,14 @@ class Run:
                             "critic": row.get("critic_loss"), "steps/s": row["steps_per_s"]}
                     if "model_loss" in row:
                         post["model"] = row["model_loss"]
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in post.items() if isinstance(v, float)})
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in post.items()
+                                     if isinstance(v, float) and math.isfinite(v)})
+                if plain and (time.monotonic() - last_line >= PLAIN_PROGRESS_SECONDS
+                              or agent.iteration >= cfg.iterations or done_now == 1):
+                    last_line = time.monotonic()
+                    print(f"{cfg.algo} {cfg.task}: iteration {agent.iteration}/{cfg.iterations}, env steps "
+                          f"{agent.env_steps}, {describe(row)}, {self.wall:.0f} s, "
+                          f"{row['steps_per_s']:.0f} steps/s", flush=True)
                 if interrupted["flag"]:
                     break
                 if cfg.checkpoint_every > 0 and agent.iteration % cfg.checkpoint_every == 0:
@@ -200,6 +258,10 @@ class Run:
             self._tb.flush()
         if interrupted["flag"]:
             self.log(f"saved checkpoint at iteration {agent.iteration}; continue with --resume")
+        last = self.rows[-1] if self.rows else {}
+        self._note(f"end: iteration {agent.iteration}/{cfg.iterations}, env steps {agent.env_steps}, "
+                   f"{self.wall:.1f} s, {describe(last)}; wrote checkpoint.pt"
+                   + (", policy.pt" if agent.iteration >= cfg.iterations else " (unfinished: --resume continues)"))
         return self.rows
 
 
