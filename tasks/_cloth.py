@@ -61,6 +61,13 @@ class ClothTask(Task):
         "drag": 1.0,             # air drag [1/s]
         "friction": 1.0,         # ground Coulomb friction coefficient (cloth on a table)
     }
+    #: type and range of every option (grammar: mbmix_taichi.task.parse_option_type)
+    option_types = {
+        "resolution": "int >= 3", "size": "float > 0", "mesh": "path | None", "episode_length": "int >= 1",
+        "dt": "float > 0", "substeps": "int >= 1 | None", "max_step": "float > 0", "mass": "float > 0",
+        "stretch": "float >= 0", "shear": "float >= 0", "bend": "float >= 0", "damping": "float >= 0",
+        "drag": "float >= 0", "friction": "float >= 0",
+    }
     #: any |state entry| beyond this (metres, m/s) is a simulator blow-up
     state_limit = 100.0
 
