@@ -33,8 +33,10 @@ def main(tasks_dir):
 def tasks():
     """List tasks: name, state/obs/action dims, episode length, description."""
     import mbmix_taichi as mt
+    from . import _ti
     from .registry import get_task_class
 
+    _ti.check_arch()  # a bad TI_ARCH is an error, not a table of '?'
     rows = []
     for name in mt.list_tasks():
         cls = get_task_class(name)

@@ -438,8 +438,11 @@ class ClothSim(Simulator):
 
     # Simulator contract ---------------------------------------------------------------------
     def _check(self, state, control):
-        assert state.dtype == self.dtype and control.dtype == self.dtype, "simulator dtype mismatch"
-        assert state.shape[1] == self.state_dim and control.shape[1] == self.control_dim
+        # the kernels index state [N, ds] and control [N, dc] by these sizes: never launch on others
+        if (state.dtype != self.dtype or control.dtype != self.dtype or state.dim() != 2 or control.dim() != 2
+                or state.shape[1] != self.state_dim or control.shape != (state.shape[0], self.control_dim)):
+            raise ValueError(f"ClothSim: state {list(state.shape)} {state.dtype} and control {list(control.shape)} "
+                             f"{control.dtype} do not match [N, {self.state_dim}], [N, {self.control_dim}] {self.dtype}")
         return state.contiguous(), control.contiguous()
 
     def _tape(self, N, SX, SU):
@@ -464,6 +467,8 @@ class ClothSim(Simulator):
     def vjp_tape(self, tape, cotangent):
         X, V, U, N = tape
         cot = cotangent.to(self.dtype).contiguous()
+        if cot.shape != (N, self.state_dim):
+            raise ValueError(f"ClothSim: cotangent {list(cot.shape)} does not match [{N}, {self.state_dim}]")
         e = dict(dtype=self.dtype, device=self.device)
         gs = torch.empty(N, self.state_dim, **e)
         gc = torch.empty(N, self.control_dim, **e)
@@ -475,8 +480,17 @@ class ClothSim(Simulator):
         self.launches += 1
         return gs, gc
 
+    def bytes_per_env(self, record: bool = False) -> int:
+        item = torch.empty((), dtype=self.dtype).element_size()
+        n, M, S = self.n, self.model.num_springs, self.substeps
+        SX, SU = (S + 1, S) if record else (2, 1)
+        tape = (2 * SX + SU) * n * 3 + max(M, n) * 3
+        vjp = (2 * n * 3 + 2 * M * 3 + 2 * self.state_dim) if record else 0
+        return item * (8 * self.state_dim + tape + vjp)
+
     def jvp(self, state, control, t_state, t_control):
         state, control = self._check(state, control)
+        self.check_tangents(state, control, t_state, t_control)
         single = t_state.dim() == 2
         ts = (t_state.unsqueeze(1) if single else t_state).to(self.dtype).contiguous().clone()
         tc = (t_control.unsqueeze(1) if single else t_control).to(self.dtype).contiguous()

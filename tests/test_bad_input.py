@@ -1,0 +1,214 @@
+"""Bad input, faults and untrusted files (issue 13): every case is a clear MbmixError (no raw
+traceback), nothing is accepted silently, nothing hangs, nothing from a run directory runs."""
+import math
+import multiprocessing as mp
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import mbmix_taichi as mt
+from mbmix_taichi.registry import get_task_class, list_tasks
+
+OPTS = dict(resolution=4, substeps=4, episode_length=5)
+
+
+@pytest.fixture(scope="module")
+def env():
+    return mt.make("cloth-fold", num_envs=3, seed=0, **OPTS)
+
+
+def _usable(env):
+    """The env still steps after an error."""
+    env.step(torch.zeros(env.num_envs, env.act_dim))
+
+
+# ---------------------------------------------------------------------------------- env API
+def test_jvp_probe_counts_must_agree(env):
+    s, a = env.get_state(), torch.zeros(3, env.act_dim)
+    ts = torch.randn(3, 20, env.state_dim)
+    with pytest.raises(mt.InputError, match=r"tangent_action has shape \[3, 1, 6\]; expected \[3, 20, 6\]"):
+        env.jvp(s, a, ts, torch.zeros(3, 1, env.act_dim))
+    with pytest.raises(mt.InputError, match="tangent_action"):
+        env.jvp(s, a, ts, torch.zeros(3, env.act_dim))  # probes for the state, none for the action
+    with pytest.raises(mt.InputError, match="tangent_state"):
+        env.jvp(s, a, torch.zeros(3, 2, 5, env.state_dim), torch.zeros(3, 2, 5, env.act_dim))
+    # the accepted shapes agree with per-probe JVPs (no out-of-bounds reads)
+    ta = torch.randn(3, 20, env.act_dim)
+    many = env.jvp(s, a, ts, ta)
+    for p in (0, 7, 19):
+        torch.testing.assert_close(many[:, p], env.jvp(s, a, ts[:, p], ta[:, p]))
+    _usable(env)
+
+
+def test_simulator_refuses_mismatched_tangents_itself(env):
+    s = env.get_state()
+    c = torch.zeros(3, env.sim.control_dim)
+    with pytest.raises(ValueError, match="tangent shapes"):
+        env.sim.jvp(s, c, torch.zeros(3, 20, env.state_dim), torch.zeros(3, 1, env.sim.control_dim))
+
+
+@pytest.mark.parametrize("call", ["jvp", "vjp", "jacobian", "transition", "observe", "set_state"])
+def test_none_instead_of_a_tensor(env, call):
+    s, a = env.get_state(), torch.zeros(3, env.act_dim)
+    args = {"jvp": (None, a, s, a), "vjp": (s, None, s), "jacobian": (s, None), "transition": (None, a),
+            "observe": (None,), "set_state": (None,)}[call]
+    with pytest.raises(mt.InputError, match="must be a torch tensor or numpy array, got NoneType"):
+        getattr(env, call)(*args)
+    _usable(env)
+
+
+def test_numpy_with_negative_strides_and_odd_dtypes(env):
+    s = env.get_state().numpy()
+    a = np.zeros((3, env.act_dim), dtype=np.float32)
+    out = env.transition(s[::-1], a[:, ::-1])  # negative strides: copied, accepted
+    torch.testing.assert_close(out, env.transition(torch.from_numpy(s[::-1].copy()), torch.from_numpy(a)))
+    with pytest.raises(mt.InputError, match="numpy array of dtype object"):
+        env.step(np.array([[None] * env.act_dim] * 3, dtype=object))
+    with pytest.raises(mt.InputError, match="dtype"):
+        env.step(np.zeros((3, env.act_dim)))  # float64 into a float32 env
+    _usable(env)
+
+
+@pytest.mark.parametrize("seed", ["abc", 2 ** 70, -1, 1.5, True, None])
+def test_bad_seeds(env, seed):
+    if seed is None:
+        env.reset(seed=None)  # None: continue the generator, fine
+        return
+    with pytest.raises(mt.OptionError, match="seed must be an integer"):
+        env.reset(seed=seed)
+    with pytest.raises(mt.OptionError, match="seed must be an integer"):
+        mt.make("cloth-fold", seed=seed, **OPTS)
+    env.reset(seed=2 ** 64 - 1)
+    _usable(env)
+
+
+def test_observe_reward_metrics_check_shapes(env):
+    s, a = env.get_state(), torch.zeros(3, env.act_dim)
+    wide = torch.cat([s, torch.zeros(3, 5)], 1)
+    for fn in (env.observe, env.metrics):
+        with pytest.raises(mt.InputError, match=rf"state has shape \[3, {env.state_dim + 5}\]"):
+            fn(wide)
+    with pytest.raises(mt.InputError, match="action has shape"):
+        env.reward(s, a[:2], s)
+    with pytest.raises(mt.InputError, match="next_state has shape"):
+        env.reward(s, a, s[:1])
+    assert env.reward(s, a, s).shape == (3,)
+
+
+def test_set_state_copies(env):
+    s = env.get_state()
+    env.set_state(s)
+    s += 1.0  # a later in-place edit of the caller's tensor
+    assert not torch.equal(env.get_state(), s)
+    arr = env.get_state().numpy()
+    env.set_state(arr)
+    arr += 1.0
+    assert not np.array_equal(env.get_state().numpy(), arr)
+
+
+def test_transition_of_an_exploding_state_raises_like_step_detects(env):
+    s = env.get_state()
+    s[1, env.sim.n * 3: env.sim.n * 6] = 5e3  # absurd velocities: positions leave the state limit
+    a = torch.zeros(3, env.act_dim)
+    with pytest.raises(mt.SimulationError, match=r"rows \[1\]"):
+        env.transition(s, a)
+    with pytest.raises(mt.SimulationError):
+        env.transition(s, a.clone().requires_grad_(True))  # the autograd path checks too
+    env.set_state(s)
+    with pytest.warns(RuntimeWarning, match="blow-up"):
+        *_, info = env.step(a)  # step resets such envs instead, and reports them
+    assert info["blowup"].tolist() == [False, True, False]
+    env.transition(env.get_state(), a)  # fine again
+
+
+def test_num_envs_beyond_memory_is_refused_up_front():
+    with pytest.raises(mt.OptionError, match=r"num_envs=1000000000 needs about .* GiB .* use at most"):
+        mt.make("cloth-fold", num_envs=10 ** 9, **OPTS)
+
+
+def test_bad_arch_is_a_clear_error(monkeypatch):
+    from click.testing import CliRunner
+
+    from mbmix_taichi.cli import main
+
+    monkeypatch.setenv("TI_ARCH", "nonsense")
+    res = CliRunner().invoke(main, ["tasks"])
+    assert res.exit_code == 2 and "TI_ARCH='nonsense'" in res.output and "Traceback" not in res.output
+    with pytest.raises(mt.OptionError, match="TI_ARCH"):
+        mt.make("cloth-fold", **OPTS)
+
+
+# ----------------------------------------------------------------------------------- forks
+def _child(env, q):
+    out = []
+    try:
+        env.transition(env.get_state(), torch.zeros(env.num_envs, env.act_dim))
+        out.append("stepped")
+    except mt.ForkError as e:
+        out.append(str(e))
+    try:
+        mt.make("cloth-fold", **OPTS)
+        out.append("made")
+    except mt.ForkError as e:
+        out.append(str(e))
+    q.put(out)
+
+
+def test_forked_worker_fails_at_once_instead_of_hanging(env):
+    env.transition(env.get_state(), torch.zeros(3, env.act_dim))  # taichi is running in this process
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(env, q))
+    p.start()
+    p.join(timeout=120)
+    if p.is_alive():
+        p.kill()
+        pytest.fail("a forked worker hung stepping an env")
+    out = q.get(timeout=5)
+    assert len(out) == 2 and all("'spawn' or 'forkserver'" in m for m in out), out
+    _usable(env)  # the parent is unaffected
+
+
+# ------------------------------------------------------------------------------ task options
+@pytest.mark.parametrize("task, opts, word", [
+    ("cloth-fold", dict(stretch=-1.0), "stretch"),
+    ("cloth-fold", dict(friction=-0.5), "friction"),
+    ("cloth-fold", dict(damping=-0.01), "damping"),
+    ("cloth-fold", dict(episode_length=0), "episode_length"),
+    ("cloth-fold", dict(episode_length=-3), "episode_length"),
+    ("cloth-fold", dict(dt=math.inf), "dt"),
+    ("cloth-fold", dict(size=math.inf), "size"),
+    ("cloth-fold", dict(size=math.nan), "size"),
+    ("cloth-fold", dict(substeps=0), "substeps"),
+    ("cloth-fold", dict(resolution="4"), "resolution"),
+    ("cloth-fold", dict(mesh=3), "mesh"),
+    ("cartpole-swingup", dict(stochastic_init="false"), "stochastic_init"),
+    ("cartpole-swingup", dict(substeps=0), "substeps"),
+    ("cartpole-swingup", dict(episode_length=1.5), "episode_length"),
+    ("hopper", dict(early_termination="no"), "early_termination"),
+    ("mjcf", dict(contact_mu=-1.0), "contact_mu"),
+])
+def test_bad_task_options(task, opts, word):
+    with pytest.raises(mt.OptionError, match=rf"option {word} of task '{task}' must be"):
+        get_task_class(task)(**opts)
+
+
+def test_every_builtin_task_option_declares_type_and_range():
+    for name in list_tasks():
+        cls = get_task_class(name)
+        if cls.__module__.startswith("mbmix_taichi.tasks"):
+            assert set(cls.default_options) <= set(cls.option_types), name
+            cls()  # the defaults satisfy the declarations
+
+
+def test_cli_task_option_values(tmp_path):
+    from click.testing import CliRunner
+
+    from mbmix_taichi.cli import main
+
+    for opt in ("dt=Infinity", "size=inf", "substeps=0", "stretch=-5", "episode_length=0"):
+        res = CliRunner().invoke(main, ["train", "cloth-fold", "--task-option", opt, "--out", str(tmp_path / "r")])
+        assert res.exit_code == 2 and res.output.startswith("error: option "), (opt, res.output)
+        assert "Traceback" not in res.output
