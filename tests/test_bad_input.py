@@ -212,3 +212,55 @@ def test_cli_task_option_values(tmp_path):
         res = CliRunner().invoke(main, ["train", "cloth-fold", "--task-option", opt, "--out", str(tmp_path / "r")])
         assert res.exit_code == 2 and res.output.startswith("error: option "), (opt, res.output)
         assert "Traceback" not in res.output
+
+
+# ----------------------------------------------------------------------------------- meshes
+def _obj(path, verts, faces):
+    path.write_text("".join(f"v {x} {y} {z}\n" for x, y, z in verts)
+                    + "".join("f " + " ".join(str(i + 1) for i in f) + "\n" for f in faces))
+    return str(path)
+
+
+_SQUARE = [(x * 0.1, y * 0.1, 0.0) for x in range(4) for y in range(4)]
+_SQUARE_F = [f for x in range(3) for y in range(3)
+             for f in ([4 * x + y, 4 * (x + 1) + y, 4 * (x + 1) + y + 1], [4 * x + y, 4 * (x + 1) + y + 1, 4 * x + y + 1])]
+
+
+@pytest.mark.parametrize("case, words", [
+    ("nan", ["NaN or Inf", "vertices [3]"]),
+    ("degenerate", ["degenerate", "zero area"]),
+    ("empty", ["no triangles"]),
+    ("single_triangle", ["pickers cannot be placed"]),
+    ("pentagon", ["pickers cannot be placed"]),
+    ("vertical", ["does not lie in the x-y plane"]),
+])
+def test_bad_meshes_are_refused_with_the_reason_and_the_mesh_name(tmp_path, case, words):
+    if case == "nan":
+        v = list(_SQUARE)
+        v[2] = (float("nan"), 0.2, 0.0)
+        path = _obj(tmp_path / "m.obj", v, _SQUARE_F)
+    elif case == "degenerate":
+        path = _obj(tmp_path / "m.obj", _SQUARE + [(0.5, 0.0, 0.0), (0.6, 0.0, 0.0), (0.7, 0.0, 0.0)],
+                    _SQUARE_F + [[16, 17, 18]])
+    elif case == "empty":
+        path = _obj(tmp_path / "m.obj", _SQUARE, [])
+    elif case == "single_triangle":
+        path = _obj(tmp_path / "m.obj", [(0, 0, 0), (0.3, 0, 0), (0, 0.3, 0)], [[0, 1, 2]])
+    elif case == "pentagon":
+        ang = [2 * math.pi * k / 5 for k in range(5)]
+        path = _obj(tmp_path / "m.obj", [(0, 0, 0)] + [(0.2 * math.cos(a), 0.2 * math.sin(a), 0) for a in ang],
+                    [[0, k + 1, (k + 1) % 5 + 1] for k in range(5)])
+    else:  # a square standing in the x-z plane
+        path = _obj(tmp_path / "m.obj", [(x, 0.0, y) for x, y, _ in _SQUARE], _SQUARE_F)
+    with pytest.raises(mt.OptionError) as e:
+        mt.make("cloth-fold", mesh=path, substeps=2)
+    for w in words:
+        assert w in str(e.value), str(e.value)
+    assert "m.obj" in str(e.value)
+
+
+def test_a_good_mesh_and_the_smallest_grid_still_work(tmp_path):
+    env = mt.make("cloth-fold", mesh=_obj(tmp_path / "sq.obj", _SQUARE, _SQUARE_F), substeps=2)
+    assert env.sim.n == 16
+    with pytest.raises(mt.OptionError, match="resolution"):
+        mt.make("cloth-fold", resolution=3)  # its pickers would overlap
