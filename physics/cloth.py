@@ -29,6 +29,7 @@ import numpy as np
 import taichi as ti
 import torch
 
+from ._launch import FastKernel
 from .base import Simulator
 from .cloth_model import ClothModel
 
@@ -348,6 +349,10 @@ def _tangent(T: _nd, tc: _nd, X: _nd, V: _nd, U: _nd, DF: _nd,
             _st(T, t0 + 6 * n + 3 * q, _ld(T, t0 + 6 * n + 3 * q) + _ld(tc, c0 + 3 * q))
 
 
+# launchers that skip Taichi's per-call argument inspection (physics/_launch.py)
+_forward_fast, _adjoint_fast, _tangent_fast = FastKernel(_forward), FastKernel(_adjoint), FastKernel(_tangent)
+
+
 # --------------------------------------------------------------------------------- simulator
 class ClothSim(Simulator):
     """Batched cloth simulator over a `ClothModel` with K kinematic pickers.
@@ -405,6 +410,7 @@ class ClothSim(Simulator):
         self.prm = torch.tensor(prm, **f)
         self._topo = (self.si, self.sj, self.rest, self.ke, self.kd, self.inc_ptr, self.inc_spr,
                       self.inc_sgn, self.inv_m, self.held_by, self.prm)
+        self._key = (self.dtype, self.device.type)  # the argument kinds of every launch of this sim
         self.jacobian_chunk = max(1, min(256, int(2e7 // max(1, model.num_springs * 3))))
 
     def _wide(self, N: int) -> bool:
@@ -458,9 +464,12 @@ class ClothSim(Simulator):
         # recording keeps every substep (the adjoint walks them back); otherwise two slots suffice
         SX, SU = (self.substeps + 1, self.substeps) if record else (2, 1)
         X, V, U, Fs = self._tape(N, SX, SU)
-        kernel = _forward_wide if self._wide(N) else _forward
-        kernel(state.view(-1), control.view(-1), out.view(-1), X, V, U, Fs, *self._topo,
-               N, self.n, self.K, self.substeps, SX, SU)
+        args = (state.view(-1), control.view(-1), out.view(-1), X, V, U, Fs, *self._topo,
+                N, self.n, self.K, self.substeps, SX, SU)
+        if self._wide(N):
+            _forward_wide(*args)
+        else:  # state, control: checked by _check; the rest made here (see physics/_launch.py)
+            _forward_fast.trusted(self._key, *args)
         self.launches += 1
         return out, ((X, V, U, N) if record else None)
 
@@ -475,7 +484,7 @@ class ClothSim(Simulator):
         Fb = torch.empty(N * self.n * 3, **e)
         Hb = torch.empty(N * self.n * 3, **e)
         Db = torch.empty(N * 2 * self.model.num_springs * 3, **e)
-        _adjoint(cot.view(-1), gs.view(-1), gc.view(-1), X, V, U, Fb, Db, Hb, *self._topo,
+        _adjoint_fast.trusted(self._key, cot.view(-1), gs.view(-1), gc.view(-1), X, V, U, Fb, Db, Hb, *self._topo,
                  N, self.n, self.K, self.substeps)
         self.launches += 1
         return gs, gc
@@ -497,6 +506,6 @@ class ClothSim(Simulator):
         _, (X, V, U, N) = self.step(state, control, record=True)
         P = ts.shape[1]
         DF = torch.empty(N * P * self.model.num_springs * 3, dtype=self.dtype, device=self.device)
-        _tangent(ts.view(-1), tc.view(-1), X, V, U, DF, *self._topo, N, P, self.n, self.K, self.substeps)
+        _tangent_fast.trusted(self._key, ts.view(-1), tc.view(-1), X, V, U, DF, *self._topo, N, P, self.n, self.K, self.substeps)
         self.launches += 1
         return ts[:, 0] if single else ts

@@ -264,3 +264,19 @@ def test_a_good_mesh_and_the_smallest_grid_still_work(tmp_path):
     assert env.sim.n == 16
     with pytest.raises(mt.OptionError, match="resolution"):
         mt.make("cloth-fold", resolution=3)  # its pickers would overlap
+
+
+# ------------------------------------------------------------------------- fast path (issue 12)
+def test_fast_launch_path_gives_the_same_bits_as_taichis_own(env, monkeypatch):
+    from mbmix_taichi.physics import _launch
+
+    s = env.get_state()
+    a = torch.rand(3, env.act_dim) * 2 - 1
+    ts, ta = torch.randn(3, 4, env.state_dim), torch.randn(3, 4, env.act_dim)
+    cot = torch.randn(3, env.state_dim)
+    fast = (env.transition(s, a), env.jvp(s, a, ts, ta), *env.vjp(s, a, cot))
+    monkeypatch.setattr(_launch, "_DISABLED", True)
+    monkeypatch.setattr(env.sim, "_key", ("slow",))  # a key with no cached launcher: Taichi's path
+    slow = (env.transition(s, a), env.jvp(s, a, ts, ta), *env.vjp(s, a, cot))
+    for f, g in zip(fast, slow):
+        assert torch.equal(f, g)
