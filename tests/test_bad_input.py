@@ -280,3 +280,37 @@ def test_fast_launch_path_gives_the_same_bits_as_taichis_own(env, monkeypatch):
     slow = (env.transition(s, a), env.jvp(s, a, ts, ta), *env.vjp(s, a, cot))
     for f, g in zip(fast, slow):
         assert torch.equal(f, g)
+
+
+# --------------------------------------------------------------------------------- learner config
+@pytest.mark.parametrize("content, words", [
+    ('[1, 2, 3]', ["holds a list", "expected a JSON object"]),
+    ('{"actor_hidden": [64, -8]}', ["actor_hidden", "positive integer layer sizes"]),
+    ('{"model_hidden": [0]}', ["model_hidden"]),
+    ('{"actor_lr": -0.001}', ["actor_lr must be > 0"]),
+    ('{"critic_lr": 0}', ["critic_lr must be > 0"]),
+    ('{"betas": [0.9, 1.5]}', ["betas must be two numbers in [0, 1)"]),
+    ('{"betas": [0.9]}', ["betas"]),
+    ('{"buffer_size": 0}', ["buffer_size must be >= 1"]),
+    ('{"gamma": 1.5}', ["gamma"]),
+    ('{"grad_norm": NaN}', ["grad_norm"]),
+])
+def test_bad_learner_configs_fail_before_any_network(tmp_path, monkeypatch, content, words):
+    from click.testing import CliRunner
+
+    import _toy  # noqa: F401  (registers toy-reach)
+    from mbmix_taichi.cli import main
+    from mbmix_taichi.learner import algos
+
+    def no_networks(*a, **k):
+        raise AssertionError("a network was built before the config was validated")
+
+    monkeypatch.setattr(algos, "build_networks", no_networks)
+    cfg = tmp_path / "c.json"
+    cfg.write_text(content)
+    res = CliRunner().invoke(main, ["train", "toy-reach", "--config", str(cfg), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and res.output.startswith("error: "), res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    for w in words:
+        assert w in res.output, res.output
+    assert not (tmp_path / "r").exists()
