@@ -314,3 +314,86 @@ def test_bad_learner_configs_fail_before_any_network(tmp_path, monkeypatch, cont
     for w in words:
         assert w in res.output, res.output
     assert not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------- run directories
+class _Evil:
+    """Unpickling this writes a marker file: what a malicious checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+_FAST_RUN = ["--task-option", "episode_length=8", "--num-envs", "2", "--quiet", "--iterations", "1",
+             "--algo", "shac", "--config"]
+_TINY_CFG = '{"actor_hidden": [8], "critic_hidden": [8], "critic_iterations": 1, "horizon": 4, "eval_episodes": 2}'
+
+
+def _train_tiny(tmp_path, out):
+    from click.testing import CliRunner
+
+    import _toy  # noqa: F401
+    from mbmix_taichi.cli import main
+
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(_TINY_CFG)
+    res = CliRunner().invoke(main, ["train", "toy-reach", "--out", str(out), *_FAST_RUN, str(cfg)])
+    assert res.exit_code == 0, res.output
+    return main
+
+
+def test_malicious_pickle_in_a_run_directory_is_refused_not_run(tmp_path):
+    from click.testing import CliRunner
+
+    out = tmp_path / "run"
+    main = _train_tiny(tmp_path, out)
+    marker = tmp_path / "pwned"
+    for name, args in (("policy.pt", ["eval", str(out)]),
+                       ("checkpoint.pt", ["train", "toy-reach", "--out", str(out), "--resume", "--quiet"])):
+        good = (out / name).read_bytes()
+        torch.save({"format": 1, "actor": _Evil(str(marker))}, out / name)
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 2, res.output
+        assert "refusing to load " + name in res.output and "data, not code" in res.output, res.output
+        assert not marker.exists(), "the pickle ran"
+        (out / name).write_bytes(good)
+    res = CliRunner().invoke(main, ["eval", str(out), "--episodes", "2"])  # the restored files still load
+    assert res.exit_code == 0, res.output
+
+
+def test_second_trainer_on_the_same_run_directory_refuses_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    import _toy  # noqa: F401
+    from mbmix_taichi.learner import Run, load_policy, resolve
+
+    out = tmp_path / "run"
+    cfg = resolve("toy-reach", "shac", overrides={"iterations": 2, "num_envs": 2, "actor_hidden": [8],
+                                                  "critic_hidden": [8], "critic_iterations": 1, "horizon": 4,
+                                                  "task_options": {"episode_length": 8}})
+    first = Run(cfg, out, progress=False)  # holds the lock for its life
+    first.train(stop_after=1)
+    before = {f: (out / f).read_bytes() for f in ("config.json", "metrics.csv", "checkpoint.pt")}
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import _toy; from mbmix_taichi.cli import main; "
+            "main(sys.argv[2:])")
+    res = subprocess.run([sys.executable, "-c", code, tests_dir, "train", "toy-reach", "--out", str(out),
+                          "--iterations", "1", "--quiet", "--task-option", "episode_length=8"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    assert "is in use by a training process (pid " in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert {f: (out / f).read_bytes() for f in before} == before  # nothing of the first run was touched
+    first.train()  # and it finishes normally
+    assert len((out / "metrics.csv").read_text().strip().splitlines()) == 1 + 2
+    load_policy(out)
+    from mbmix_taichi.learner.trainer import unlock_run_dir
+
+    unlock_run_dir(out)  # the lock ends with the process (or here): another process may resume it now
+    res = subprocess.run([sys.executable, "-c", code, tests_dir, "train", "toy-reach", "--out", str(out),
+                          "--resume", "--iterations", "3", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert len((out / "metrics.csv").read_text().strip().splitlines()) == 1 + 3
