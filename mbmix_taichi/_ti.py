@@ -84,7 +84,9 @@ def init(arch: str = "auto") -> str:
                "vulkan": ti.vulkan, "metal": ti.metal}[want]
     with contextlib.redirect_stdout(io.StringIO()):  # ti.init prints "[Taichi] Starting on arch=..."
         ti.init(arch=ti_arch, default_fp=ti.f32, default_ip=ti.i32, offline_cache=True,
-                log_level=os.environ.get("TI_LOG_LEVEL", "warn"))
+                log_level=os.environ.get("TI_LOG_LEVEL", "warn"),
+                # MBMIX_TAICHI_DEBUG=1: taichi's debug mode (bounds-checked array accesses; slow)
+                debug=os.environ.get("MBMIX_TAICHI_DEBUG", "") not in ("", "0"))
     _ARCH = ti.lang.impl.current_cfg().arch.name
     return _ARCH
 

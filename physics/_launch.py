@@ -47,6 +47,8 @@ class FastKernel:
             primal = self.kernel._primal
             if any(type(arg.annotation).__name__ == "template" for arg in primal.arguments):
                 return None
+            if impl.current_cfg().debug:
+                return None  # debug mode: let Taichi's path run its checks
             cuda = impl.current_cfg().arch.name == "cuda"
             if any(k is not int and k[1] != ("cuda" if cuda else "cpu") for k in kinds):
                 return None  # Taichi copies such tensors to the arch's device; let it

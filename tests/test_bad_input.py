@@ -397,3 +397,39 @@ def test_second_trainer_on_the_same_run_directory_refuses_at_once(tmp_path):
                           "--resume", "--iterations", "3", "--quiet"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert len((out / "metrics.csv").read_text().strip().splitlines()) == 1 + 3
+
+
+_DEBUG_SCRIPT = r'''
+import torch, mbmix_taichi as mt
+from mbmix_taichi.physics import cloth
+env = mt.make("cloth-fold", num_envs=2, resolution=4, substeps=2)
+s, a = env.get_state(), torch.rand(2, env.act_dim) * 2 - 1
+for P in (1, 3):
+    env.jvp(s, a, torch.randn(2, P, env.state_dim), torch.randn(2, P, env.act_dim))
+env.jvp(s, a, torch.randn(2, env.state_dim), torch.randn(2, env.act_dim))
+env.vjp(s, a, torch.randn(2, env.state_dim))
+env.jacobian(s[:1], a[:1])
+env.transition(s[:1], a[:1]).sum()
+env.transition(s, a.clone().requires_grad_(True)).sum().backward()
+env.step(a)
+print("accepted inputs: no out-of-bounds access")
+sim = env.sim  # control: a launch that skips the checks IS caught in debug mode
+_, (X, V, U, N) = sim.step(s[:1], torch.zeros(1, sim.control_dim), record=True)
+try:
+    cloth._tangent(torch.zeros(5 * sim.state_dim), torch.zeros(sim.control_dim), X, V, U,
+                   torch.empty(5 * sim.model.num_springs * 3), *sim._topo, 1, 5, sim.n, sim.K, sim.substeps)
+except Exception as e:
+    print("unchecked launch caught:", type(e).__name__)
+'''
+
+
+def test_kernels_stay_in_bounds_under_taichi_debug_mode():
+    """Every kernel, launched through the env API with accepted inputs, under Taichi's bounds checks."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _DEBUG_SCRIPT], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "MBMIX_TAICHI_DEBUG": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "accepted inputs: no out-of-bounds access" in res.stdout
+    assert "unchecked launch caught: TaichiAssertionError" in res.stdout, res.stdout + res.stderr[-2000:]
