@@ -153,7 +153,9 @@ class Env:
             if len(self._seen) > 256:
                 self._seen.clear()
             self._seen[key] = True
-        if finite and x.numel() and not math.isfinite(float(x.detach().abs().amax())):  # NaN propagates
+        # one reduction: a finite sum means no NaN/Inf (either would propagate); only a non-finite sum
+        # (or a finite overflow) takes the exact check
+        if finite and not math.isfinite(float(x.detach().sum())) and not bool(torch.isfinite(x.detach()).all()):
             bad = ~torch.isfinite(x.detach())
             rows_bad = bad.reshape(x.shape[0], -1).any(1).nonzero().flatten().tolist()
             raise InputError(f"{what} contains NaN or Inf (rows {rows_bad[:10]}); expected finite values")
@@ -194,10 +196,10 @@ class Env:
 
     def _advance(self, state, action):
         """One step of checked inputs; a torch op with the exact VJP only when a gradient is wanted."""
-        control = self.task.control(action)
         if torch.is_grad_enabled() and (state.requires_grad or action.requires_grad):
-            return _SimStep.apply(state.contiguous(), control.contiguous(), self.sim)
-        return self.sim.step(state.detach().contiguous(), control.detach().contiguous())[0]
+            return _SimStep.apply(state.contiguous(), self.task.control(action).contiguous(), self.sim)
+        # nothing wants a gradient: no autograd Function, no tape (the simulator reads the data only)
+        return self.sim.step(state.contiguous(), self.task.control(action).contiguous())[0]
 
     def step(self, action):
         _ti.check_not_forked()

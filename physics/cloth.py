@@ -411,6 +411,12 @@ class ClothSim(Simulator):
         self._topo = (self.si, self.sj, self.rest, self.ke, self.kd, self.inc_ptr, self.inc_spr,
                       self.inc_sgn, self.inv_m, self.held_by, self.prm)
         self._key = (self.dtype, self.device.type)  # the argument kinds of every launch of this sim
+        self._scratch = None  # (N, buffers) of the unrecorded step
+        # launchers with the topology (arguments 7..17, 9..19, 6..16 of the three kernels) set once
+        nt = len(self._topo)
+        self._fwd = _forward_fast.bind(self._key, range(7, 7 + nt))
+        self._adj = _adjoint_fast.bind(self._key, range(9, 9 + nt))
+        self._tan = _tangent_fast.bind(self._key, range(6, 6 + nt))
         self.jacobian_chunk = max(1, min(256, int(2e7 // max(1, model.num_springs * 3))))
 
     def _wide(self, N: int) -> bool:
@@ -463,13 +469,18 @@ class ClothSim(Simulator):
         out = torch.empty_like(state)
         # recording keeps every substep (the adjoint walks them back); otherwise two slots suffice
         SX, SU = (self.substeps + 1, self.substeps) if record else (2, 1)
-        X, V, U, Fs = self._tape(N, SX, SU)
+        if record:
+            X, V, U, Fs = self._tape(N, SX, SU)
+        else:  # scratch only: reused between calls (a ClothSim is not for concurrent use from threads)
+            if self._scratch is None or self._scratch[0] != N:
+                self._scratch = (N, self._tape(N, SX, SU))
+            X, V, U, Fs = self._scratch[1]
         args = (state.view(-1), control.view(-1), out.view(-1), X, V, U, Fs, *self._topo,
                 N, self.n, self.K, self.substeps, SX, SU)
         if self._wide(N):
             _forward_wide(*args)
         else:  # state, control: checked by _check; the rest made here (see physics/_launch.py)
-            _forward_fast.trusted(self._key, *args)
+            self._fwd(*args)
         self.launches += 1
         return out, ((X, V, U, N) if record else None)
 
@@ -484,7 +495,7 @@ class ClothSim(Simulator):
         Fb = torch.empty(N * self.n * 3, **e)
         Hb = torch.empty(N * self.n * 3, **e)
         Db = torch.empty(N * 2 * self.model.num_springs * 3, **e)
-        _adjoint_fast.trusted(self._key, cot.view(-1), gs.view(-1), gc.view(-1), X, V, U, Fb, Db, Hb, *self._topo,
+        self._adj(cot.view(-1), gs.view(-1), gc.view(-1), X, V, U, Fb, Db, Hb, *self._topo,
                  N, self.n, self.K, self.substeps)
         self.launches += 1
         return gs, gc
@@ -506,6 +517,6 @@ class ClothSim(Simulator):
         _, (X, V, U, N) = self.step(state, control, record=True)
         P = ts.shape[1]
         DF = torch.empty(N * P * self.model.num_springs * 3, dtype=self.dtype, device=self.device)
-        _tangent_fast.trusted(self._key, ts.view(-1), tc.view(-1), X, V, U, DF, *self._topo, N, P, self.n, self.K, self.substeps)
+        self._tan(ts.view(-1), tc.view(-1), X, V, U, DF, *self._topo, N, P, self.n, self.K, self.substeps)
         self.launches += 1
         return ts[:, 0] if single else ts
