@@ -24,7 +24,7 @@ _DISABLED = os.environ.get("MBMIX_TAICHI_SLOW_LAUNCH", "") not in ("", "0")
 class FastKernel:
     def __init__(self, kernel):
         self.kernel = kernel
-        self._cache: dict = {}  # argument kinds -> (t_kernel, compiled data, prog), or None if unusable
+        self._cache: dict = {}  # argument kinds -> (t_kernel, compiled data, prog, runtime args), or None
 
     @staticmethod
     def _kinds(args):
@@ -36,6 +36,8 @@ class FastKernel:
                 out.append((a.dtype, a.device.type))
             elif type(a) is int:
                 out.append(int)
+            elif type(a) is bool:  # a trailing ti.template() flag: part of the kernel instance
+                out.append(("template", a))
             else:
                 return None
         return tuple(out)
@@ -43,21 +45,24 @@ class FastKernel:
     def _prepare(self, kinds, args):
         try:
             from taichi.lang import impl
+            from taichi.types.annotations import template
 
             primal = self.kernel._primal
-            if any(type(arg.annotation).__name__ == "template" for arg in primal.arguments):
-                return None
+            tmpl = [isinstance(arg.annotation, template) for arg in primal.arguments]
+            n_rt = tmpl.index(True) if True in tmpl else len(tmpl)
+            if any(tmpl[:n_rt]) or not all(tmpl[n_rt:]):
+                return None  # template arguments are supported only at the end (they shift no index)
             if impl.current_cfg().debug:
                 return None  # debug mode: let Taichi's path run its checks
             if impl.current_cfg().arch.name not in ("x64", "arm64"):
                 return None  # measured and tested on the CPU backends only; GPUs keep Taichi's path
-            if any(k is not int and k[1] != "cpu" for k in kinds):
+            if any(k is not int and k[0] != "template" and k[1] != "cpu" for k in kinds):
                 return None
             instance_id, _ = primal.mapper.lookup(args)
             t_kernel = primal.compiled_kernels[(primal.func, instance_id, primal.autodiff_mode)]
             prog = impl.get_runtime().prog
             compiled = prog.compile_kernel(prog.config(), prog.get_device_caps(), t_kernel)
-            return t_kernel, compiled, prog
+            return t_kernel, compiled, prog, n_rt
         except Exception:  # another Taichi version: keep using its own launch path
             return None
 
@@ -86,6 +91,7 @@ class FastKernel:
         self._launch(entry, args)
 
     def bind(self, key, fixed):
+        # (`key` must also tell apart the values of trailing template arguments: one instance each)
         """A launcher for one caller whose arguments at the indices in `fixed` never change (the
         same tensors, e.g. a simulator's topology): they are set once in a reused launch context
         and later calls set only the others."""
@@ -93,9 +99,9 @@ class FastKernel:
 
     @staticmethod
     def _launch(entry, args):
-        t_kernel, compiled, prog = entry
+        t_kernel, compiled, prog, n_rt = entry
         ctx = t_kernel.make_launch_context()
-        for i, a in enumerate(args):
+        for i, a in enumerate(args[:n_rt]):
             if type(a) is int:
                 ctx.set_arg_int((i,), a)
             else:
@@ -115,12 +121,12 @@ class _Bound:
         if entry is None:
             self.fast.trusted(self.key, *args)
             return
-        t_kernel, compiled, prog = entry
+        t_kernel, compiled, prog, n_rt = entry
         ctx = self._ctx
         first = ctx is None
         if first:
             ctx = t_kernel.make_launch_context()
-        for i, a in enumerate(args):
+        for i, a in enumerate(args[:n_rt]):
             if not first and i in self.fixed:
                 continue
             if type(a) is int:

@@ -170,10 +170,13 @@ def _fwd_particle(ctrl: ti.template(), X: ti.template(), V: ti.template(), U: ti
 @ti.kernel
 def _forward(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _nd,
              si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
-             inv_m: _nd, held: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32, SX: ti.i32, SU: ti.i32):
-    """Fused layout: one thread per env runs all substeps (one parallel loop per launch)."""
+             inv_m: _nd, held: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32, SX: ti.i32, SU: ti.i32,
+             serial: ti.template()):
+    """Fused layout: one thread per env runs all substeps (one parallel loop per launch; `serial`:
+    run it on the calling thread, which saves the CPU thread pool's dispatch for a single env)."""
     M = si.shape[0]
     ds = 6 * n + 3 * K
+    ti.loop_config(serialize=serial)
     for b in range(N):
         x0 = b * SX * n * 3
         for i in range(n):
@@ -414,7 +417,8 @@ class ClothSim(Simulator):
         self._scratch = None  # (N, buffers) of the unrecorded step
         # launchers with the topology (arguments 7..17, 9..19, 6..16 of the three kernels) set once
         nt = len(self._topo)
-        self._fwd = _forward_fast.bind(self._key, range(7, 7 + nt))
+        self._fwd = _forward_fast.bind(self._key + (False,), range(7, 7 + nt))
+        self._fwd1 = _forward_fast.bind(self._key + (True,), range(7, 7 + nt))
         self._adj = _adjoint_fast.bind(self._key, range(9, 9 + nt))
         self._tan = _tangent_fast.bind(self._key, range(6, 6 + nt))
         self.jacobian_chunk = max(1, min(256, int(2e7 // max(1, model.num_springs * 3))))
@@ -480,7 +484,7 @@ class ClothSim(Simulator):
         if self._wide(N):
             _forward_wide(*args)
         else:  # state, control: checked by _check; the rest made here (see physics/_launch.py)
-            self._fwd(*args)
+            (self._fwd1 if N == 1 else self._fwd)(*args, N == 1)
         self.launches += 1
         return out, ((X, V, U, N) if record else None)
 

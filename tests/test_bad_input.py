@@ -433,3 +433,10 @@ def test_kernels_stay_in_bounds_under_taichi_debug_mode():
     assert res.returncode == 0, res.stderr[-3000:]
     assert "accepted inputs: no out-of-bounds access" in res.stdout
     assert "unchecked launch caught: TaichiAssertionError" in res.stdout, res.stdout + res.stderr[-2000:]
+
+
+def test_single_env_serial_launch_equals_the_batched_one(env):
+    s, a = env.get_state(), torch.rand(3, env.act_dim) * 2 - 1
+    batched = env.transition(s, a)
+    for i in range(3):  # one env runs its loop on the calling thread, a batch on the thread pool
+        assert torch.equal(env.transition(s[i:i + 1], a[i:i + 1])[0], batched[i])
