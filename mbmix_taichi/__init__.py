@@ -10,14 +10,14 @@ import importlib.util as _util
 import os as _os
 import sys as _sys
 
-from .errors import InputError, MbmixError, OptionError, SimulationError, UnknownTaskError
+from .errors import ForkError, InputError, MbmixError, OptionError, SimulationError, UnknownTaskError
 
 # taichi prints a banner on import; keep our command output clean (set it to true to see it)
 _os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "false")
 
 __version__ = "0.1.0"
 __all__ = ["Env", "make", "list_tasks", "load_tasks_dir", "Task", "MbmixError", "InputError",
-           "OptionError", "SimulationError", "UnknownTaskError"]
+           "OptionError", "SimulationError", "UnknownTaskError", "ForkError"]
 
 # -- running from a source checkout ----------------------------------------------------------
 # physics/, tasks/ and assets/ sit at the top of the repository and are mapped into this

@@ -13,25 +13,62 @@ import os
 import torch
 
 _ARCH = None  # the arch name taichi was initialised with
+#: pid of the process that initialised taichi; set in a child forked after that (see check_not_forked)
+_FORKED_FROM = None
+
+_ARCHS = ("cpu", "x64", "arm64", "cuda", "vulkan", "metal")
+
+
+def _after_fork_in_child():
+    global _FORKED_FROM
+    if _ARCH is not None and _FORKED_FROM is None:
+        _FORKED_FROM = os.getppid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def check_not_forked() -> None:
+    """Taichi's runtime (its CPU thread pool, a CUDA context) does not survive fork(): a kernel
+    launched in a forked child waits forever. Refuse at once instead of hanging."""
+    if _FORKED_FROM is not None:
+        from .errors import ForkError
+
+        raise ForkError(
+            f"this process was forked from process {_FORKED_FROM} after taichi was initialised there; "
+            "taichi cannot run in a forked child (it would hang). Start worker processes with the 'spawn' or "
+            "'forkserver' method: multiprocessing.get_context('spawn'), gymnasium AsyncVectorEnv(..., "
+            "context='spawn'), stable-baselines3 SubprocVecEnv(..., start_method='spawn')")
 
 
 def _resolve(arch: str) -> str:
     env = os.environ.get("TI_ARCH")
     if env:
         arch = env
-    arch = arch.lower()
-    if arch == "auto":
-        arch = "cuda" if torch.cuda.is_available() else "cpu"
-    if arch not in ("cpu", "x64", "arm64", "cuda", "vulkan", "metal"):
+    if not isinstance(arch, str):
         from .errors import OptionError
 
-        raise OptionError(f"unknown arch {arch!r}; expected one of auto, cpu, cuda, vulkan, metal")
+        raise OptionError(f"arch must be a string, got {arch!r}")
+    arch = arch.strip().lower()
+    if arch == "auto":
+        arch = "cuda" if torch.cuda.is_available() else "cpu"
+    if arch not in _ARCHS:
+        from .errors import OptionError
+
+        where = f"the environment variable TI_ARCH={env!r}" if env else f"arch {arch!r}"
+        raise OptionError(f"unknown taichi arch in {where}; expected one of auto, {', '.join(_ARCHS)}")
     return arch
+
+
+def check_arch() -> str:
+    """Resolve the arch (TI_ARCH or auto) without initialising taichi; OptionError if unknown."""
+    return _resolve("auto")
 
 
 def init(arch: str = "auto") -> str:
     """Initialise taichi once; return the arch name. Later calls must agree or say 'auto'."""
     global _ARCH
+    check_not_forked()
     want = _resolve(arch)
     if _ARCH is not None:
         if arch != "auto" and want != _ARCH and not (want == "cpu" and _ARCH in ("x64", "arm64")):
@@ -47,7 +84,9 @@ def init(arch: str = "auto") -> str:
                "vulkan": ti.vulkan, "metal": ti.metal}[want]
     with contextlib.redirect_stdout(io.StringIO()):  # ti.init prints "[Taichi] Starting on arch=..."
         ti.init(arch=ti_arch, default_fp=ti.f32, default_ip=ti.i32, offline_cache=True,
-                log_level=os.environ.get("TI_LOG_LEVEL", "warn"))
+                log_level=os.environ.get("TI_LOG_LEVEL", "warn"),
+                # MBMIX_TAICHI_DEBUG=1: taichi's debug mode (bounds-checked array accesses; slow)
+                debug=os.environ.get("MBMIX_TAICHI_DEBUG", "") not in ("", "0"))
     _ARCH = ti.lang.impl.current_cfg().arch.name
     return _ARCH
 

@@ -40,8 +40,10 @@ def tasks(ctx):
         click.echo("\n".join(format_rows([(name, *row) for name, row in sorted(BUILTIN_TASKS.items())])))
         return
     import mbmix_taichi as mt
+    from . import _ti
     from .registry import get_task_class
 
+    _ti.check_arch()  # a bad TI_ARCH is an error, not a table of '?'
     rows = []
     for name in mt.list_tasks():
         if name in BUILTIN_TASKS:

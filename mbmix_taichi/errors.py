@@ -20,3 +20,7 @@ class InputError(MbmixError, ValueError):
 
 class SimulationError(MbmixError, RuntimeError):
     """The simulator produced a non-finite or exploding state."""
+
+
+class ForkError(MbmixError, RuntimeError):
+    """Taichi was initialised in a parent process and this process was forked from it."""

@@ -8,11 +8,94 @@ so rewards and observations are differentiable.
 from __future__ import annotations
 
 import abc
+import math
+import numbers
+import operator
+import os
+from functools import lru_cache
 from typing import Any
 
 import torch
 
 from .errors import OptionError
+
+_CMP = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+_KINDS = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string",
+          "path": "a file path"}
+
+
+@lru_cache(maxsize=None)
+def parse_option_type(spec: str):
+    """'float > 0, <= 1 | None' -> (kind, ((op, bound), ...), none_ok). Kinds: int, float, bool,
+    str, path; bounds only for int/float; '| None' also accepts None."""
+    alts = [a.strip() for a in spec.split("|")]
+    none_ok = "None" in alts
+    alts = [a for a in alts if a != "None"]
+    if len(alts) != 1:
+        raise ValueError(f"bad option type {spec!r}")
+    kind, _, rest = alts[0].partition(" ")
+    if kind not in _KINDS:
+        raise ValueError(f"bad option type {spec!r}: kind must be one of {', '.join(_KINDS)}")
+    bounds = []
+    for cond in filter(None, (c.strip() for c in rest.split(","))):
+        op, _, num = cond.partition(" ")
+        if op not in _CMP or kind not in ("int", "float"):
+            raise ValueError(f"bad option type {spec!r}: bound {cond!r}")
+        bounds.append((op, float(num)))
+    return kind, tuple(bounds), none_ok
+
+
+def describe_option_type(spec: str) -> str:
+    kind, bounds, none_ok = parse_option_type(spec)
+    text = _KINDS[kind] + "".join(f"{',' if i else ''} {op} {b:g}" for i, (op, b) in enumerate(bounds))
+    return text + (" (or none)" if none_ok else "")
+
+
+def check_option(task: str, key: str, value, spec: str | None, default=None):
+    """The checked (and converted) value of task option `key`, or OptionError saying what is expected."""
+    if spec is None:  # undeclared: infer from the default
+        if isinstance(default, bool):
+            spec = "bool"
+        elif isinstance(default, int):
+            spec = "int"
+        elif isinstance(default, float):
+            spec = "float"
+        else:
+            return value
+        spec += " | None"
+    kind, bounds, none_ok = parse_option_type(spec)
+    given = value
+
+    def bad():
+        return OptionError(f"option {key} of task {task!r} must be {describe_option_type(spec)}, "
+                           f"got {given!r}" + (" (a string)" if isinstance(given, str) else ""))
+
+    if value is None:
+        if none_ok:
+            return None
+        raise bad()
+    if kind == "bool":
+        if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy bools too
+            return bool(value)
+        raise bad()
+    if kind in ("str", "path"):
+        if isinstance(value, str) or (kind == "path" and isinstance(value, os.PathLike)):
+            return value
+        raise bad()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise bad()
+    if not math.isfinite(float(value)):
+        raise bad()
+    if kind == "int":
+        if float(value) != int(value):
+            raise bad()
+        value = int(value)
+    else:
+        value = float(value)
+    for op, b in bounds:
+        if not _CMP[op](value, b):
+            raise bad()
+    return value
 
 
 class Task(abc.ABC):
@@ -22,6 +105,10 @@ class Task(abc.ABC):
     description: str = ""
     #: option name -> default value; `mt.make(task, **options)` may override any of them
     default_options: dict[str, Any] = {}
+    #: option name -> its type and range, e.g. "float > 0", "int >= 1 | None", "bool", "path | None"
+    #: (the grammar is `parse_option_type`); checked once in __init__. Options without a declaration
+    #: fall back to the type of their default (and must then be finite numbers).
+    option_types: dict[str, str] = {}
 
     # set by build(): episode_length, act_dim, obs_dim, sim
     episode_length: int
@@ -41,14 +128,9 @@ class Task(abc.ABC):
             known = ", ".join(f"{k}={v!r}" for k, v in self.default_options.items()) or "none"
             raise OptionError(f"task {self.name!r} has no option {', '.join(unknown)}; its options are: {known}")
         self.options = {**self.default_options, **options}
-        for k, v in self.options.items():
-            d = self.default_options[k]
-            if d is not None and v is not None and isinstance(d, (int, float)) and not isinstance(d, bool):
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    raise OptionError(f"option {k} of task {self.name!r} must be a number, got {v!r}")
-                if isinstance(d, int) and not isinstance(d, bool) and float(v) != int(v):
-                    raise OptionError(f"option {k} of task {self.name!r} must be an integer, got {v!r}")
-                self.options[k] = type(d)(v)
+        for k in options:  # defaults are trusted; what the caller passed is checked once, here
+            self.options[k] = check_option(self.name, k, options[k], self.option_types.get(k),
+                                           self.default_options[k])
 
     # -- to implement -------------------------------------------------------------
     @abc.abstractmethod

@@ -498,6 +498,8 @@ class ArticulatedSim(Simulator):
         return gx, gc[:, :self.nu]
 
     def jvp(self, state, control, t_state, t_control):
+        if self.nu:
+            self.check_tangents(state, control, t_state, t_control)
         single = t_state.dim() == 2
         if single:
             t_state, t_control = t_state[:, None], t_control[:, None]

@@ -44,6 +44,21 @@ class Simulator(abc.ABC):
         ...
 
     # -- derived --------------------------------------------------------------------
+    def bytes_per_env(self, record: bool = False) -> int:
+        """Rough memory one env needs: its state and reset intermediates, and the scratch of one step
+        (with the VJP tape if `record`). Env refuses a num_envs that cannot fit. Override if known."""
+        item = torch.empty((), dtype=self.dtype).element_size()
+        return item * self.state_dim * (16 if record else 8)
+
+    def check_tangents(self, state, control, t_state, t_control) -> None:
+        """Shapes the tangent kernels index: t_state [N, ds] / [N, P, ds], t_control [N, dc] / [N, P, dc]."""
+        n = state.shape[0]
+        lead = tuple(t_state.shape[:-1])
+        if (t_state.dim() not in (2, 3) or lead[0] != n or t_state.shape[-1] != self.state_dim
+                or tuple(t_control.shape[:-1]) != lead or t_control.shape[-1] != control.shape[-1]):
+            raise ValueError(f"tangent shapes {list(t_state.shape)} and {list(t_control.shape)} do not match "
+                             f"state {list(state.shape)} and control {list(control.shape)}")
+
     def vjp(self, state, control, cotangent):
         _, tape = self.step(state, control, record=True)
         return self.vjp_tape(tape, cotangent)

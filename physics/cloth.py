@@ -40,6 +40,7 @@ import numpy as np
 import taichi as ti
 import torch
 
+from ._launch import FastKernel
 from .base import Simulator
 from .cloth_model import ClothModel
 
@@ -180,10 +181,13 @@ def _fwd_particle(ctrl: ti.template(), X: ti.template(), V: ti.template(), U: ti
 @ti.kernel
 def _forward(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _nd,
              si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
-             inv_m: _nd, held: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32, SX: ti.i32, SU: ti.i32):
-    """Fused layout: one thread per env runs all substeps (one parallel loop per launch)."""
+             inv_m: _nd, held: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32, SX: ti.i32, SU: ti.i32,
+             serial: ti.template()):
+    """Fused layout: one thread per env runs all substeps (one parallel loop per launch; `serial`:
+    run it on the calling thread, which saves the CPU thread pool's dispatch for a single env)."""
     M = si.shape[0]
     ds = 6 * n + 3 * K
+    ti.loop_config(serialize=serial)
     for b in range(N):
         x0 = b * SX * n * 3
         for i in range(n):
@@ -359,6 +363,10 @@ def _tangent(T: _nd, tc: _nd, X: _nd, V: _nd, U: _nd, DF: _nd,
             _st(T, t0 + 6 * n + 3 * q, _ld(T, t0 + 6 * n + 3 * q) + _ld(tc, c0 + 3 * q))
 
 
+# launchers that skip Taichi's per-call argument inspection (physics/_launch.py)
+_forward_fast, _adjoint_fast, _tangent_fast = FastKernel(_forward), FastKernel(_adjoint), FastKernel(_tangent)
+
+
 # --------------------------------------------------------------------------------- simulator
 class ClothSim(Simulator):
     """Batched cloth simulator over a `ClothModel` with K kinematic pickers.
@@ -425,6 +433,14 @@ class ClothSim(Simulator):
         self._low_entries = torch.tensor(low, dtype=torch.int64, device=self.device)
         self._topo = (self.si, self.sj, self.rest, self.ke, self.kd, self.inc_ptr, self.inc_spr,
                       self.inc_sgn, self.inv_m, self.held_by, self.prm)
+        self._key = (self.dtype, self.device.type)  # the argument kinds of every launch of this sim
+        self._scratch = None  # (N, buffers) of the unrecorded step
+        # launchers with the topology (arguments 7..17, 9..19, 6..16 of the three kernels) set once
+        nt = len(self._topo)
+        self._fwd = _forward_fast.bind(self._key + (False,), range(7, 7 + nt))
+        self._fwd1 = _forward_fast.bind(self._key + (True,), range(7, 7 + nt))
+        self._adj = _adjoint_fast.bind(self._key, range(9, 9 + nt))
+        self._tan = _tangent_fast.bind(self._key, range(6, 6 + nt))
         self.jacobian_chunk = max(1, min(256, int(2e7 // max(1, model.num_springs * 3))))
 
     def _wide(self, N: int) -> bool:
@@ -458,8 +474,11 @@ class ClothSim(Simulator):
 
     # Simulator contract ---------------------------------------------------------------------
     def _check(self, state, control):
-        assert state.dtype == self.dtype and control.dtype == self.dtype, "simulator dtype mismatch"
-        assert state.shape[1] == self.state_dim and control.shape[1] == self.control_dim
+        # the kernels index state [N, ds] and control [N, dc] by these sizes: never launch on others
+        if (state.dtype != self.dtype or control.dtype != self.dtype or state.dim() != 2 or control.dim() != 2
+                or state.shape[1] != self.state_dim or control.shape != (state.shape[0], self.control_dim)):
+            raise ValueError(f"ClothSim: state {list(state.shape)} {state.dtype} and control {list(control.shape)} "
+                             f"{control.dtype} do not match [N, {self.state_dim}], [N, {self.control_dim}] {self.dtype}")
         return state.contiguous(), control.contiguous()
 
     def _ground_clamp(self, state, control):
@@ -518,29 +537,48 @@ class ClothSim(Simulator):
         out = torch.empty_like(state)
         # recording keeps every substep (the adjoint walks them back); otherwise two slots suffice
         SX, SU = (self.substeps + 1, self.substeps) if record else (2, 1)
-        X, V, U, Fs = self._tape(N, SX, SU)
-        kernel = _forward_wide if self._wide(N) else _forward
-        kernel(state.view(-1), control.view(-1), out.view(-1), X, V, U, Fs, *self._topo,
-               N, self.n, self.K, self.substeps, SX, SU)
+        if record:
+            X, V, U, Fs = self._tape(N, SX, SU)
+        else:  # scratch only: reused between calls (a ClothSim is not for concurrent use from threads)
+            if self._scratch is None or self._scratch[0] != N:
+                self._scratch = (N, self._tape(N, SX, SU))
+            X, V, U, Fs = self._scratch[1]
+        args = (state.view(-1), control.view(-1), out.view(-1), X, V, U, Fs, *self._topo,
+                N, self.n, self.K, self.substeps, SX, SU)
+        if self._wide(N):
+            _forward_wide(*args)
+        else:  # state, control: checked by _check; the rest made here (see physics/_launch.py)
+            (self._fwd1 if N == 1 else self._fwd)(*args, N == 1)
         self.launches += 1
         return out, ((X, V, U, N, clamp) if record else None)
 
     def vjp_tape(self, tape, cotangent):
         X, V, U, N, clamp = tape
         cot = cotangent.to(self.dtype).contiguous()
+        if cot.shape != (N, self.state_dim):
+            raise ValueError(f"ClothSim: cotangent {list(cot.shape)} does not match [{N}, {self.state_dim}]")
         e = dict(dtype=self.dtype, device=self.device)
         gs = torch.empty(N, self.state_dim, **e)
         gc = torch.empty(N, self.control_dim, **e)
         Fb = torch.empty(N * self.n * 3, **e)
         Hb = torch.empty(N * self.n * 3, **e)
         Db = torch.empty(N * 2 * self.model.num_springs * 3, **e)
-        _adjoint(cot.view(-1), gs.view(-1), gc.view(-1), X, V, U, Fb, Db, Hb, *self._topo,
+        self._adj(cot.view(-1), gs.view(-1), gc.view(-1), X, V, U, Fb, Db, Hb, *self._topo,
                  N, self.n, self.K, self.substeps)
         self.launches += 1
         return self._clamp_adjoint(clamp, gs, gc)
 
+    def bytes_per_env(self, record: bool = False) -> int:
+        item = torch.empty((), dtype=self.dtype).element_size()
+        n, M, S = self.n, self.model.num_springs, self.substeps
+        SX, SU = (S + 1, S) if record else (2, 1)
+        tape = (2 * SX + SU) * n * 3 + max(M, n) * 3
+        vjp = (2 * n * 3 + 2 * M * 3 + 2 * self.state_dim) if record else 0
+        return item * (8 * self.state_dim + tape + vjp)
+
     def jvp(self, state, control, t_state, t_control):
         state, control = self._check(state, control)
+        self.check_tangents(state, control, t_state, t_control)
         single = t_state.dim() == 2
         ts = (t_state.unsqueeze(1) if single else t_state).to(self.dtype).contiguous().clone()
         tc = (t_control.unsqueeze(1) if single else t_control).to(self.dtype).contiguous()
@@ -548,6 +586,6 @@ class ClothSim(Simulator):
         tc = self._clamp_tangent(clamp, ts, tc).contiguous()
         P = ts.shape[1]
         DF = torch.empty(N * P * self.model.num_springs * 3, dtype=self.dtype, device=self.device)
-        _tangent(ts.view(-1), tc.view(-1), X, V, U, DF, *self._topo, N, P, self.n, self.K, self.substeps)
+        self._tan(ts.view(-1), tc.view(-1), X, V, U, DF, *self._topo, N, P, self.n, self.K, self.substeps)
         self.launches += 1
         return ts[:, 0] if single else ts

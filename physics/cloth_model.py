@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MbmixError
+from ..errors import MbmixError, OptionError
 
 
 @dataclass
@@ -93,6 +93,15 @@ def from_mesh(vertices, faces, ke=(1000.0, 1000.0, 1000.0), kd=(10.0, 10.0, 10.0
         raise MbmixError("a cloth mesh needs vertices [n, 3] and triangle faces [F, 3]")
     if faces.min() < 0 or faces.max() >= len(pos):
         raise MbmixError("cloth mesh faces index vertices that do not exist")
+    bad = np.flatnonzero(~np.isfinite(pos).all(1))
+    if bad.size:
+        raise OptionError(f"cloth mesh has NaN or Inf vertices (0-based {bad[:10].tolist()}); every vertex must be finite")
+    area2 = np.linalg.norm(np.cross(pos[faces[:, 1]] - pos[faces[:, 0]], pos[faces[:, 2]] - pos[faces[:, 0]]), axis=1)
+    scale = float(np.ptp(pos, axis=0).max()) ** 2
+    degenerate = np.flatnonzero(area2 <= 1e-12 * max(scale, 1e-300))
+    if degenerate.size:
+        raise OptionError(f"cloth mesh has {degenerate.size} degenerate triangles of zero area (0-based faces "
+                          f"{degenerate[:10].tolist()}: collinear or repeated vertices); expected proper triangles")
     edge_opp: dict = {}
     for f in faces:
         for e in range(3):
@@ -121,11 +130,47 @@ def load_obj(path, **kw) -> ClothModel:
     path = Path(path)
     if not path.exists():
         raise MbmixError(f"cloth mesh {str(path)!r} does not exist")
-    try:
-        mesh = trimesh.load(path, force="mesh", process=True)
+    try:  # unprocessed first: trimesh's processing silently drops NaN vertices
+        raw = trimesh.load(path, force="mesh", process=False)
+        v, f = np.asarray(raw.vertices, dtype=np.float64), np.asarray(raw.faces, dtype=np.int64)
     except Exception as exc:
         raise MbmixError(f"could not read cloth mesh {str(path)!r}: {exc}") from exc
-    return from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), **kw)
+    try:
+        if len(f) == 0:
+            raise OptionError("no triangles in it; expected an .obj triangle mesh")
+        bad = np.flatnonzero(~np.isfinite(v).all(1))
+        if bad.size:
+            raise OptionError(f"vertices {(bad[:10] + 1).tolist()} (1-based, as in the file) are NaN or Inf; "
+                              "every vertex must be finite")
+        mesh = trimesh.Trimesh(v, f, process=True)  # merges the duplicate vertices of seams
+        return from_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), **kw)
+    except MbmixError as exc:
+        raise OptionError(f"cloth mesh {str(path)!r}: {exc}") from None
+
+
+def check_flat(positions, faces, name: str) -> None:
+    """The cloth tasks lay a mesh flat by dropping z: refuse a mesh that this collapses (e.g. one
+    standing in the x-z plane), naming it."""
+    p = np.asarray(positions, dtype=np.float64)
+    f = np.asarray(faces)
+    e1, e2 = p[f[:, 1]] - p[f[:, 0]], p[f[:, 2]] - p[f[:, 0]]
+    flat = np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+    full = np.linalg.norm(np.cross(e1, e2), axis=1)
+    collapsed = np.flatnonzero(flat <= 1e-3 * full)
+    if collapsed.size:
+        raise OptionError(f"cloth mesh {name!r} does not lie in the x-y plane: laying it flat (z = 0) collapses "
+                          f"{collapsed.size} of its {len(f)} triangles; expected a flat mesh in the x-y plane")
+
+
+def check_pickers(held, name: str) -> None:
+    """The two pickers must hold disjoint, non-empty particle sets (the +x edge's two corners)."""
+    sets = [set(np.asarray(h).tolist()) for h in held]
+    if any(not s for s in sets) or any(sets[i] & sets[j] for i in range(len(sets)) for j in range(i)):
+        raise OptionError(
+            f"cloth {name!r}: the pickers cannot be placed: the corners of its +x edge (the right-most vertices of "
+            f"its bottom and top 15%) are within two particle spacings of each other, so both pickers would hold "
+            f"the same particles {sorted(set.intersection(*sets))[:10]}; expected a cloth with two distinct "
+            "corners on its +x edge (a grid of resolution >= 4, or a rectangle- or shirt-like mesh)")
 
 
 def asset_path(name: str) -> Path:

@@ -20,7 +20,7 @@ import torch
 
 from mbmix_taichi.errors import OptionError
 from mbmix_taichi.physics.cloth import ClothSim
-from mbmix_taichi.physics.cloth_model import asset_path, grid, load_obj
+from mbmix_taichi.physics.cloth_model import asset_path, check_flat, check_pickers, grid, load_obj
 from mbmix_taichi.task import Task
 
 
@@ -61,6 +61,13 @@ class ClothTask(Task):
         "drag": 1.0,             # air drag [1/s]
         "friction": 1.0,         # ground Coulomb friction coefficient (cloth on a table)
     }
+    #: type and range of every option (grammar: mbmix_taichi.task.parse_option_type)
+    option_types = {
+        "resolution": "int >= 4", "size": "float > 0", "mesh": "path | None", "episode_length": "int >= 1",
+        "dt": "float > 0", "substeps": "int >= 1 | None", "max_step": "float > 0", "mass": "float > 0",
+        "stretch": "float >= 0", "shear": "float >= 0", "bend": "float >= 0", "damping": "float >= 0",
+        "drag": "float >= 0", "friction": "float >= 0",
+    }
     #: any |state entry| beyond this (metres, m/s) is a simulator blow-up
     state_limit = 100.0
 
@@ -71,6 +78,7 @@ class ClothTask(Task):
         kd = (o["damping"], o["damping"], o["damping"] * 0.1)
         if o["mesh"]:
             model = load_obj(asset_path(str(o["mesh"])), ke=ke, kd=kd, total_mass=o["mass"])
+            check_flat(model.positions, model.faces, str(o["mesh"]))
             pos = model.positions - model.positions.mean(0)
             pos[:, 2] = 0.0
             model.positions = pos
@@ -106,6 +114,7 @@ class ClothTask(Task):
             cand = np.flatnonzero(band)
             corners.append(int(cand[np.argmax(pos[cand, 0] + 1e-3 * sign * (y.mean() - y[cand]))]))
         held = [np.flatnonzero(np.linalg.norm(pos - pos[c], axis=1) < 1.01 * self.spacing) for c in corners]
+        check_pickers(held, str(o["mesh"] or f"grid {o['resolution']}x{o['resolution']}"))
         substeps = o["substeps"] or stable_substeps(model, o["dt"])
         self.sim = ClothSim(model, held, dt=o["dt"], substeps=substeps, drag=o["drag"],
                             friction=o["friction"], ground=0.0, dtype=dtype, device=device)

@@ -66,6 +66,9 @@ class RigidTask(Task):
     #: extra limit damping while a limit is violated (MuJoCo-like); 0 for the DiffRL tasks
     limit_kd: float = 0.0
     camera_distance: float = 4.0
+    #: type and range of the options the articulated tasks share (each declares its own extras)
+    option_types = {"episode_length": "int >= 1", "substeps": "int >= 1", "stochastic_init": "bool",
+                    "early_termination": "bool"}
 
     def load_model(self):
         return load_mjcf(asset(self.asset_name))

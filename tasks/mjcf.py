@@ -47,6 +47,11 @@ class MJCFTask(RigidTask):
         "limit_ke": 1e3,
         "limit_kd": 0.0,
     }
+    option_types = {
+        "model": "path | None", "dt": "float > 0 | None", "substeps": "int >= 1", "episode_length": "int >= 1",
+        "init_noise": "float >= 0", "contact_ke": "float >= 0", "contact_kd": "float >= 0",
+        "contact_kf": "float >= 0", "contact_mu": "float >= 0", "limit_ke": "float >= 0", "limit_kd": "float >= 0",
+    }
     implicit_damping = True
     always_on_limit_kd = 0.0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,9 +242,13 @@ def load_file(path) -> dict:
 
             with open(path, "rb") as f:
                 return tomllib.load(f)
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except Exception as exc:
         raise OptionError(f"could not parse config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise OptionError(f"config file {path} holds a {type(data).__name__}; expected a JSON object / TOML table "
+                          'of config keys, e.g. {"actor_lr": 0.001}')
+    return data
 
 
 def resolve(task: str, algo: str = "mbmix", file=None, overrides: dict | None = None) -> Config:
@@ -273,26 +278,62 @@ def resolve(task: str, algo: str = "mbmix", file=None, overrides: dict | None = 
     return cfg
 
 
+# ranges checked by validate(), before any network or buffer is built: integer key -> its minimum
+_INT_MIN = {"num_envs": 1, "mix_interval": 1, "ensemble_size": 1, "collect_steps": 1, "model_horizon": 1,
+            "rollout_batch": 1, "model_batch": 1, "num_probes": 1, "critic_minibatches": 1, "buffer_size": 1,
+            "eval_episodes": 1, "iterations": 0, "horizon": 0, "critic_iterations": 0, "model_updates": 0,
+            "policy_updates": 0, "warmup_iterations": 0, "checkpoint_every": 0, "torch_threads": 0,
+            "full_jacobian_max_dim": 0, "seed": 0}
+_POSITIVE = ("actor_lr", "critic_lr", "model_lr", "grad_norm")
+_UNIT = ("lam", "critic_lambda", "target_critic_alpha")  # in [0, 1]
+
+
 def validate(cfg: Config) -> None:
+    """Range checks of a resolved config; OptionError names the key and what is expected."""
     if cfg.algo not in ALGOS:
         raise OptionError(f"unknown algorithm {cfg.algo!r}; choose one of {', '.join(ALGOS)}")
-    for name in ("num_envs", "mix_interval", "ensemble_size", "collect_steps", "model_horizon",
-                 "rollout_batch", "model_batch", "num_probes", "critic_minibatches"):
-        if getattr(cfg, name) < 1:
-            raise OptionError(f"config {name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.iterations < 0 or cfg.horizon < 0:
-        raise OptionError("iterations and horizon must be >= 0")
+    for name, lo in _INT_MIN.items():
+        if getattr(cfg, name) < lo:
+            raise OptionError(f"config {name} must be >= {lo}, got {getattr(cfg, name)}")
+    if cfg.seed >= 2 ** 64:
+        raise OptionError(f"config seed must be below 2**64, got {cfg.seed}")
+    for f in dataclasses.fields(Config):
+        v = getattr(cfg, f.name)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise OptionError(f"config {f.name} must be a finite number, got {v}")
+    for name in _POSITIVE:
+        if not getattr(cfg, name) > 0:
+            raise OptionError(f"config {name} must be > 0, got {getattr(cfg, name)}")
+    for name in _UNIT:
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise OptionError(f"config {name} must lie in [0, 1], got {getattr(cfg, name)}")
+    if not 0.0 < cfg.gamma <= 1.0:
+        raise OptionError(f"config gamma must lie in (0, 1], got {cfg.gamma}")
+    if cfg.sobolev_alpha < 0:
+        raise OptionError(f"config sobolev_alpha must be >= 0, got {cfg.sobolev_alpha}")
+    b = cfg.betas
+    if (len(b) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b)
+            or not all(0.0 <= x < 1.0 for x in b)):
+        raise OptionError(f"config betas must be two numbers in [0, 1) (Adam's beta1, beta2), got {b!r}")
+    for name in ("actor_hidden", "critic_hidden", "model_hidden"):
+        sizes = getattr(cfg, name)
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in sizes):
+            raise OptionError(f"config {name} must be a list of positive integer layer sizes, got {sizes!r}")
+    if not isinstance(cfg.task_options, dict) or not all(isinstance(k, str) for k in cfg.task_options):
+        raise OptionError(f"config task_options must be a table of option names, got {cfg.task_options!r}")
     if cfg.critic_init not in ("default", "orthogonal"):
         raise OptionError(f"critic_init must be 'default' or 'orthogonal', got {cfg.critic_init!r}")
     if cfg.lr_schedule not in ("constant", "linear"):
         raise OptionError(f"lr_schedule must be 'constant' or 'linear', got {cfg.lr_schedule!r}")
-    if not (0.0 <= cfg.lam <= 1.0 and 0.0 <= cfg.critic_lambda <= 1.0 and 0.0 < cfg.gamma <= 1.0):
-        raise OptionError("lam and critic_lambda must lie in [0, 1], gamma in (0, 1]")
+    if cfg.grad_truncation < 0 or cfg.fidelity_every < 0 or not -1.0 <= cfg.fidelity_threshold <= 1.0:
+        raise OptionError("grad_truncation and fidelity_every must be >= 0, fidelity_threshold in [-1, 1]")
 
 
 def from_dict(d: dict) -> Config:
     """Rebuild a Config from config.json (unknown keys are an error)."""
     try:
-        return apply(Config(), d, "config.json")
+        cfg = apply(Config(), d, "config.json")
+        validate(cfg)  # a run directory is data from anywhere: its config gets the same checks
+        return cfg
     except OptionError as exc:
         raise RunError(str(exc)) from exc

@@ -14,6 +14,8 @@ import csv
 import json
 import math
 import os
+import pickle
+import re
 import signal
 import sys
 import time
@@ -110,6 +112,7 @@ class Run:
                 saved.iterations = cfg.iterations  # allow extending a finished run
             cfg = saved
             del cfg_file
+        self._lock = lock_run_dir(self.out)  # held for this run's life: a second trainer refuses at once
         self.cfg = cfg
         self.columns = metric_columns(cfg)
         if cfg.torch_threads > 0:
@@ -282,9 +285,56 @@ def read_config(run_dir) -> Config:
     return from_dict(data)
 
 
-def _load(path: Path) -> dict:
+_LOCKS: dict = {}  # run directory -> this process's open, locked .lock file
+
+
+def lock_run_dir(out: Path):
+    """Take `out/.lock`, an exclusive fcntl.flock held until this process ends (or `unlock_run_dir`);
+    RunError at once if another process holds it. Runs of one process share its lock."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    key = str(out.resolve())
+    if key in _LOCKS:
+        return _LOCKS[key]
+    f = open(out / ".lock", "a+")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise RunError(f"run directory {str(out)!r} is in use by a training process ({holder}); wait for it to "
+                       "finish or train into another --out") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}\n")
+    f.flush()
+    _LOCKS[key] = f
+    return f
+
+
+def unlock_run_dir(out) -> None:
+    f = _LOCKS.pop(str(Path(out).resolve()), None)
+    if f is not None:
+        f.close()
+
+
+def _load(path: Path) -> dict:
+    # weights_only: a run directory is data, not code; a pickle that would import or call anything
+    # beyond tensors and plain containers is refused, never executed
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        msg = str(exc)
+        glob = re.search(r"GLOBAL (\S+)", msg)
+        if glob or "global" in msg.lower():
+            what = glob.group(1)[:120] if glob else "a Python global"
+            raise RunError(f"refusing to load {path.name} in {path.parent}: it asks to import or call Python code "
+                           f"({what}); run directories are data, not code, and only plain tensors and containers "
+                           "are loaded") from None
+        raise RunError(f"corrupt or unreadable {path.name} in {path.parent}: not a tensor file "
+                       f"({msg.strip().splitlines()[-3][:160] if len(msg.splitlines()) > 3 else 'unreadable'})") from None
     except Exception as exc:
         raise RunError(f"corrupt or unreadable {path.name} in {path.parent}: {str(exc).splitlines()[0]}") from exc
     if not isinstance(obj, dict) or obj.get("format") != 1:
