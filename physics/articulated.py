@@ -11,6 +11,7 @@ State ``[qpos (nq), qvel (nv)]`` in MuJoCo's layout (see articulated_model.py); 
     c(q, qvel)      recursive Newton-Euler with qacc = 0: Coriolis, centrifugal, gravity,
                     and the ground-contact forces as external forces on the bodies
     tau             gear * ctrl - damping * qvel - stiffness * (q - springref)
+                    (gravity on each body scaled by 1 - gravcomp, MuJoCo's gravity compensation)
                     + joint-limit penalty ke * violation (- kd * qvel while violated)
     qacc            solves M qacc = tau - c   (L^T D L factorization, MuJoCo's tree order:
                     no fill-in)
@@ -249,7 +250,8 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
     Fext = [None] * nb
     for b in range(1, nb):
         m, hv, _ = Ibody[b]
-        Fext[b] = cross(hv, grav) + vscale(grav, m)
+        gb = vscale(grav, 1.0 - float(model.bodies[b].gravcomp)) if model.bodies[b].gravcomp else grav
+        Fext[b] = cross(hv, gb) + vscale(gb, m)
     if contact is not None and model.ground is not None:
         ke, kd, kf, mu = (float(contact.ke), float(contact.kd), float(contact.kf), float(contact.mu))
         for (b, lp, dist) in contact_points(model):
@@ -295,6 +297,9 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
         tau[d] = 0.0 - dot(S[d], F[dof_body[d]])
     for j in model.joints:
         if j.type == "free":
+            if j.damping:
+                for d in range(j.dadr, j.dadr + 6):
+                    tau[d] = tau[d] - float(j.damping) * qd[d]
             continue
         d, qi = j.dadr, q[j.qadr]
         if j.damping:
@@ -324,7 +329,7 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
             Mx[jd][i] = val
     for j in model.joints:
         for d in range(j.dadr, j.dadr + j.nv):
-            extra = float(j.armature) + (h * float(j.damping) if implicit_damping and j.type != "free" else 0.0)
+            extra = float(j.armature) + (h * float(j.damping) if implicit_damping else 0.0)
             if extra:
                 Mx[d][d] = Mx[d][d] + extra
 

@@ -67,6 +67,7 @@ class Body:
     mass: float = 0.0
     ipos: np.ndarray = field(default_factory=lambda: np.zeros(3))
     inertia: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))  # about com, body frame
+    gravcomp: float = 0.0          # MuJoCo's gravity compensation: gravity acts on (1 - gravcomp) * mass
     joints: list = field(default_factory=list)   # joint indices
     geoms: list = field(default_factory=list)    # geom indices
 
