@@ -9,7 +9,8 @@ State ``[qpos (nq), qvel (nv)]`` in MuJoCo's layout (see articulated_model.py); 
     M(q)            composite rigid-body algorithm, plus armature (and h * damping when
                     damping is implicit, as MuJoCo's Euler integrator does)
     c(q, qvel)      recursive Newton-Euler with qacc = 0: Coriolis, centrifugal, gravity,
-                    and the ground-contact forces as external forces on the bodies
+                    and the ground-contact forces (and MuJoCo's inertia-box fluid forces, if
+                    the model has a fluid) as external forces on the bodies
     tau             gear * ctrl - damping * qvel - stiffness * (q - springref)
                     (gravity on each body scaled by 1 - gravcomp, MuJoCo's gravity compensation)
                     + joint-limit penalty ke * violation (- kd * qvel while violated)
@@ -37,6 +38,7 @@ compile time grows quadratically with kernel size; they take substeps x chunks l
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,6 +155,52 @@ def contact_points(model: ArticulatedModel):
     return pts
 
 
+# --------------------------------------------------------------------------- fluid forces
+def _fluid_box(body):
+    """(principal frame [3x3], equivalent inertia box [3]) of a body, as MuJoCo computes them."""
+    Rq = quat_to_mat(body.iquat) if body.iquat is not None else np.linalg.eigh(body.inertia)[1]
+    I = np.diag(Rq.T @ body.inertia @ Rq)
+    box = [float(np.sqrt(max(1e-15, I[(k + 1) % 3] + I[(k + 2) % 3] - I[k]) / body.mass * 6.0)) for k in range(3)]
+    return Rq, box
+
+
+def _absx(x):
+    """|x| x, exact and differentiable."""
+    return ad.select(ad.less(x, 0.0), -(x * x), x * x)
+
+
+def _fluid_forces(model, R, P, V, Fext):
+    """MuJoCo's inertia-box fluid model (mj_inertiaBoxFluidModel): viscous (Stokes) and
+    quadratic drag on each body's equivalent inertia box, in its principal frame, at its
+    centre of mass, relative to the wind. Added to Fext as world wrenches about the origin."""
+    rho, mu, wind = float(model.fluid[0]), float(model.fluid[1]), [float(x) for x in model.fluid[2]]
+    for b in range(1, len(model.bodies)):
+        body = model.bodies[b]
+        if body.mass < 1e-15:
+            continue
+        Rq, box = _fluid_box(body)
+        Ri = matmul(R[b], [[float(x) for x in row] for row in Rq])
+        RiT = transpose(Ri)
+        c = vadd(P[b], matvec(R[b], [float(x) for x in body.ipos]))
+        w = V[b][:3]
+        vc = vadd(V[b][3:], cross(w, c))
+        lw = matvec(RiT, w)
+        lv = matvec(RiT, vsub(vc, wind))
+        t = [0.0, 0.0, 0.0]
+        f = [0.0, 0.0, 0.0]
+        if mu > 0:
+            diam = (box[0] + box[1] + box[2]) / 3.0
+            t = vscale(lw, -math.pi * diam ** 3 * mu)
+            f = vscale(lv, -3.0 * math.pi * diam * mu)
+        if rho > 0:
+            for k in range(3):
+                i, j = (k + 1) % 3, (k + 2) % 3
+                f[k] = f[k] - 0.5 * rho * box[i] * box[j] * _absx(lv[k])
+                t[k] = t[k] - rho * box[k] * (box[i] ** 4 + box[j] ** 4) / 64.0 * _absx(lw[k])
+        fw, tw = matvec(Ri, f), matvec(Ri, t)
+        Fext[b] = vadd(Fext[b], vadd(tw, cross(c, fw)) + fw)
+
+
 # --------------------------------------------------------------------------- one substep
 def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | None,
                   implicit_damping: bool, limit_ke: float, limit_kd: float):
@@ -252,6 +300,8 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
         m, hv, _ = Ibody[b]
         gb = vscale(grav, 1.0 - float(model.bodies[b].gravcomp)) if model.bodies[b].gravcomp else grav
         Fext[b] = cross(hv, gb) + vscale(gb, m)
+    if model.fluid is not None:
+        _fluid_forces(model, R, P, V, Fext)
     if contact is not None and model.ground is not None:
         ke, kd, kf, mu = (float(contact.ke), float(contact.kd), float(contact.kf), float(contact.mu))
         for (b, lp, dist) in contact_points(model):

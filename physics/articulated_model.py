@@ -68,6 +68,9 @@ class Body:
     ipos: np.ndarray = field(default_factory=lambda: np.zeros(3))
     inertia: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))  # about com, body frame
     gravcomp: float = 0.0          # MuJoCo's gravity compensation: gravity acts on (1 - gravcomp) * mass
+    #: principal axes of the inertia (quaternion in the body frame), as MuJoCo's body_iquat; used
+    #: by the fluid model, whose box dimensions follow these axes
+    iquat: np.ndarray | None = None
     joints: list = field(default_factory=list)   # joint indices
     geoms: list = field(default_factory=list)    # geom indices
 
@@ -91,6 +94,8 @@ class ArticulatedModel:
     timestep: float = 0.002
     #: height of the ground plane (z), None if the model has no plane
     ground: float | None = None
+    #: MuJoCo's inertia-box fluid model: (density, viscosity, wind [3]), None for none
+    fluid: tuple | None = None
     source: str = ""
 
     # ------------------------------------------------------------------ building

@@ -9,8 +9,8 @@ Every feature whose dynamics the articulated simulator does not reproduce is ref
 :class:`MJCFError`, one line naming the file, the element (by name, and by line where the
 light XML pre-pass can place it) and the feature. Refused: ball joints, free joints below
 the top level or with stiffness or frictionloss, joint frictionloss, tendons, active
-equality constraints, mocap bodies, flexes, plugins, fluid forces (``<option density |
-viscosity>``), ``jnt actuatorgravcomp``, actuators other than a fixed-gain joint motor
+equality constraints, mocap bodies, flexes, plugins, the ellipsoid fluid model
+(``geom fluidshape="ellipsoid"``), ``jnt actuatorgravcomp``, actuators other than a fixed-gain joint motor
 (transmission joint, ``dyntype="none"``, ``gaintype="fixed"``, ``biastype="none"``), a
 ``forcerange`` that would clip the force, ``eulerdamp`` disabled with damping present,
 contact-enabled geoms our ground contact cannot model (ellipsoid, mesh, sdf, hfield in a
@@ -18,7 +18,8 @@ moving body) when the model has a ground plane.
 
 Simulated from MuJoCo's compiled values: masses, inertias (after every compiler option),
 joint damping, stiffness, springref, armature (free joints included), ranges, ``ref``,
-motor gain (folded into the gear), ``body gravcomp``, gravity and the ``<option><flag>``
+motor gain (folded into the gear), ``body gravcomp``, MuJoCo's inertia-box fluid forces
+(``<option density viscosity wind>``), gravity and the ``<option><flag>``
 switches gravity, contact, limit, constraint, spring, damper, actuation.
 
 Warned (a :class:`MJCFWarning`, not refused), because they matter only elsewhere:
@@ -289,8 +290,15 @@ class _Reader:
             warnings.warn(f"{self.path}: <option integrator={iname!r}>: simulated as semi-implicit Euler "
                           f"(MuJoCo's integrator='Euler')", MJCFWarning, stacklevel=4)
         if mm.opt.density > 0 or mm.opt.viscosity > 0:
-            raise MJCFError(f"{self.path}: <option density={mm.opt.density:g} viscosity={mm.opt.viscosity:g}>: "
-                            f"fluid forces (density, viscosity, wind) are not simulated")
+            if off(D.mjDSBL_SPRING) or off(D.mjDSBL_DAMPER):
+                raise MJCFError(f"{self.path}: <flag spring/damper='disable'> with fluid forces: which passive "
+                                f"forces remain is not simulated")
+            for g in range(mm.ngeom):
+                if mm.geom_fluid[g, 0] > 0:
+                    self.refuse("geom", g, self.name(T.mjOBJ_GEOM, g, ""), "fluidshape='ellipsoid' (the "
+                                "ellipsoid fluid model) is not simulated; the default inertia-box model is",
+                                bodyid=int(mm.geom_bodyid[g]))
+            m.fluid = (float(mm.opt.density), float(mm.opt.viscosity), np.array(mm.opt.wind, float))
         if mm.nflex:
             raise MJCFError(f"{self.path}: <flex>/<flexcomp>: deformable flex objects are not simulated")
         if mm.nplugin:
@@ -330,6 +338,7 @@ class _Reader:
             bi = m.add_body(bn, int(mm.body_parentid[b]), mm.body_pos[b].copy(), mm.body_quat[b].copy(),
                             float(mm.body_mass[b]), mm.body_ipos[b].copy(), R @ np.diag(mm.body_inertia[b]) @ R.T)
             m.bodies[bi].gravcomp = float(mm.body_gravcomp[b])
+            m.bodies[bi].iquat = mm.body_iquat[b].copy()
         depth = np.zeros(mm.nbody, int)
         for b in range(1, mm.nbody):
             depth[b] = depth[mm.body_parentid[b]] + 1

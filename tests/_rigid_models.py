@@ -93,3 +93,20 @@ def write(tmp_path, name, text):
     p = tmp_path / f"{name}.xml"
     p.write_text(text)
     return str(p)
+
+# fluid forces (inertia-box model, wind), gravity compensation, damping and armature on a free joint
+FLUID = """<mujoco model="fluid">
+  <option timestep="0.002" density="1.2" viscosity="0.5" wind="0.3 -0.2 0.1"/>
+  <worldbody>
+    <body name="torso" pos="0 0 1" euler="10 20 30">
+      <joint name="root" type="free" damping="0.3" armature="0.02"/>
+      <geom type="box" size="0.2 0.1 0.05" density="300"/>
+      <geom type="sphere" size="0.1" pos="0.2 0 0" density="300"/>
+      <body name="leg" pos="0.2 0.1 0" gravcomp="0.7">
+        <joint name="hip" type="hinge" axis="0 1 1" damping="0.1"/>
+        <geom type="capsule" fromto="0 0 0 0.3 0 -0.3" size="0.04" density="300"/>
+      </body>
+    </body>
+  </worldbody>
+  <actuator><general joint="hip" gear="3" gainprm="0.5" ctrlrange="-1 1"/></actuator>
+</mujoco>"""

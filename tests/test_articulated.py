@@ -10,9 +10,9 @@ import mbmix_taichi as mt  # noqa: E402
 from mbmix_taichi.physics.articulated import ArticulatedSim  # noqa: E402
 from mbmix_taichi.physics.mjcf import load_mjcf  # noqa: E402
 
-from _rigid_models import CHAIN, DROP, FLOATING, PENDULUM_CART, SLIDES, write  # noqa: E402
+from _rigid_models import CHAIN, DROP, FLOATING, FLUID, PENDULUM_CART, SLIDES, write  # noqa: E402
 
-MODELS = {"cartpend": PENDULUM_CART, "slides": SLIDES, "floating": FLOATING}
+MODELS = {"cartpend": PENDULUM_CART, "slides": SLIDES, "floating": FLOATING, "fluid": FLUID}
 
 
 @pytest.fixture(scope="module")
