@@ -12,6 +12,8 @@ State ``[qpos (nq), qvel (nv)]`` in MuJoCo's layout (see articulated_model.py); 
                     and the ground-contact forces (and MuJoCo's inertia-box fluid forces, if
                     the model has a fluid) as external forces on the bodies
     tau             gear * ctrl - damping * qvel - stiffness * (q - springref)
+                    - frictionloss * qvel / sqrt(qvel^2 + v0^2)  (smoothed dry friction,
+                    implicit in the velocity update like damping; v0 = model.friction_v0)
                     (gravity on each body scaled by 1 - gravcomp, MuJoCo's gravity compensation)
                     + joint-limit penalty ke * violation (- kd * qvel while violated)
     qacc            solves M qacc = tau - c   (L^T D L factorization, MuJoCo's tree order:
@@ -343,6 +345,7 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
 
     # ---- generalized forces
     tau = [None] * nv
+    fric = {}
     for d in range(nv):
         tau[d] = 0.0 - dot(S[d], F[dof_body[d]])
     for j in model.joints:
@@ -354,6 +357,11 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
         d, qi = j.dadr, q[j.qadr]
         if j.damping:
             tau[d] = tau[d] - float(j.damping) * qd[d]
+        if j.frictionloss:
+            # smoothed dry friction: a damper c(qd) = fl / sqrt(qd^2 + v0^2), implicit like damping
+            c = float(j.frictionloss) / ad.sqrt(qd[d] * qd[d] + float(model.friction_v0) ** 2)
+            fric[d] = c
+            tau[d] = tau[d] - c * qd[d]
         if j.stiffness:
             tau[d] = tau[d] - float(j.stiffness) * (qi - float(j.springref))
         if j.range is not None and limit_ke > 0:
@@ -382,6 +390,8 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
             extra = float(j.armature) + (h * float(j.damping) if implicit_damping else 0.0)
             if extra:
                 Mx[d][d] = Mx[d][d] + extra
+            if d in fric:
+                Mx[d][d] = Mx[d][d] + h * fric[d]
 
     # ---- solve: M = L^T D L, processed from the last dof (MuJoCo's order, no fill-in)
     anc = [set() for _ in range(nv)]

@@ -33,6 +33,8 @@ class Joint:
     stiffness: float = 0.0
     springref: float = 0.0
     armature: float = 0.0
+    #: dry friction [N or N m], simulated smoothed (see ArticulatedModel.friction_v0)
+    frictionloss: float = 0.0
     ref: float = 0.0
     qadr: int = 0
     dadr: int = 0
@@ -96,6 +98,9 @@ class ArticulatedModel:
     ground: float | None = None
     #: MuJoCo's inertia-box fluid model: (density, viscosity, wind [3]), None for none
     fluid: tuple | None = None
+    #: joint frictionloss is smoothed: f = -frictionloss * qvel / sqrt(qvel^2 + v0^2), with the
+    #: damper it equals treated implicitly (MuJoCo's dry friction is a constraint instead)
+    friction_v0: float = 0.01
     source: str = ""
 
     # ------------------------------------------------------------------ building

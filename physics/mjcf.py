@@ -8,7 +8,7 @@ the compiled bodies, joints, geoms and motors into an :class:`ArticulatedModel`.
 Every feature whose dynamics the articulated simulator does not reproduce is refused with an
 :class:`MJCFError`, one line naming the file, the element (by name, and by line where the
 light XML pre-pass can place it) and the feature. Refused: ball joints, free joints below
-the top level or with stiffness or frictionloss, joint frictionloss, tendons, active
+the top level or with stiffness or frictionloss, tendons with dynamics, active
 equality constraints, mocap bodies, flexes, plugins, the ellipsoid fluid model
 (``geom fluidshape="ellipsoid"``), ``jnt actuatorgravcomp``, actuators other than a fixed-gain joint motor
 (transmission joint, ``dyntype="none"``, ``gaintype="fixed"``, ``biastype="none"``), a
@@ -24,6 +24,7 @@ switches gravity, contact, limit, constraint, spring, damper, actuation.
 
 Warned (a :class:`MJCFWarning`, not refused), because they matter only elsewhere:
 another integrator (RK4, implicit, implicitfast are simulated as semi-implicit Euler),
+joint frictionloss (simulated smoothed, see ``ArticulatedModel.friction_v0``),
 static world geometry other than one horizontal ground plane (our contact model collides
 moving geoms with the ground plane only), inactive equality constraints.
 
@@ -347,6 +348,7 @@ class _Reader:
                             f"are MAX_BODIES={MAX_BODIES}, MAX_BODY_DEPTH={MAX_BODY_DEPTH}")
 
         # -- joints
+        smoothed = []
         jtypes = {int(mujoco.mjtJoint.mjJNT_FREE): "free", int(mujoco.mjtJoint.mjJNT_BALL): "ball",
                   int(mujoco.mjtJoint.mjJNT_SLIDE): "slide", int(mujoco.mjtJoint.mjJNT_HINGE): "hinge"}
         for j in range(mm.njnt):
@@ -363,8 +365,10 @@ class _Reader:
             if mm.jnt_actgravcomp[j] and np.any(mm.body_gravcomp):
                 bad("actuatorgravcomp is not simulated")
             fl = 0.0 if no_fric else mm.dof_frictionloss[d0:d0 + nvj]
+            if np.any(fl) and t == "free":
+                bad("frictionloss on a free joint is not simulated")
             if np.any(fl):
-                bad("frictionloss (dry joint friction) is not simulated")
+                smoothed.append(jn or f"#{j}")
             damping = 0.0 if off(D.mjDSBL_DAMPER) else mm.dof_damping[d0:d0 + nvj]
             arm = mm.dof_armature[d0:d0 + nvj]
             if np.ptp(damping) or np.ptp(arm):
@@ -387,8 +391,13 @@ class _Reader:
             m.add_joint(b, t, name=jn or default, axis=mm.jnt_axis[j].copy(), pos=mm.jnt_pos[j].copy(),
                         range=(float(mm.jnt_range[j, 0]), float(mm.jnt_range[j, 1])) if limited else None,
                         damping=float(np.max(damping)), stiffness=stiff, springref=float(mm.qpos_spring[q0]),
-                        armature=float(arm[0]), ref=float(mm.qpos0[q0]))
+                        armature=float(arm[0]), ref=float(mm.qpos0[q0]), frictionloss=float(np.max(fl)))
         m.finalize()
+        if smoothed:
+            warnings.warn(f"{self.path}: joint frictionloss on {', '.join(smoothed)}: simulated as smoothed dry "
+                          f"friction -fl * qvel / sqrt(qvel^2 + {m.friction_v0:g}^2), implicit like damping "
+                          f"(MuJoCo's constraint-based friction differs near zero velocity)", MJCFWarning,
+                          stacklevel=4)
 
         # -- geoms
         import mujoco as mj

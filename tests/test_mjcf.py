@@ -63,8 +63,8 @@ BAD = [  # (text, element named in the message, line, words): our refusals and M
      "</mujoco>", "<joint>", 3, "repeated name 'a'"),
     ("<mujoco>\n<worldbody>\n<body>\n<joint/>\n<geom size='1' mass='-1'/></body></worldbody></mujoco>", "<geom>", 5,
      "negative"),
-    ("<mujoco>\n<worldbody>\n<body>\n<joint frictionloss='1' name='fj'/><geom size='1'/></body></worldbody></mujoco>",
-     "<joint name='fj'>", 4, "frictionloss"),
+    ("<mujoco>\n<worldbody>\n<body>\n<joint type='free' frictionloss='1' name='fj'/><geom size='1'/></body>"
+     "</worldbody></mujoco>", "<joint name='fj'>", 4, "frictionloss on a free joint"),
     ("<mujoco>\n<worldbody>\n<body>\n<joint name='x'/><geom size='1'/></body></worldbody><actuator>\n"
      "<position joint='x' kp='3'/></actuator></mujoco>", "<position>", 5, "bias"),
     ("<mujoco>\n<worldbody>\n<body>\n<joint name='x'/><geom size='1'/></body></worldbody><actuator>\n"
