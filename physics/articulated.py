@@ -24,7 +24,7 @@ State ``[qpos (nq), qvel (nv)]`` in MuJoCo's layout (see articulated_model.py); 
 which is MuJoCo's semi-implicit Euler (``integrator="Euler"``) for models without contact
 and limits. Ground contact is DiffRL's (dflex ``eval_rigid_contacts_art``) penalty model:
 contact points (sphere centre, capsule end points, box corners) shifted down by the
-geom's radius, penetration c = z - ground < 0,
+geom's radius, and each ellipsoid's lowest point, penetration c = z - ground < 0,
 
     f_normal  = -ke c - kd c min(v_n, 0)                 (pushes out, damps approach)
     f_fric    = -min(kf |v_t|, -mu ke c) v_t / |v_t|     (viscous up to a Coulomb cap)
@@ -306,11 +306,21 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
         _fluid_forces(model, R, P, V, Fext)
     if contact is not None and model.ground is not None:
         ke, kd, kf, mu = (float(contact.ke), float(contact.kd), float(contact.kf), float(contact.mu))
+        pts = []
         for (b, lp, dist) in contact_points(model):
-            if not model.chain_dofs(b):
-                continue  # a body welded to the world cannot be pushed
-            p = vadd(P[b], matvec(R[b], [float(x) for x in lp]))
-            p = [p[0], p[1], p[2] - dist]
+            if model.chain_dofs(b):  # a body welded to the world cannot be pushed
+                p = vadd(P[b], matvec(R[b], [float(x) for x in lp]))
+                pts.append((b, [p[0], p[1], p[2] - dist]))
+        for gm in model.geoms:
+            if gm.type == "ellipsoid" and gm.contact and gm.body and model.chain_dofs(gm.body):
+                # the ellipsoid's lowest point: centre - Rg D^2 n / |D n|, n = Rg^T z (geom frame)
+                b = gm.body
+                Rg = matmul(R[b], [[float(x) for x in row] for row in quat_to_mat(gm.quat)])
+                pc = vadd(P[b], matvec(R[b], [float(x) for x in gm.pos]))
+                D2n = [float(gm.size[k]) ** 2 * Rg[2][k] for k in range(3)]
+                sn = ad.sqrt(ad.smax(dot(D2n, Rg[2]), 1e-30))
+                pts.append((b, vsub(pc, vscale(matvec(Rg, D2n), 1.0 / sn))))
+        for (b, p) in pts:
             w, vo = V[b][:3], V[b][3:]
             dp = vadd(vo, cross(w, p))
             cpen = p[2] - float(model.ground)

@@ -51,7 +51,8 @@ class Joint:
 @dataclass
 class Geom:
     name: str
-    type: str                      # "sphere" | "capsule" | "box" | "plane" | "cylinder"
+    type: str                      # "sphere" | "capsule" | "box" | "plane" | "cylinder" | "ellipsoid"
+                                   # (other MuJoCo types only as geometry without contact)
     body: int
     size: np.ndarray
     pos: np.ndarray = field(default_factory=lambda: np.zeros(3))

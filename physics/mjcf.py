@@ -13,7 +13,7 @@ equality constraints, mocap bodies, flexes, plugins, the ellipsoid fluid model
 (``geom fluidshape="ellipsoid"``), ``jnt actuatorgravcomp``, actuators other than a fixed-gain joint motor
 (transmission joint, ``dyntype="none"``, ``gaintype="fixed"``, ``biastype="none"``), a
 ``forcerange`` that would clip the force, ``eulerdamp`` disabled with damping present,
-contact-enabled geoms our ground contact cannot model (ellipsoid, mesh, sdf, hfield in a
+contact-enabled geoms our ground contact cannot model (mesh, sdf, hfield in a
 moving body) when the model has a ground plane.
 
 Simulated from MuJoCo's compiled values: masses, inertias (after every compiler option),
@@ -57,7 +57,7 @@ MAX_BODY_DEPTH = 32
 MAX_BODIES = 128
 MAX_DOFS = 64
 
-_CONTACT_GEOMS = ("sphere", "capsule", "box", "cylinder")
+_CONTACT_GEOMS = ("sphere", "capsule", "box", "cylinder", "ellipsoid")
 
 
 class MJCFError(MbmixError, ValueError):
@@ -421,7 +421,7 @@ class _Reader:
                     static.append(gn or f"#{g} ({t})")
             elif collides and t not in _CONTACT_GEOMS:
                 self.refuse("geom", g, gn, f"ground contact of {t} geoms is not simulated (only sphere, capsule, "
-                            f"box, cylinder); set contype='0' conaffinity='0' to keep it visual only", bodyid=b)
+                            f"box, cylinder, ellipsoid); set contype='0' conaffinity='0' to keep it visual only", bodyid=b)
             m.geoms.append(geom)
             m.bodies[b].geoms.append(len(m.geoms) - 1)
         if planes:

@@ -70,8 +70,9 @@ BAD = [  # (text, element named in the message, line, words): our refusals and M
     ("<mujoco>\n<worldbody>\n<body>\n<joint name='x'/><geom size='1'/></body></worldbody><actuator>\n"
      "<motor name='m' joint='x' forcerange='-1 1' ctrlrange='-2 2'/></actuator></mujoco>", "<motor name='m'>", 5,
      "forcerange"),
-    ("<mujoco>\n<worldbody><geom type='plane' size='1 1 1'/>\n<body>\n<joint name='x'/>\n"
-     "<geom type='ellipsoid' size='1 2 3'/></body></worldbody></mujoco>", "<geom>", 5, "ellipsoid"),
+    ("<mujoco><asset><mesh name='t' vertex='0 0 0 1 0 0 0 1 0 0 0 1'/></asset>\n<worldbody>"
+     "<geom type='plane' size='1 1 1'/>\n<body>\n<joint name='x'/>\n<geom type='mesh' mesh='t'/></body></worldbody>"
+     "</mujoco>", "<geom>", 5, "ground contact of mesh geoms"),
     ("<mujoco>\n<worldbody>\n<body name='m' mocap='true'>\n<geom size='1'/></body>\n<body>\n<joint/>\n"
      "<geom size='1'/></body></worldbody></mujoco>", "<body name='m'>", 3, "mocap"),
     ("<mujoco>\n<worldbody>\n<body>\n<joint name='x'/><geom size='1'/></body></worldbody><equality>\n"
