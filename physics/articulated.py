@@ -12,6 +12,7 @@ State ``[qpos (nq), qvel (nv)]`` in MuJoCo's layout (see articulated_model.py); 
                     and the ground-contact forces (and MuJoCo's inertia-box fluid forces, if
                     the model has a fluid) as external forces on the bodies
     tau             gear * ctrl - damping * qvel - stiffness * (q - springref)
+                    + J^T (fixed-tendon spring, damper and limit forces; J = the coefs)
                     - frictionloss * qvel / sqrt(qvel^2 + v0^2)  (smoothed dry friction,
                     implicit in the velocity update like damping; v0 = model.friction_v0)
                     (gravity on each body scaled by 1 - gravcomp, MuJoCo's gravity compensation)
@@ -381,7 +382,34 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
             if limit_kd:
                 f = f - ad.select(below, limit_kd * qd[d], ad.select(above, limit_kd * qd[d], zero))
             tau[d] = tau[d] + f
+    for t in model.tendons:
+        L = sum_ = None
+        for ji, coef in t.joints:
+            j = model.joints[ji]
+            a, b = float(coef) * q[j.qadr], float(coef) * qd[j.dadr]
+            L, sum_ = (a, b) if L is None else (L + a, sum_ + b)
+        f = zero
+        if t.stiffness:
+            lo, hi = float(t.lengthspring[0]), float(t.lengthspring[1])
+            f = f + ad.select(ad.less(hi, L), float(t.stiffness) * (hi - L),
+                              ad.select(ad.less(L, lo), float(t.stiffness) * (lo - L), zero))
+        if t.damping:
+            f = f - float(t.damping) * sum_
+        if t.range is not None and limit_ke > 0:
+            lo, hi = float(t.range[0]), float(t.range[1])
+            below, above = ad.less(L, lo), ad.less(hi, L)
+            f = f + ad.select(below, limit_ke * (lo - L), ad.select(above, limit_ke * (hi - L), zero))
+            if limit_kd:
+                f = f - ad.select(below, limit_kd * sum_, ad.select(above, limit_kd * sum_, zero))
+        for ji, coef in t.joints:
+            d = model.joints[ji].dadr
+            tau[d] = tau[d] + float(coef) * f
     for k, act in enumerate(model.actuators):
+        if act.tendon is not None:
+            for ji, coef in model.tendons[act.tendon].joints:
+                d = model.joints[ji].dadr
+                tau[d] = tau[d] + float(act.gear) * float(coef) * u[k]
+            continue
         d = model.joints[act.joint].dadr
         tau[d] = tau[d] + float(act.gear) * u[k]
 

@@ -81,9 +81,25 @@ class Body:
 @dataclass
 class Actuator:
     name: str
-    joint: int
+    joint: int                      # the driven joint (-1 if it drives a tendon)
     gear: float = 1.0
     ctrlrange: tuple | None = None  # (lo, hi) if ctrllimited
+    tendon: int | None = None       # the driven fixed tendon, if any
+
+
+@dataclass
+class Tendon:
+    """A fixed tendon: length L = sum(coef * q) over hinge/slide joints (MuJoCo's semantics).
+
+    Force along it: stiffness outside the dead band ``lengthspring`` (lo, hi), damping
+    (explicit, as MuJoCo's Euler), the limit penalty when ``range`` is set; each joint gets
+    coef * force."""
+    name: str
+    joints: list                    # [(joint index, coef)]
+    stiffness: float = 0.0
+    damping: float = 0.0
+    lengthspring: tuple = (0.0, 0.0)
+    range: tuple | None = None
 
 
 @dataclass
@@ -93,6 +109,7 @@ class ArticulatedModel:
     joints: list = field(default_factory=list)
     geoms: list = field(default_factory=list)
     actuators: list = field(default_factory=list)
+    tendons: list = field(default_factory=list)
     gravity: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, -9.81]))
     timestep: float = 0.002
     #: height of the ground plane (z), None if the model has no plane
@@ -129,8 +146,8 @@ class ArticulatedModel:
         self.bodies[body].geoms.append(len(self.geoms) - 1)
         return len(self.geoms) - 1
 
-    def add_actuator(self, joint, gear=1.0, ctrlrange=None, name=None):
-        self.actuators.append(Actuator(name or f"act{len(self.actuators)}", joint, float(gear), ctrlrange))
+    def add_actuator(self, joint, gear=1.0, ctrlrange=None, name=None, tendon=None):
+        self.actuators.append(Actuator(name or f"act{len(self.actuators)}", joint, float(gear), ctrlrange, tendon))
         return len(self.actuators) - 1
 
     def finalize(self):

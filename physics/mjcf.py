@@ -8,16 +8,18 @@ the compiled bodies, joints, geoms and motors into an :class:`ArticulatedModel`.
 Every feature whose dynamics the articulated simulator does not reproduce is refused with an
 :class:`MJCFError`, one line naming the file, the element (by name, and by line where the
 light XML pre-pass can place it) and the feature. Refused: ball joints, free joints below
-the top level or with stiffness or frictionloss, tendons with dynamics, active
+the top level or with stiffness or frictionloss, spatial tendons with dynamics, tendon
+frictionloss or armature, active
 equality constraints, mocap bodies, flexes, plugins, the ellipsoid fluid model
 (``geom fluidshape="ellipsoid"``), ``jnt actuatorgravcomp``, actuators other than a fixed-gain joint motor
-(transmission joint, ``dyntype="none"``, ``gaintype="fixed"``, ``biastype="none"``), a
+(transmission joint or fixed tendon, ``dyntype="none"``, ``gaintype="fixed"``, ``biastype="none"``), a
 ``forcerange`` that would clip the force, ``eulerdamp`` disabled with damping present,
 contact-enabled geoms our ground contact cannot model (mesh, sdf, hfield in a
 moving body) when the model has a ground plane.
 
 Simulated from MuJoCo's compiled values: masses, inertias (after every compiler option),
 joint damping, stiffness, springref, armature (free joints included), ranges, ``ref``,
+fixed tendons (stiffness with its dead band, damping, limits, tendon motors),
 motor gain (folded into the gear), ``body gravcomp``, MuJoCo's inertia-box fluid forces
 (``<option density viscosity wind>``), gravity and the ``<option><flag>``
 switches gravity, contact, limit, constraint, spring, damper, actuation.
@@ -304,13 +306,25 @@ class _Reader:
             raise MJCFError(f"{self.path}: <flex>/<flexcomp>: deformable flex objects are not simulated")
         if mm.nplugin:
             raise MJCFError(f"{self.path}: <plugin>: engine plugins are not simulated")
+        tendon_ok = {}
         for t in range(mm.ntendon):
+            tn = self.name(T.mjOBJ_TENDON, t, "")
             limited = bool(mm.tendon_limited[t]) and not no_limit
             acted = bool(np.any((mm.actuator_trntype == int(mujoco.mjtTrn.mjTRN_TENDON)) & (mm.actuator_trnid[:, 0] == t)))
-            if limited or acted or mm.tendon_stiffness[t] or mm.tendon_damping[t] or mm.tendon_armature[t] or \
-                    (mm.tendon_frictionloss[t] and not no_fric):
-                self.refuse("tendon", t, self.name(T.mjOBJ_TENDON, t, ""),
-                            "tendons (stiffness, damping, frictionloss, limits or actuation) are not simulated")
+            stiff = 0.0 if off(D.mjDSBL_SPRING) else float(mm.tendon_stiffness[t])
+            damp = 0.0 if off(D.mjDSBL_DAMPER) else float(mm.tendon_damping[t])
+            if not (limited or acted or stiff or damp or mm.tendon_armature[t] or
+                    (mm.tendon_frictionloss[t] and not no_fric)):
+                continue   # no dynamics: only a length for sensors or display
+            wraps = range(int(mm.tendon_adr[t]), int(mm.tendon_adr[t] + mm.tendon_num[t]))
+            if any(mm.wrap_type[w] != int(mujoco.mjtWrap.mjWRAP_JOINT) for w in wraps):
+                self.refuse("tendon", t, tn, "spatial tendons are not simulated (fixed tendons are)")
+            if mm.tendon_armature[t] or (mm.tendon_frictionloss[t] and not no_fric):
+                self.refuse("tendon", t, tn, "tendon armature and frictionloss are not simulated")
+            tendon_ok[t] = dict(name=tn or f"tendon{t}", stiffness=stiff, damping=damp,
+                                joints=[(int(mm.wrap_objid[w]), float(mm.wrap_prm[w])) for w in wraps],
+                                lengthspring=(float(mm.tendon_lengthspring[t, 0]), float(mm.tendon_lengthspring[t, 1])),
+                                range=(float(mm.tendon_range[t, 0]), float(mm.tendon_range[t, 1])) if limited else None)
         for e in range(mm.neq):
             n = self.name(T.mjOBJ_EQUALITY, e, "")
             if no_eq:
@@ -393,6 +407,11 @@ class _Reader:
                         damping=float(np.max(damping)), stiffness=stiff, springref=float(mm.qpos_spring[q0]),
                         armature=float(arm[0]), ref=float(mm.qpos0[q0]), frictionloss=float(np.max(fl)))
         m.finalize()
+        from .articulated_model import Tendon
+        tendon_index = {}
+        for t, kw in tendon_ok.items():
+            tendon_index[t] = len(m.tendons)
+            m.tendons.append(Tendon(**kw))
         if smoothed:
             warnings.warn(f"{self.path}: joint frictionloss on {', '.join(smoothed)}: simulated as smoothed dry "
                           f"friction -fl * qvel / sqrt(qvel^2 + {m.friction_v0:g}^2), implicit like damping "
@@ -442,8 +461,11 @@ class _Reader:
             def bad(msg):
                 self.refuse("actuator", a, an, msg)
 
-            if mm.actuator_trntype[a] != int(A.mjtTrn.mjTRN_JOINT):
-                bad("only joint transmissions are simulated (not tendon, site, body, slider-crank)")
+            tendon = None
+            if mm.actuator_trntype[a] == int(A.mjtTrn.mjTRN_TENDON):
+                tendon = tendon_index[int(mm.actuator_trnid[a, 0])]
+            elif mm.actuator_trntype[a] != int(A.mjtTrn.mjTRN_JOINT):
+                bad("only joint and fixed-tendon transmissions are simulated (not site, body, slider-crank)")
             if mm.actuator_dyntype[a] != int(A.mjtDyn.mjDYN_NONE):
                 bad("actuator dynamics (dyntype other than none: filters, integrators, muscles) are not simulated")
             if mm.actuator_gaintype[a] != int(A.mjtGain.mjGAIN_FIXED):
@@ -452,8 +474,8 @@ class _Reader:
                 bad("actuator bias (position/velocity servos, biastype other than none) is not simulated")
             if np.any(mm.actuator_gear[a, 1:]):
                 bad("only the first gear component is simulated for a joint")
-            ji = int(mm.actuator_trnid[a, 0])
-            if m.joints[ji].type == "free":
+            ji = -1 if tendon is not None else int(mm.actuator_trnid[a, 0])
+            if tendon is None and m.joints[ji].type == "free":
                 bad("actuating a free joint is not simulated")
             gain = float(mm.actuator_gainprm[a, 0])
             lim = bool(mm.actuator_ctrllimited[a])
@@ -463,7 +485,8 @@ class _Reader:
                 f = sorted((gain * cr[0], gain * cr[1])) if cr else None
                 if f is None or f[0] < lo - 1e-12 or f[1] > hi + 1e-12:
                     bad(f"forcerange [{lo:g}, {hi:g}] clips the force gain * ctrl; force clipping is not simulated")
-            m.add_actuator(ji, 0.0 if no_act else float(mm.actuator_gear[a, 0]) * gain, cr, name=an or f"act{a}")
+            m.add_actuator(ji, 0.0 if no_act else float(mm.actuator_gear[a, 0]) * gain, cr, name=an or f"act{a}",
+                           tendon=tendon)
         m.finalize()
         self.check()
         return m

@@ -110,3 +110,29 @@ FLUID = """<mujoco model="fluid">
   </worldbody>
   <actuator><general joint="hip" gear="3" gainprm="0.5" ctrlrange="-1 1"/></actuator>
 </mujoco>"""
+
+# fixed tendons: a spring with a dead band, damping, a tendon motor; joint damping too
+TENDON = """<mujoco model="tendon">
+  <option timestep="0.002"/>
+  <worldbody>
+    <body name="l1" pos="0 0 2">
+      <joint name="j1" type="hinge" axis="0 1 0" damping="0.05"/>
+      <geom type="capsule" fromto="0 0 0 0.3 0 -0.3" size="0.03"/>
+      <body name="l2" pos="0.3 0 -0.3">
+        <joint name="j2" type="hinge" axis="0 1 0.2"/>
+        <geom type="capsule" fromto="0 0 0 0 0.1 -0.4" size="0.03"/>
+        <body name="l3" pos="0 0.1 -0.4">
+          <joint name="j3" type="slide" axis="1 0 0"/>
+          <geom type="sphere" size="0.06" pos="0 0 -0.2"/>
+        </body>
+      </body>
+    </body>
+  </worldbody>
+  <tendon>
+    <fixed name="couple" stiffness="4" damping="0.3" springlength="-0.05 0.1">
+      <joint joint="j1" coef="1"/><joint joint="j2" coef="-0.7"/>
+    </fixed>
+    <fixed name="drive"><joint joint="j2" coef="0.5"/><joint joint="j3" coef="2"/></fixed>
+  </tendon>
+  <actuator><motor tendon="drive" gear="2" ctrlrange="-1 1"/><motor joint="j1"/></actuator>
+</mujoco>"""
