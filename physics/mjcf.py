@@ -221,7 +221,20 @@ def _compile_error(exc: Exception, where: str) -> MJCFError:
 
 
 def _compile(path: str, pre: _Pre, text: str | None):
+    """Compile with MuJoCo; its compiler warnings become MJCFWarnings (not MUJOCO_LOG.TXT in the cwd)."""
     import mujoco
+    caught = []
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(lambda msg: caught.append(" ".join(str(msg).split())))
+    try:
+        return _compile_quiet(path, pre, text, mujoco)
+    finally:
+        mujoco.set_mju_user_warning(previous)
+        for msg in caught:
+            warnings.warn(f"{path}: MuJoCo: {msg}", MJCFWarning, stacklevel=3)
+
+
+def _compile_quiet(path, pre, text, mujoco):
     try:
         if text is None:
             return mujoco.MjModel.from_xml_path(path)
@@ -507,7 +520,7 @@ def load_mjcf(path) -> ArticulatedModel:
     """Compile an MJCF file with MuJoCo into an ArticulatedModel (raises MJCFError; warns MJCFWarning)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise MJCFError(f"MJCF file {path!r} does not exist")
+        raise MJCFError(f"MJCF file {path!r} " + ("is a folder, not a file" if os.path.isdir(path) else "does not exist"))
     data = _read(path)
     pre = _prepass(data, path)
     text = _utf8(data, path)
