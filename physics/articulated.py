@@ -12,6 +12,7 @@ State ``[qpos (nq), qvel (nv)]`` in MuJoCo's layout (see articulated_model.py); 
                     and the ground-contact forces (and MuJoCo's inertia-box fluid forces, if
                     the model has a fluid) as external forces on the bodies
     tau             gear * ctrl - damping * qvel - stiffness * (q - springref)
+                    (servos: gear * clip(gain * ctrl + b0 + b1 * length + b2 * velocity))
                     + J^T (fixed-tendon spring, damper and limit forces; J = the coefs)
                     - frictionloss * qvel / sqrt(qvel^2 + v0^2)  (smoothed dry friction,
                     implicit in the velocity update like damping; v0 = model.friction_v0)
@@ -405,13 +406,29 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
             d = model.joints[ji].dadr
             tau[d] = tau[d] + float(coef) * f
     for k, act in enumerate(model.actuators):
-        if act.tendon is not None:
-            for ji, coef in model.tendons[act.tendon].joints:
-                d = model.joints[ji].dadr
-                tau[d] = tau[d] + float(act.gear) * float(coef) * u[k]
-            continue
-        d = model.joints[act.joint].dadr
-        tau[d] = tau[d] + float(act.gear) * u[k]
+        path = (model.tendons[act.tendon].joints if act.tendon is not None else [(act.joint, 1.0)])
+        gear = float(act.gear)
+        if act.bias is None and act.forcerange is None:
+            force = u[k]
+        else:
+            force = float(act.gain) * u[k]
+            if act.bias is not None:
+                b0, b1, b2 = (float(x) for x in act.bias)
+                for ji, coef in path:
+                    j = model.joints[ji]
+                    if b1:
+                        force = force + b1 * gear * float(coef) * q[j.qadr]
+                    if b2:
+                        force = force + b2 * gear * float(coef) * qd[j.dadr]
+                if b0:
+                    force = force + b0
+            if act.forcerange is not None:
+                lo, hi = float(act.forcerange[0]), float(act.forcerange[1])
+                force = ad.select(ad.less(force, lo), g.constant(lo),
+                                  ad.select(ad.less(hi, force), g.constant(hi), force))
+        for ji, coef in path:
+            d = model.joints[ji].dadr
+            tau[d] = tau[d] + gear * float(coef) * force
 
     # ---- mass matrix (CRBA)
     Mx = [[g.constant(0.0) for _ in range(nv)] for _ in range(nv)]

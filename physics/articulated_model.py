@@ -85,6 +85,13 @@ class Actuator:
     gear: float = 1.0
     ctrlrange: tuple | None = None  # (lo, hi) if ctrllimited
     tendon: int | None = None       # the driven fixed tendon, if any
+    #: MuJoCo's affine servo (position/velocity actuators): with bias = (b0, b1, b2) the
+    #: force along the transmission is gain * ctrl + b0 + b1 * length + b2 * velocity, with
+    #: length = gear * q (or gear * tendon length); then clipped to forcerange if given, and
+    #: the joint force is gear * force. Without bias and forcerange: gear * ctrl as above.
+    gain: float = 1.0
+    bias: tuple | None = None
+    forcerange: tuple | None = None
 
 
 @dataclass

@@ -12,15 +12,16 @@ the top level or with stiffness or frictionloss, spatial tendons with dynamics, 
 frictionloss or armature, active
 equality constraints, mocap bodies, flexes, plugins, the ellipsoid fluid model
 (``geom fluidshape="ellipsoid"``), ``jnt actuatorgravcomp``, actuators other than a fixed-gain joint motor
-(transmission joint or fixed tendon, ``dyntype="none"``, ``gaintype="fixed"``, ``biastype="none"``), a
-``forcerange`` that would clip the force, ``eulerdamp`` disabled with damping present,
+(transmission joint or fixed tendon, ``dyntype="none"``, ``gaintype="fixed"``, ``biastype``
+none or affine), ``eulerdamp`` disabled with damping present,
 contact-enabled geoms our ground contact cannot model (mesh, sdf, hfield in a
 moving body) when the model has a ground plane.
 
 Simulated from MuJoCo's compiled values: masses, inertias (after every compiler option),
 joint damping, stiffness, springref, armature (free joints included), ranges, ``ref``,
 fixed tendons (stiffness with its dead band, damping, limits, tendon motors),
-motor gain (folded into the gear), ``body gravcomp``, MuJoCo's inertia-box fluid forces
+motor gain, affine bias (position/velocity servos) and ``forcerange`` clipping,
+``body gravcomp``, MuJoCo's inertia-box fluid forces
 (``<option density viscosity wind>``), gravity and the ``<option><flag>``
 switches gravity, contact, limit, constraint, spring, damper, actuation.
 
@@ -483,8 +484,9 @@ class _Reader:
                 bad("actuator dynamics (dyntype other than none: filters, integrators, muscles) are not simulated")
             if mm.actuator_gaintype[a] != int(A.mjtGain.mjGAIN_FIXED):
                 bad("only gaintype='fixed' is simulated")
-            if mm.actuator_biastype[a] != int(A.mjtBias.mjBIAS_NONE):
-                bad("actuator bias (position/velocity servos, biastype other than none) is not simulated")
+            affine = mm.actuator_biastype[a] == int(A.mjtBias.mjBIAS_AFFINE)
+            if mm.actuator_biastype[a] not in (int(A.mjtBias.mjBIAS_NONE), int(A.mjtBias.mjBIAS_AFFINE)):
+                bad("only biastype none or affine (position/velocity servos) is simulated")
             if np.any(mm.actuator_gear[a, 1:]):
                 bad("only the first gear component is simulated for a joint")
             ji = -1 if tendon is not None else int(mm.actuator_trnid[a, 0])
@@ -493,13 +495,20 @@ class _Reader:
             gain = float(mm.actuator_gainprm[a, 0])
             lim = bool(mm.actuator_ctrllimited[a])
             cr = (float(mm.actuator_ctrlrange[a, 0]), float(mm.actuator_ctrlrange[a, 1])) if lim else None
+            bias = tuple(float(x) for x in mm.actuator_biasprm[a, :3]) if affine and np.any(mm.actuator_biasprm[a, :3]) \
+                else None
+            frange = None
             if mm.actuator_forcelimited[a]:
-                lo, hi = mm.actuator_forcerange[a]
+                lo, hi = (float(x) for x in mm.actuator_forcerange[a])
                 f = sorted((gain * cr[0], gain * cr[1])) if cr else None
-                if f is None or f[0] < lo - 1e-12 or f[1] > hi + 1e-12:
-                    bad(f"forcerange [{lo:g}, {hi:g}] clips the force gain * ctrl; force clipping is not simulated")
-            m.add_actuator(ji, 0.0 if no_act else float(mm.actuator_gear[a, 0]) * gain, cr, name=an or f"act{a}",
-                           tendon=tendon)
+                if bias is not None or f is None or f[0] < lo - 1e-12 or f[1] > hi + 1e-12:
+                    frange = (lo, hi)   # it can clip: simulated
+            gear = 0.0 if no_act else float(mm.actuator_gear[a, 0])
+            if bias is None and frange is None:
+                m.add_actuator(ji, gear * gain, cr, name=an or f"act{a}", tendon=tendon)
+            else:
+                m.add_actuator(ji, gear, cr, name=an or f"act{a}", tendon=tendon)
+                m.actuators[-1].gain, m.actuators[-1].bias, m.actuators[-1].forcerange = gain, bias, frange
         m.finalize()
         self.check()
         return m

@@ -136,3 +136,27 @@ TENDON = """<mujoco model="tendon">
   </tendon>
   <actuator><motor tendon="drive" gear="2" ctrlrange="-1 1"/><motor joint="j1"/></actuator>
 </mujoco>"""
+
+# servos: a position actuator with damping, a velocity actuator, a motor clipped by forcerange
+SERVO = """<mujoco model="servo">
+  <option timestep="0.002"/>
+  <worldbody>
+    <body name="l1" pos="0 0 2">
+      <joint name="j1" type="hinge" axis="0 1 0"/>
+      <geom type="capsule" fromto="0 0 0 0.3 0 -0.3" size="0.03"/>
+      <body name="l2" pos="0.3 0 -0.3">
+        <joint name="j2" type="hinge" axis="0 1 0.2"/>
+        <geom type="capsule" fromto="0 0 0 0 0.1 -0.4" size="0.03"/>
+        <body name="l3" pos="0 0.1 -0.4">
+          <joint name="j3" type="slide" axis="1 0 0"/>
+          <geom type="sphere" size="0.06" pos="0 0 -0.2"/>
+        </body>
+      </body>
+    </body>
+  </worldbody>
+  <actuator>
+    <position joint="j1" kp="5" kv="0.3" gear="1.5" ctrlrange="-1 1"/>
+    <velocity joint="j2" kv="0.4" ctrlrange="-2 2"/>
+    <motor joint="j3" gear="2" ctrlrange="-1 1" forcerange="-0.3 0.5"/>
+  </actuator>
+</mujoco>"""

@@ -10,9 +10,10 @@ import mbmix_taichi as mt  # noqa: E402
 from mbmix_taichi.physics.articulated import ArticulatedSim  # noqa: E402
 from mbmix_taichi.physics.mjcf import load_mjcf  # noqa: E402
 
-from _rigid_models import CHAIN, DROP, FLOATING, FLUID, PENDULUM_CART, SLIDES, TENDON, write  # noqa: E402
+from _rigid_models import CHAIN, DROP, FLOATING, FLUID, PENDULUM_CART, SERVO, SLIDES, TENDON, write  # noqa: E402
 
-MODELS = {"cartpend": PENDULUM_CART, "slides": SLIDES, "floating": FLOATING, "fluid": FLUID, "tendon": TENDON}
+MODELS = {"cartpend": PENDULUM_CART, "slides": SLIDES, "floating": FLOATING, "fluid": FLUID, "tendon": TENDON,
+          "servo": SERVO}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_substeps_equal_mujoco_steps(paths):
     assert np.abs(s[0].numpy() - np.concatenate([d.qpos, d.qvel])).max() < 1e-10
 
 
-@pytest.mark.parametrize("name", ["cartpend", "slides", "tendon"])
+@pytest.mark.parametrize("name", ["cartpend", "slides", "tendon", "servo"])
 def test_jacobian_matches_mjd_transitionFD(paths, name):
     mm = mujoco.MjModel.from_xml_path(paths[name])
     d = mujoco.MjData(mm)

@@ -66,10 +66,10 @@ BAD = [  # (text, element named in the message, line, words): our refusals and M
     ("<mujoco>\n<worldbody>\n<body>\n<joint type='free' frictionloss='1' name='fj'/><geom size='1'/></body>"
      "</worldbody></mujoco>", "<joint name='fj'>", 4, "frictionloss on a free joint"),
     ("<mujoco>\n<worldbody>\n<body>\n<joint name='x'/><geom size='1'/></body></worldbody><actuator>\n"
-     "<position joint='x' kp='3'/></actuator></mujoco>", "<position>", 5, "bias"),
+     "<intvelocity joint='x' kp='3' actrange='-1 1'/></actuator></mujoco>", "<intvelocity>", 5, "actuator dynamics"),
     ("<mujoco>\n<worldbody>\n<body>\n<joint name='x'/><geom size='1'/></body></worldbody><actuator>\n"
-     "<motor name='m' joint='x' forcerange='-1 1' ctrlrange='-2 2'/></actuator></mujoco>", "<motor name='m'>", 5,
-     "forcerange"),
+     "<damper name='m' joint='x' kv='1' ctrlrange='0 1'/></actuator></mujoco>", "<damper name='m'>", 5,
+     "gaintype='fixed'"),
     ("<mujoco><asset><mesh name='t' vertex='0 0 0 1 0 0 0 1 0 0 0 1'/></asset>\n<worldbody>"
      "<geom type='plane' size='1 1 1'/>\n<body>\n<joint name='x'/>\n<geom type='mesh' mesh='t'/></body></worldbody>"
      "</mujoco>", "<geom>", 5, "ground contact of mesh geoms"),
