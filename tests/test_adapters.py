@@ -159,3 +159,13 @@ def test_worker_processes_with_spawn():
         assert obs.shape[0] == 2 and np.isfinite(rew).all()
     finally:
         venv.close()
+
+
+def test_gym_env_renders_rgb_array():
+    from mbmix_taichi.adapters import GymEnv
+
+    env = GymEnv("cloth-fold", render_mode="rgb_array", **OPTS)
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8 and frame.std() > 0
+    env.close()
