@@ -9,8 +9,14 @@ State ``[qpos (nq), qvel (nv)]`` in MuJoCo's layout (see articulated_model.py); 
     M(q)            composite rigid-body algorithm, plus armature (and h * damping when
                     damping is implicit, as MuJoCo's Euler integrator does)
     c(q, qvel)      recursive Newton-Euler with qacc = 0: Coriolis, centrifugal, gravity,
-                    and the ground-contact forces as external forces on the bodies
+                    and the ground-contact forces (and MuJoCo's inertia-box fluid forces, if
+                    the model has a fluid) as external forces on the bodies
     tau             gear * ctrl - damping * qvel - stiffness * (q - springref)
+                    (servos: gear * clip(gain * ctrl + b0 + b1 * length + b2 * velocity))
+                    + J^T (fixed-tendon spring, damper and limit forces; J = the coefs)
+                    - frictionloss * qvel / sqrt(qvel^2 + v0^2)  (smoothed dry friction,
+                    implicit in the velocity update like damping; v0 = model.friction_v0)
+                    (gravity on each body scaled by 1 - gravcomp, MuJoCo's gravity compensation)
                     + joint-limit penalty ke * violation (- kd * qvel while violated)
     qacc            solves M qacc = tau - c   (L^T D L factorization, MuJoCo's tree order:
                     no fill-in)
@@ -20,7 +26,7 @@ State ``[qpos (nq), qvel (nv)]`` in MuJoCo's layout (see articulated_model.py); 
 which is MuJoCo's semi-implicit Euler (``integrator="Euler"``) for models without contact
 and limits. Ground contact is DiffRL's (dflex ``eval_rigid_contacts_art``) penalty model:
 contact points (sphere centre, capsule end points, box corners) shifted down by the
-geom's radius, penetration c = z - ground < 0,
+geom's radius, and each ellipsoid's lowest point, penetration c = z - ground < 0,
 
     f_normal  = -ke c - kd c min(v_n, 0)                 (pushes out, damps approach)
     f_fric    = -min(kf |v_t|, -mu ke c) v_t / |v_t|     (viscous up to a Coulomb cap)
@@ -36,6 +42,7 @@ compile time grows quadratically with kernel size; they take substeps x chunks l
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,6 +159,52 @@ def contact_points(model: ArticulatedModel):
     return pts
 
 
+# --------------------------------------------------------------------------- fluid forces
+def _fluid_box(body):
+    """(principal frame [3x3], equivalent inertia box [3]) of a body, as MuJoCo computes them."""
+    Rq = quat_to_mat(body.iquat) if body.iquat is not None else np.linalg.eigh(body.inertia)[1]
+    I = np.diag(Rq.T @ body.inertia @ Rq)
+    box = [float(np.sqrt(max(1e-15, I[(k + 1) % 3] + I[(k + 2) % 3] - I[k]) / body.mass * 6.0)) for k in range(3)]
+    return Rq, box
+
+
+def _absx(x):
+    """|x| x, exact and differentiable."""
+    return ad.select(ad.less(x, 0.0), -(x * x), x * x)
+
+
+def _fluid_forces(model, R, P, V, Fext):
+    """MuJoCo's inertia-box fluid model (mj_inertiaBoxFluidModel): viscous (Stokes) and
+    quadratic drag on each body's equivalent inertia box, in its principal frame, at its
+    centre of mass, relative to the wind. Added to Fext as world wrenches about the origin."""
+    rho, mu, wind = float(model.fluid[0]), float(model.fluid[1]), [float(x) for x in model.fluid[2]]
+    for b in range(1, len(model.bodies)):
+        body = model.bodies[b]
+        if body.mass < 1e-15:
+            continue
+        Rq, box = _fluid_box(body)
+        Ri = matmul(R[b], [[float(x) for x in row] for row in Rq])
+        RiT = transpose(Ri)
+        c = vadd(P[b], matvec(R[b], [float(x) for x in body.ipos]))
+        w = V[b][:3]
+        vc = vadd(V[b][3:], cross(w, c))
+        lw = matvec(RiT, w)
+        lv = matvec(RiT, vsub(vc, wind))
+        t = [0.0, 0.0, 0.0]
+        f = [0.0, 0.0, 0.0]
+        if mu > 0:
+            diam = (box[0] + box[1] + box[2]) / 3.0
+            t = vscale(lw, -math.pi * diam ** 3 * mu)
+            f = vscale(lv, -3.0 * math.pi * diam * mu)
+        if rho > 0:
+            for k in range(3):
+                i, j = (k + 1) % 3, (k + 2) % 3
+                f[k] = f[k] - 0.5 * rho * box[i] * box[j] * _absx(lv[k])
+                t[k] = t[k] - rho * box[k] * (box[i] ** 4 + box[j] ** 4) / 64.0 * _absx(lw[k])
+        fw, tw = matvec(Ri, f), matvec(Ri, t)
+        Fext[b] = vadd(Fext[b], vadd(tw, cross(c, fw)) + fw)
+
+
 # --------------------------------------------------------------------------- one substep
 def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | None,
                   implicit_damping: bool, limit_ke: float, limit_kd: float):
@@ -249,14 +302,27 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
     Fext = [None] * nb
     for b in range(1, nb):
         m, hv, _ = Ibody[b]
-        Fext[b] = cross(hv, grav) + vscale(grav, m)
+        gb = vscale(grav, 1.0 - float(model.bodies[b].gravcomp)) if model.bodies[b].gravcomp else grav
+        Fext[b] = cross(hv, gb) + vscale(gb, m)
+    if model.fluid is not None:
+        _fluid_forces(model, R, P, V, Fext)
     if contact is not None and model.ground is not None:
         ke, kd, kf, mu = (float(contact.ke), float(contact.kd), float(contact.kf), float(contact.mu))
+        pts = []
         for (b, lp, dist) in contact_points(model):
-            if not model.chain_dofs(b):
-                continue  # a body welded to the world cannot be pushed
-            p = vadd(P[b], matvec(R[b], [float(x) for x in lp]))
-            p = [p[0], p[1], p[2] - dist]
+            if model.chain_dofs(b):  # a body welded to the world cannot be pushed
+                p = vadd(P[b], matvec(R[b], [float(x) for x in lp]))
+                pts.append((b, [p[0], p[1], p[2] - dist]))
+        for gm in model.geoms:
+            if gm.type == "ellipsoid" and gm.contact and gm.body and model.chain_dofs(gm.body):
+                # the ellipsoid's lowest point: centre - Rg D^2 n / |D n|, n = Rg^T z (geom frame)
+                b = gm.body
+                Rg = matmul(R[b], [[float(x) for x in row] for row in quat_to_mat(gm.quat)])
+                pc = vadd(P[b], matvec(R[b], [float(x) for x in gm.pos]))
+                D2n = [float(gm.size[k]) ** 2 * Rg[2][k] for k in range(3)]
+                sn = ad.sqrt(ad.smax(dot(D2n, Rg[2]), 1e-30))
+                pts.append((b, vsub(pc, vscale(matvec(Rg, D2n), 1.0 / sn))))
+        for (b, p) in pts:
             w, vo = V[b][:3], V[b][3:]
             dp = vadd(vo, cross(w, p))
             cpen = p[2] - float(model.ground)
@@ -291,14 +357,23 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
 
     # ---- generalized forces
     tau = [None] * nv
+    fric = {}
     for d in range(nv):
         tau[d] = 0.0 - dot(S[d], F[dof_body[d]])
     for j in model.joints:
         if j.type == "free":
+            if j.damping:
+                for d in range(j.dadr, j.dadr + 6):
+                    tau[d] = tau[d] - float(j.damping) * qd[d]
             continue
         d, qi = j.dadr, q[j.qadr]
         if j.damping:
             tau[d] = tau[d] - float(j.damping) * qd[d]
+        if j.frictionloss:
+            # smoothed dry friction: a damper c(qd) = fl / sqrt(qd^2 + v0^2), implicit like damping
+            c = float(j.frictionloss) / ad.sqrt(qd[d] * qd[d] + float(model.friction_v0) ** 2)
+            fric[d] = c
+            tau[d] = tau[d] - c * qd[d]
         if j.stiffness:
             tau[d] = tau[d] - float(j.stiffness) * (qi - float(j.springref))
         if j.range is not None and limit_ke > 0:
@@ -308,9 +383,52 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
             if limit_kd:
                 f = f - ad.select(below, limit_kd * qd[d], ad.select(above, limit_kd * qd[d], zero))
             tau[d] = tau[d] + f
+    for t in model.tendons:
+        L = sum_ = None
+        for ji, coef in t.joints:
+            j = model.joints[ji]
+            a, b = float(coef) * q[j.qadr], float(coef) * qd[j.dadr]
+            L, sum_ = (a, b) if L is None else (L + a, sum_ + b)
+        f = zero
+        if t.stiffness:
+            lo, hi = float(t.lengthspring[0]), float(t.lengthspring[1])
+            f = f + ad.select(ad.less(hi, L), float(t.stiffness) * (hi - L),
+                              ad.select(ad.less(L, lo), float(t.stiffness) * (lo - L), zero))
+        if t.damping:
+            f = f - float(t.damping) * sum_
+        if t.range is not None and limit_ke > 0:
+            lo, hi = float(t.range[0]), float(t.range[1])
+            below, above = ad.less(L, lo), ad.less(hi, L)
+            f = f + ad.select(below, limit_ke * (lo - L), ad.select(above, limit_ke * (hi - L), zero))
+            if limit_kd:
+                f = f - ad.select(below, limit_kd * sum_, ad.select(above, limit_kd * sum_, zero))
+        for ji, coef in t.joints:
+            d = model.joints[ji].dadr
+            tau[d] = tau[d] + float(coef) * f
     for k, act in enumerate(model.actuators):
-        d = model.joints[act.joint].dadr
-        tau[d] = tau[d] + float(act.gear) * u[k]
+        path = (model.tendons[act.tendon].joints if act.tendon is not None else [(act.joint, 1.0)])
+        gear = float(act.gear)
+        if act.bias is None and act.forcerange is None:
+            force = u[k]
+        else:
+            force = float(act.gain) * u[k]
+            if act.bias is not None:
+                b0, b1, b2 = (float(x) for x in act.bias)
+                for ji, coef in path:
+                    j = model.joints[ji]
+                    if b1:
+                        force = force + b1 * gear * float(coef) * q[j.qadr]
+                    if b2:
+                        force = force + b2 * gear * float(coef) * qd[j.dadr]
+                if b0:
+                    force = force + b0
+            if act.forcerange is not None:
+                lo, hi = float(act.forcerange[0]), float(act.forcerange[1])
+                force = ad.select(ad.less(force, lo), g.constant(lo),
+                                  ad.select(ad.less(hi, force), g.constant(hi), force))
+        for ji, coef in path:
+            d = model.joints[ji].dadr
+            tau[d] = tau[d] + gear * float(coef) * force
 
     # ---- mass matrix (CRBA)
     Mx = [[g.constant(0.0) for _ in range(nv)] for _ in range(nv)]
@@ -324,9 +442,11 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
             Mx[jd][i] = val
     for j in model.joints:
         for d in range(j.dadr, j.dadr + j.nv):
-            extra = float(j.armature) + (h * float(j.damping) if implicit_damping and j.type != "free" else 0.0)
+            extra = float(j.armature) + (h * float(j.damping) if implicit_damping else 0.0)
             if extra:
                 Mx[d][d] = Mx[d][d] + extra
+            if d in fric:
+                Mx[d][d] = Mx[d][d] + h * fric[d]
 
     # ---- solve: M = L^T D L, processed from the last dof (MuJoCo's order, no fill-in)
     anc = [set() for _ in range(nv)]

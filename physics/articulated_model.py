@@ -33,6 +33,8 @@ class Joint:
     stiffness: float = 0.0
     springref: float = 0.0
     armature: float = 0.0
+    #: dry friction [N or N m], simulated smoothed (see ArticulatedModel.friction_v0)
+    frictionloss: float = 0.0
     ref: float = 0.0
     qadr: int = 0
     dadr: int = 0
@@ -49,7 +51,8 @@ class Joint:
 @dataclass
 class Geom:
     name: str
-    type: str                      # "sphere" | "capsule" | "box" | "plane" | "cylinder"
+    type: str                      # "sphere" | "capsule" | "box" | "plane" | "cylinder" | "ellipsoid"
+                                   # (other MuJoCo types only as geometry without contact)
     body: int
     size: np.ndarray
     pos: np.ndarray = field(default_factory=lambda: np.zeros(3))
@@ -67,6 +70,10 @@ class Body:
     mass: float = 0.0
     ipos: np.ndarray = field(default_factory=lambda: np.zeros(3))
     inertia: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))  # about com, body frame
+    gravcomp: float = 0.0          # MuJoCo's gravity compensation: gravity acts on (1 - gravcomp) * mass
+    #: principal axes of the inertia (quaternion in the body frame), as MuJoCo's body_iquat; used
+    #: by the fluid model, whose box dimensions follow these axes
+    iquat: np.ndarray | None = None
     joints: list = field(default_factory=list)   # joint indices
     geoms: list = field(default_factory=list)    # geom indices
 
@@ -74,9 +81,32 @@ class Body:
 @dataclass
 class Actuator:
     name: str
-    joint: int
+    joint: int                      # the driven joint (-1 if it drives a tendon)
     gear: float = 1.0
     ctrlrange: tuple | None = None  # (lo, hi) if ctrllimited
+    tendon: int | None = None       # the driven fixed tendon, if any
+    #: MuJoCo's affine servo (position/velocity actuators): with bias = (b0, b1, b2) the
+    #: force along the transmission is gain * ctrl + b0 + b1 * length + b2 * velocity, with
+    #: length = gear * q (or gear * tendon length); then clipped to forcerange if given, and
+    #: the joint force is gear * force. Without bias and forcerange: gear * ctrl as above.
+    gain: float = 1.0
+    bias: tuple | None = None
+    forcerange: tuple | None = None
+
+
+@dataclass
+class Tendon:
+    """A fixed tendon: length L = sum(coef * q) over hinge/slide joints (MuJoCo's semantics).
+
+    Force along it: stiffness outside the dead band ``lengthspring`` (lo, hi), damping
+    (explicit, as MuJoCo's Euler), the limit penalty when ``range`` is set; each joint gets
+    coef * force."""
+    name: str
+    joints: list                    # [(joint index, coef)]
+    stiffness: float = 0.0
+    damping: float = 0.0
+    lengthspring: tuple = (0.0, 0.0)
+    range: tuple | None = None
 
 
 @dataclass
@@ -86,10 +116,16 @@ class ArticulatedModel:
     joints: list = field(default_factory=list)
     geoms: list = field(default_factory=list)
     actuators: list = field(default_factory=list)
+    tendons: list = field(default_factory=list)
     gravity: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, -9.81]))
     timestep: float = 0.002
     #: height of the ground plane (z), None if the model has no plane
     ground: float | None = None
+    #: MuJoCo's inertia-box fluid model: (density, viscosity, wind [3]), None for none
+    fluid: tuple | None = None
+    #: joint frictionloss is smoothed: f = -frictionloss * qvel / sqrt(qvel^2 + v0^2), with the
+    #: damper it equals treated implicitly (MuJoCo's dry friction is a constraint instead)
+    friction_v0: float = 0.01
     source: str = ""
 
     # ------------------------------------------------------------------ building
@@ -117,8 +153,8 @@ class ArticulatedModel:
         self.bodies[body].geoms.append(len(self.geoms) - 1)
         return len(self.geoms) - 1
 
-    def add_actuator(self, joint, gear=1.0, ctrlrange=None, name=None):
-        self.actuators.append(Actuator(name or f"act{len(self.actuators)}", joint, float(gear), ctrlrange))
+    def add_actuator(self, joint, gear=1.0, ctrlrange=None, name=None, tendon=None):
+        self.actuators.append(Actuator(name or f"act{len(self.actuators)}", joint, float(gear), ctrlrange, tendon))
         return len(self.actuators) - 1
 
     def finalize(self):

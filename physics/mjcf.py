@@ -1,567 +1,537 @@
-"""MJCF loader for the subset the articulated simulator supports.
+"""MJCF front end: MuJoCo's compiler reads the file, we read the compiled model.
 
-Supported (everything else is an :class:`MJCFError` naming the element and its line):
+``load_mjcf(path)`` compiles the file with ``mujoco`` (so defaults, ``<include>``,
+``<frame>``, autolimits, fromto, every orientation form, ``settotalmass``, ``boundmass``,
+``inertiafromgeom``, ``shellinertia`` ... mean exactly what they mean in MuJoCo) and copies
+the compiled bodies, joints, geoms and motors into an :class:`ArticulatedModel`.
 
-* ``<mujoco>`` with ``<compiler angle= eulerseq="xyz" inertiafromgeom= autolimits=>``,
-  ``<option timestep= gravity= integrator="Euler">``, ``<size>``, ``<visual>``,
-  ``<asset>``, ``<statistic>``, ``<contact>`` (ignored: display and MuJoCo-only settings);
-* ``<default>`` classes (nested, ``class=`` and ``childclass=``) for joint, geom, motor,
-  general;
-* ``<worldbody>`` with plane geoms (the ground; its z is the ground height), bodies, sites,
-  cameras and lights (the last three ignored);
-* ``<body name pos quat|euler|axisangle|zaxis childclass>`` with ``<joint type=hinge|slide|
-  free>``, ``<freejoint>``, ``<geom type=sphere|capsule|box|cylinder size pos fromto quat
-  euler axisangle zaxis density mass rgba contype conaffinity>`` and ``<inertial pos mass
-  diaginertia|fullinertia quat>``;
-* ``<actuator>`` with ``<motor joint gear ctrlrange ctrllimited>`` and ``<general>`` of the
-  same meaning (fixed gain 1, no bias).
+Every feature whose dynamics the articulated simulator does not reproduce is refused with an
+:class:`MJCFError`, one line naming the file, the element (by name, and by line where the
+light XML pre-pass can place it) and the feature. Refused: ball joints, free joints below
+the top level or with stiffness or frictionloss, spatial tendons with dynamics, tendon
+frictionloss or armature, active
+equality constraints, mocap bodies, flexes, plugins, the ellipsoid fluid model
+(``geom fluidshape="ellipsoid"``), ``jnt actuatorgravcomp``, actuators other than a fixed-gain joint motor
+(transmission joint or fixed tendon, ``dyntype="none"``, ``gaintype="fixed"``, ``biastype``
+none or affine), ``eulerdamp`` disabled with damping present,
+contact-enabled geoms our ground contact cannot model (mesh, sdf, hfield in a
+moving body) when the model has a ground plane.
 
-Body inertia follows MuJoCo: an explicit ``<inertial>`` wins, otherwise the geoms' mass
-(``mass=`` or density * volume, default density 1000) and inertia are combined about the
-body's centre of mass (sphere, capsule, box, cylinder formulas as MuJoCo's compiler).
+Simulated from MuJoCo's compiled values: masses, inertias (after every compiler option),
+joint damping, stiffness, springref, armature (free joints included), ranges, ``ref``,
+fixed tendons (stiffness with its dead band, damping, limits, tendon motors),
+motor gain, affine bias (position/velocity servos) and ``forcerange`` clipping,
+``body gravcomp``, MuJoCo's inertia-box fluid forces
+(``<option density viscosity wind>``), gravity and the ``<option><flag>``
+switches gravity, contact, limit, constraint, spring, damper, actuation.
+
+Warned (a :class:`MJCFWarning`, not refused), because they matter only elsewhere:
+another integrator (RK4, implicit, implicitfast are simulated as semi-implicit Euler),
+joint frictionloss (simulated smoothed, see ``ArticulatedModel.friction_v0``),
+static world geometry other than one horizontal ground plane (our contact model collides
+moving geoms with the ground plane only), inactive equality constraints.
+
+Limits (documented, checked before anything is compiled or generated): files up to
+``MAX_FILE_BYTES``, XML nesting up to ``MAX_XML_DEPTH``, ``<body>`` nesting up to
+``MAX_BODY_DEPTH``, at most ``MAX_BODIES`` bodies and ``MAX_DOFS`` degrees of freedom (the
+generated Taichi kernels grow with the tree; past these they take too long to compile).
+A model with no degree of freedom is refused (nothing to simulate).
+
+The file is read as bytes and parsed by expat in the encoding it declares (UTF-8, UTF-16
+with or without BOM, Latin-1, ...); files not in UTF-8 are transcoded before MuJoCo sees
+them. Every walk over the XML and the model is iterative.
 """
 from __future__ import annotations
 
-import math
 import os
+import re
+import warnings
 import xml.parsers.expat
 
 import numpy as np
 
 from mbmix_taichi.errors import MbmixError
 
-from .articulated_model import ArticulatedModel, axis_angle_quat, quat_mul, quat_to_mat
+from .articulated_model import ArticulatedModel, Geom, quat_to_mat
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_XML_DEPTH = 200
+MAX_BODY_DEPTH = 32
+MAX_BODIES = 128
+MAX_DOFS = 64
+
+_CONTACT_GEOMS = ("sphere", "capsule", "box", "cylinder", "ellipsoid")
 
 
 class MJCFError(MbmixError, ValueError):
     """Unsupported or malformed MJCF: says which element, which line, and what is wrong."""
 
 
-class _El:
-    __slots__ = ("tag", "attrib", "children", "line", "parent")
-
-    def __init__(self, tag, attrib, line, parent):
-        self.tag, self.attrib, self.line, self.parent = tag, dict(attrib), line, parent
-        self.children = []
+class MJCFWarning(UserWarning):
+    """A model feature that is simulated differently or matters only elsewhere."""
 
 
-def _parse_xml(text: str, where: str) -> _El:
-    root = None
-    stack = []
+# ----------------------------------------------------------------------------- XML pre-pass
+class _Pre:
+    """What the pre-pass learns: element lines by (group, name) and by document order."""
+
+    def __init__(self):
+        self.named = {}          # (group, name) -> line
+        self.ordered = {}        # group -> [(line, enclosing body index)]
+        self.includes = []
+        self.nbody = 1
+        self.has_frames = False
+
+
+_GROUPS = {"body": "body", "joint": "joint", "freejoint": "joint", "geom": "geom"}
+
+
+def _encoding(data: bytes) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    if data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "utf-32"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    if data.startswith(b"<\x00"):
+        return "utf-16-le"
+    if data.startswith(b"\x00<"):
+        return "utf-16-be"
+    m = re.match(rb"\s*<\?xml[^>]*encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']", data)
+    return m.group(1).decode("ascii").lower() if m else "utf-8"
+
+
+def _prepass(data: bytes, where: str) -> _Pre:
+    pre = _Pre()
+    depth = 0
+    body_stack = [0]
+    in_default = 0
+    in_section = []
     p = xml.parsers.expat.ParserCreate()
 
     def start(tag, attrib):
-        nonlocal root
-        el = _El(tag, attrib, p.CurrentLineNumber, stack[-1] if stack else None)
-        if stack:
-            stack[-1].children.append(el)
+        nonlocal depth, in_default
+        depth += 1
+        if depth > MAX_XML_DEPTH:
+            raise MJCFError(f"{where}:{p.CurrentLineNumber}: <{tag}>: XML nested deeper than {MAX_XML_DEPTH} "
+                            f"elements (the documented limit)")
+        line = p.CurrentLineNumber
+        in_section.append(tag)
+        if tag == "default":
+            in_default += 1
+        if tag == "include" and "file" in attrib:
+            pre.includes.append(attrib["file"])
+        if tag in ("frame", "attach", "replicate", "composite", "flexcomp"):
+            pre.has_frames = True
+        if in_default:
+            return
+        parent = in_section[-2] if len(in_section) >= 2 else None
+        group = None
+        if "worldbody" in in_section and tag in ("body", "joint", "freejoint", "geom"):
+            group = _GROUPS[tag]
+        elif parent == "actuator":
+            group = "actuator"
+        elif parent in ("tendon", "equality"):
+            group = parent
+        if group is None:
+            return
+        if group == "body":
+            if len(body_stack) > MAX_BODY_DEPTH:
+                raise MJCFError(f"{where}:{line}: <body>: bodies nested deeper than {MAX_BODY_DEPTH} levels "
+                                f"(the documented limit MAX_BODY_DEPTH)")
+            idx = pre.nbody
+            pre.nbody += 1
+            if pre.nbody > MAX_BODIES:
+                raise MJCFError(f"{where}:{line}: <body>: more than {MAX_BODIES - 1} bodies "
+                                f"(the documented limit MAX_BODIES)")
+            pre.ordered.setdefault(group, []).append((line, body_stack[-1], tag))
+            body_stack.append(idx)
         else:
-            root = el
-        stack.append(el)
+            pre.ordered.setdefault(group, []).append((line, body_stack[-1], tag))
+        if "name" in attrib:
+            pre.named.setdefault((group, attrib["name"]), (line, tag))
 
     def end(tag):
-        stack.pop()
+        nonlocal depth, in_default
+        depth -= 1
+        in_section.pop()
+        if tag == "default":
+            in_default -= 1
+        elif tag == "body" and not in_default:
+            body_stack.pop()
 
     p.StartElementHandler = start
     p.EndElementHandler = end
     try:
-        p.Parse(text, True)
+        p.Parse(data, True)
     except xml.parsers.expat.ExpatError as exc:
-        raise MJCFError(f"{where}: malformed XML at line {exc.lineno}: {xml.parsers.expat.ErrorString(exc.code)}") from None
-    return root
+        raise MJCFError(f"{where}: malformed XML at line {exc.lineno}: "
+                        f"{xml.parsers.expat.ErrorString(exc.code)}") from None
+    except (LookupError, UnicodeError, ValueError) as exc:
+        raise MJCFError(f"{where}: cannot decode the file: {exc}") from None
+    return pre
 
 
-_IGNORED_TOP = {"size", "visual", "asset", "statistic", "contact", "extension", "custom", "keyframe", "sensor",
-                "tendon", "equality"}
-_DEFAULTABLE = {"joint", "geom", "motor", "general", "site", "camera", "light", "mesh", "material", "inertial",
-                "position", "velocity", "equality", "tendon", "pair"}
+def _read(path: str) -> bytes:
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise MJCFError(f"MJCF file {path!r} cannot be read: {exc.strerror}") from None
+    if size > MAX_FILE_BYTES:
+        raise MJCFError(f"{path}: {size} bytes, more than the documented limit of {MAX_FILE_BYTES} bytes")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise MJCFError(f"MJCF file {path!r} cannot be read: {exc.strerror}") from None
 
 
-class _Loader:
-    def __init__(self, path: str):
-        self.path = path
-        with open(path) as f:
-            text = f.read()
-        self.root = _parse_xml(text, path)
-        self.model = ArticulatedModel(name=os.path.splitext(os.path.basename(path))[0], source=path)
-        self.degree = True
-        self.eulerseq = "xyz"
-        self.autolimits = True
-        self.inertiafromgeom = "auto"
-        self.classes = {}   # class name -> {tag: attrib}
-
-    # ---------------------------------------------------------------- errors and values
-    def err(self, el: _El, msg: str):
-        raise MJCFError(f"{self.path}:{el.line}: <{el.tag}>: {msg}")
-
-    def vec(self, el, key, n=None, default=None, attrib=None):
-        a = el.attrib if attrib is None else attrib
-        if key not in a:
-            return None if default is None else np.asarray(default, float)
+def _utf8(data: bytes, where: str) -> str | None:
+    """The document as text to hand MuJoCo, or None if the file can be compiled as it is."""
+    enc = _encoding(data)
+    if enc in ("utf-8", "utf8", "us-ascii", "ascii"):
         try:
-            v = np.array([float(x) for x in a[key].split()])
-        except ValueError:
-            self.err(el, f"attribute {key}={a[key]!r} is not a list of numbers")
-        if n is not None and (v.size not in (n if isinstance(n, tuple) else (n,))):
-            self.err(el, f"attribute {key}={a[key]!r} needs {n} numbers, got {v.size}")
-        if not np.all(np.isfinite(v)):
-            self.err(el, f"attribute {key}={a[key]!r} is not finite")
-        return v
+            data.decode("utf-8")
+            return None
+        except UnicodeDecodeError:
+            raise MJCFError(f"{where}: the file declares (or defaults to) UTF-8 but is not valid UTF-8") from None
+    try:
+        text = data.decode(enc)
+    except (LookupError, UnicodeError) as exc:
+        raise MJCFError(f"{where}: cannot decode the file as {enc}: {exc}") from None
+    text = text.lstrip("\ufeff")
+    # drop the declaration (same line count): MuJoCo reads the text as UTF-8
+    return re.sub(r"^\s*<\?xml[^>]*\?>", lambda m: "\n" * m.group(0).count("\n"), text, count=1)
 
-    def num(self, el, key, default=None, attrib=None):
-        v = self.vec(el, key, 1, attrib=attrib)
-        return default if v is None else float(v[0])
 
-    def boolean(self, el, key, default, attrib=None):
-        a = el.attrib if attrib is None else attrib
-        v = a.get(key)
-        if v is None:
-            return default
-        if v not in ("true", "false", "auto"):
-            self.err(el, f"attribute {key}={v!r} must be true, false or auto")
-        return default if v == "auto" else v == "true"
+# ----------------------------------------------------------------------------- compile
+_MJ_ERR = re.compile(r"^(?:XML Error: )?(?:Error: )?(?:Schema violation: )?")
 
-    def angle(self, x):
-        return x * math.pi / 180.0 if self.degree else x
 
-    # ---------------------------------------------------------------- defaults
-    def resolved(self, el, cls):
-        """Attributes of el merged over its default class."""
-        c = el.attrib.get("class", cls)
-        if c not in self.classes:
-            self.err(el, f"unknown default class {c!r}")
-        tag = "motor" if el.tag == "general" and "general" not in self.classes[c] else el.tag
-        base = dict(self.classes[c].get(tag, {}))
-        base.update({k: v for k, v in el.attrib.items() if k != "class"})
-        return base
+def _compile_error(exc: Exception, where: str) -> MJCFError:
+    text = str(exc).strip()
+    lines = [s.strip() for s in text.splitlines() if s.strip()]
+    first = _MJ_ERR.sub("", lines[0]) if lines else text
+    m = re.search(r"[Ll]ine(?: number=)? ?(\d+)", text)
+    e = re.search(r"Element '(\w+)'", text) or re.search(r"XMLElement name=(\w+)", text) or \
+        re.search(r" in (\w+)$", lines[0] if lines else "")
+    name = re.search(r"Element name '([^']+)'", text)
+    loc = f"{where}:{m.group(1)}" if m else where
+    el = f"<{e.group(1)}{' name=' + repr(name.group(1)) if name else ''}>: " if e else ""
+    return MJCFError(f"{loc}: {el}MuJoCo cannot compile the model: {first}")
 
-    def parse_default(self, el, parent_cls):
-        name = el.attrib.get("class", "main")
-        if parent_cls is not None and name == "main":
-            self.err(el, "a nested <default> needs a class name")
-        inherited = {t: dict(a) for t, a in self.classes.get(parent_cls, {}).items()} if parent_cls else {}
-        self.classes[name] = inherited
-        for ch in el.children:
-            if ch.tag == "default":
+
+def _compile(path: str, pre: _Pre, text: str | None):
+    """Compile with MuJoCo; its compiler warnings become MJCFWarnings (not MUJOCO_LOG.TXT in the cwd)."""
+    import mujoco
+    caught = []
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(lambda msg: caught.append(" ".join(str(msg).split())))
+    try:
+        return _compile_quiet(path, pre, text, mujoco)
+    finally:
+        mujoco.set_mju_user_warning(previous)
+        for msg in caught:
+            warnings.warn(f"{path}: MuJoCo: {msg}", MJCFWarning, stacklevel=3)
+
+
+def _compile_quiet(path, pre, text, mujoco):
+    try:
+        if text is None:
+            return mujoco.MjModel.from_xml_path(path)
+        base = os.path.dirname(os.path.abspath(path))
+        include = {}
+        todo = list(pre.includes)
+        while todo:
+            rel = todo.pop()
+            if rel in include:
                 continue
-            if ch.tag not in _DEFAULTABLE:
-                self.err(ch, "not supported inside <default>")
-            self.classes[name].setdefault(ch.tag, {}).update(ch.attrib)
-        for ch in el.children:
-            if ch.tag == "default":
-                self.parse_default(ch, name)
+            data = _read(os.path.join(base, rel))
+            sub = _prepass(data, os.path.join(base, rel))
+            t = _utf8(data, rel)
+            include[rel] = data if t is None else t.encode("utf-8")
+            todo.extend(sub.includes)
+        spec = mujoco.MjSpec.from_string(text, include=include or None)
+        spec.modelfiledir = base
+        return spec.compile()
+    except MJCFError:
+        raise
+    except Exception as exc:  # MuJoCo raises ValueError with a multi-line message
+        raise _compile_error(exc, path) from None
 
-    # ---------------------------------------------------------------- orientation
-    def orientation(self, el, a):
-        keys = [k for k in ("quat", "euler", "axisangle", "zaxis", "xyaxes") if k in a]
-        if len(keys) > 1:
-            self.err(el, f"orientation given twice ({', '.join(keys)})")
-        if not keys:
-            return np.array([1.0, 0.0, 0.0, 0.0])
-        k = keys[0]
-        if k == "quat":
-            q = self.vec(el, "quat", 4, attrib=a)
-            n = np.linalg.norm(q)
-            if n < 1e-12:
-                self.err(el, "quat has zero norm")
-            return q / n
-        if k == "axisangle":
-            v = self.vec(el, "axisangle", 4, attrib=a)
-            if np.linalg.norm(v[:3]) < 1e-12:
-                self.err(el, "axisangle has a zero axis")
-            return axis_angle_quat(v[:3], self.angle(v[3]))
-        if k == "zaxis":
-            return _z2quat(self.vec(el, "zaxis", 3, attrib=a))
-        if k == "xyaxes":
-            v = self.vec(el, "xyaxes", 6, attrib=a)
-            x = v[:3] / np.linalg.norm(v[:3])
-            y = v[3:] - x * (x @ v[3:])
-            y /= np.linalg.norm(y)
-            z = np.cross(x, y)
-            return _mat2quat(np.stack([x, y, z], 1))
-        v = self.vec(el, "euler", 3, attrib=a)
-        if self.eulerseq != "xyz":
-            self.err(el, f"eulerseq={self.eulerseq!r} is not supported (only xyz)")
-        q = np.array([1.0, 0.0, 0.0, 0.0])
-        for i, ang in enumerate(v):
-            axis = np.zeros(3)
-            axis[i] = 1.0
-            q = quat_mul(q, axis_angle_quat(axis, self.angle(ang)))
-        return q
 
-    # ---------------------------------------------------------------- top level
-    def load(self) -> ArticulatedModel:
-        r = self.root
-        if r.tag != "mujoco":
-            self.err(r, "the root element must be <mujoco>")
-        self.classes["main"] = {}
-        for ch in r.children:
-            if ch.tag == "compiler":
-                for k, v in ch.attrib.items():
-                    if k == "angle":
-                        if v not in ("degree", "radian"):
-                            self.err(ch, f"angle={v!r} must be degree or radian")
-                        self.degree = v == "degree"
-                    elif k == "eulerseq":
-                        self.eulerseq = v
-                    elif k == "autolimits":
-                        self.autolimits = v == "true"
-                    elif k == "inertiafromgeom":
-                        self.inertiafromgeom = v
-                    elif k in ("coordinate",):
-                        if v != "local":
-                            self.err(ch, "only coordinate='local' is supported")
-                    elif k in ("meshdir", "texturedir", "assetdir", "balanceinertia", "boundmass", "boundinertia",
-                               "settotalmass", "strippath", "discardvisual", "fitaabb", "usethread", "exactmeshinertia"):
-                        pass
-                    else:
-                        self.err(ch, f"attribute {k!r} is not supported")
-            elif ch.tag == "option":
-                self.model.timestep = self.num(ch, "timestep", self.model.timestep)
-                gvec = self.vec(ch, "gravity", 3)
-                if gvec is not None:
-                    self.model.gravity = gvec
-                integ = ch.attrib.get("integrator", "Euler")
-                if integ != "Euler":
-                    self.err(ch, f"integrator={integ!r}: only Euler (semi-implicit) is simulated")
-            elif ch.tag == "default":
-                self.parse_default(ch, None)
-        self.model.timestep = float(self.model.timestep)
-        for ch in r.children:
-            if ch.tag in ("compiler", "option", "default") or ch.tag in _IGNORED_TOP:
-                if ch.tag in ("tendon", "equality") and ch.children:
-                    self.err(ch.children[0], f"<{ch.tag}> elements are not supported")
+# ----------------------------------------------------------------------------- the loader
+class _Reader:
+    def __init__(self, path: str, pre: _Pre, mm):
+        self.path, self.pre, self.mm = path, pre, mm
+        self.model = ArticulatedModel(name=os.path.splitext(os.path.basename(path))[0], source=path)
+
+    def name(self, objtype, i, default):
+        import mujoco
+        n = mujoco.mj_id2name(self.mm, objtype, i)
+        return n if n else default
+
+    def where(self, group, i, name, bodyid=None):
+        """'path:line: <tag name='x'>' for the i-th compiled element of a group."""
+        hit = self.pre.named.get((group, name)) if name else None
+        if hit is None and not name and not self.pre.has_frames:
+            lst = self.pre.ordered.get(group, [])
+            if i < len(lst) and (bodyid is None or lst[i][1] == bodyid):
+                hit = (lst[i][0], lst[i][2])
+        tag = hit[1] if hit else group
+        label = f"<{tag} name={name!r}>" if name else f"<{tag}> #{i}"
+        return f"{self.path}:{hit[0]}: {label}" if hit else f"{self.path}: {label}"
+
+    def refuse(self, group, i, name, msg, bodyid=None):
+        raise MJCFError(f"{self.where(group, i, name, bodyid)}: {msg}")
+
+    def read(self) -> ArticulatedModel:
+        import mujoco
+        mm, m = self.mm, self.model
+        T = mujoco.mjtObj
+        dis = int(mm.opt.disableflags)
+        D = mujoco.mjtDisableBit
+
+        def off(bit):
+            return bool(dis & int(bit))
+
+        no_constraint = off(D.mjDSBL_CONSTRAINT)
+        no_limit = no_constraint or off(D.mjDSBL_LIMIT)
+        no_contact = no_constraint or off(D.mjDSBL_CONTACT)
+        no_eq = no_constraint or off(D.mjDSBL_EQUALITY)
+        no_fric = no_constraint or off(D.mjDSBL_FRICTIONLOSS)
+
+        # -- global options
+        if mm.opt.integrator not in (int(mujoco.mjtIntegrator.mjINT_EULER),):
+            iname = mujoco.mjtIntegrator(mm.opt.integrator).name.replace("mjINT_", "")
+            warnings.warn(f"{self.path}: <option integrator={iname!r}>: simulated as semi-implicit Euler "
+                          f"(MuJoCo's integrator='Euler')", MJCFWarning, stacklevel=4)
+        if mm.opt.density > 0 or mm.opt.viscosity > 0:
+            if off(D.mjDSBL_SPRING) or off(D.mjDSBL_DAMPER):
+                raise MJCFError(f"{self.path}: <flag spring/damper='disable'> with fluid forces: which passive "
+                                f"forces remain is not simulated")
+            for g in range(mm.ngeom):
+                if mm.geom_fluid[g, 0] > 0:
+                    self.refuse("geom", g, self.name(T.mjOBJ_GEOM, g, ""), "fluidshape='ellipsoid' (the "
+                                "ellipsoid fluid model) is not simulated; the default inertia-box model is",
+                                bodyid=int(mm.geom_bodyid[g]))
+            m.fluid = (float(mm.opt.density), float(mm.opt.viscosity), np.array(mm.opt.wind, float))
+        if mm.nflex:
+            raise MJCFError(f"{self.path}: <flex>/<flexcomp>: deformable flex objects are not simulated")
+        if mm.nplugin:
+            raise MJCFError(f"{self.path}: <plugin>: engine plugins are not simulated")
+        tendon_ok = {}
+        for t in range(mm.ntendon):
+            tn = self.name(T.mjOBJ_TENDON, t, "")
+            limited = bool(mm.tendon_limited[t]) and not no_limit
+            acted = bool(np.any((mm.actuator_trntype == int(mujoco.mjtTrn.mjTRN_TENDON)) & (mm.actuator_trnid[:, 0] == t)))
+            stiff = 0.0 if off(D.mjDSBL_SPRING) else float(mm.tendon_stiffness[t])
+            damp = 0.0 if off(D.mjDSBL_DAMPER) else float(mm.tendon_damping[t])
+            if not (limited or acted or stiff or damp or mm.tendon_armature[t] or
+                    (mm.tendon_frictionloss[t] and not no_fric)):
+                continue   # no dynamics: only a length for sensors or display
+            wraps = range(int(mm.tendon_adr[t]), int(mm.tendon_adr[t] + mm.tendon_num[t]))
+            if any(mm.wrap_type[w] != int(mujoco.mjtWrap.mjWRAP_JOINT) for w in wraps):
+                self.refuse("tendon", t, tn, "spatial tendons are not simulated (fixed tendons are)")
+            if mm.tendon_armature[t] or (mm.tendon_frictionloss[t] and not no_fric):
+                self.refuse("tendon", t, tn, "tendon armature and frictionloss are not simulated")
+            tendon_ok[t] = dict(name=tn or f"tendon{t}", stiffness=stiff, damping=damp,
+                                joints=[(int(mm.wrap_objid[w]), float(mm.wrap_prm[w])) for w in wraps],
+                                lengthspring=(float(mm.tendon_lengthspring[t, 0]), float(mm.tendon_lengthspring[t, 1])),
+                                range=(float(mm.tendon_range[t, 0]), float(mm.tendon_range[t, 1])) if limited else None)
+        for e in range(mm.neq):
+            n = self.name(T.mjOBJ_EQUALITY, e, "")
+            if no_eq:
                 continue
-            if ch.tag == "worldbody":
-                self.worldbody(ch)
-            elif ch.tag == "actuator":
-                pass
+            if mm.eq_active0[e]:
+                self.refuse("equality", e, n, "equality constraints are not simulated")
+            warnings.warn(f"{self.where('equality', e, n)}: inactive equality constraint ignored (nothing "
+                          f"activates it here)", MJCFWarning, stacklevel=4)
+        if off(D.mjDSBL_EULERDAMP) and np.any(mm.dof_damping) and not off(D.mjDSBL_DAMPER):
+            raise MJCFError(f"{self.path}: <flag eulerdamp='disable'>: explicit joint damping is not simulated "
+                            f"(damping is implicit, as MuJoCo's Euler default)")
+        m.timestep = float(mm.opt.timestep)
+        m.gravity = np.zeros(3) if off(D.mjDSBL_GRAVITY) else np.array(mm.opt.gravity, float)
+        if mm.nv == 0:
+            raise MJCFError(f"{self.path}: the model has no joints (no degree of freedom): nothing to simulate")
+        if mm.nv > MAX_DOFS:
+            raise MJCFError(f"{self.path}: {mm.nv} degrees of freedom, more than the documented limit "
+                            f"MAX_DOFS={MAX_DOFS}")
+
+        # -- bodies (MuJoCo's order is ours: depth first, parents before children)
+        for b in range(1, mm.nbody):
+            bn = self.name(T.mjOBJ_BODY, b, f"body{b}")
+            if mm.body_mocapid[b] >= 0:
+                self.refuse("body", b - 1, bn, "mocap bodies are not simulated")
+            R = quat_to_mat(mm.body_iquat[b])
+            bi = m.add_body(bn, int(mm.body_parentid[b]), mm.body_pos[b].copy(), mm.body_quat[b].copy(),
+                            float(mm.body_mass[b]), mm.body_ipos[b].copy(), R @ np.diag(mm.body_inertia[b]) @ R.T)
+            m.bodies[bi].gravcomp = float(mm.body_gravcomp[b])
+            m.bodies[bi].iquat = mm.body_iquat[b].copy()
+        depth = np.zeros(mm.nbody, int)
+        for b in range(1, mm.nbody):
+            depth[b] = depth[mm.body_parentid[b]] + 1
+        if mm.nbody > MAX_BODIES or depth.max() > MAX_BODY_DEPTH:
+            raise MJCFError(f"{self.path}: {mm.nbody - 1} bodies nested {depth.max()} deep; the documented limits "
+                            f"are MAX_BODIES={MAX_BODIES}, MAX_BODY_DEPTH={MAX_BODY_DEPTH}")
+
+        # -- joints
+        smoothed = []
+        jtypes = {int(mujoco.mjtJoint.mjJNT_FREE): "free", int(mujoco.mjtJoint.mjJNT_BALL): "ball",
+                  int(mujoco.mjtJoint.mjJNT_SLIDE): "slide", int(mujoco.mjtJoint.mjJNT_HINGE): "hinge"}
+        for j in range(mm.njnt):
+            t = jtypes[int(mm.jnt_type[j])]
+            b = int(mm.jnt_bodyid[j])
+            jn = self.name(T.mjOBJ_JOINT, j, "")
+            d0, nvj = int(mm.jnt_dofadr[j]), (6 if t == "free" else 1)
+
+            def bad(msg):
+                self.refuse("joint", j, jn, msg, bodyid=b)
+
+            if t == "ball":
+                bad("ball joints are not simulated (use three hinges)")
+            if mm.jnt_actgravcomp[j] and np.any(mm.body_gravcomp):
+                bad("actuatorgravcomp is not simulated")
+            fl = 0.0 if no_fric else mm.dof_frictionloss[d0:d0 + nvj]
+            if np.any(fl) and t == "free":
+                bad("frictionloss on a free joint is not simulated")
+            if np.any(fl):
+                smoothed.append(jn or f"#{j}")
+            damping = 0.0 if off(D.mjDSBL_DAMPER) else mm.dof_damping[d0:d0 + nvj]
+            arm = mm.dof_armature[d0:d0 + nvj]
+            if np.ptp(damping) or np.ptp(arm):
+                bad("per-dof damping or armature that differs within a joint is not simulated")
+            stiff = 0.0 if off(D.mjDSBL_SPRING) else float(mm.jnt_stiffness[j])
+            default = f"{m.bodies[b].name}_free" if t == "free" else f"joint{j}"
+            if t == "free":
+                if mm.body_parentid[b] != 0:
+                    bad("a free joint is only simulated in a body attached to the world")
+                if stiff:
+                    bad("stiffness on a free joint is not simulated")
+                if len(m.bodies[b].joints):
+                    bad("a body with a free joint cannot have other joints")
+                m.add_joint(b, "free", name=jn or default, damping=float(np.max(damping)), armature=float(arm[0]))
+                continue
+            if any(m.joints[k].type == "free" for k in m.bodies[b].joints):
+                bad("a body with a free joint cannot have other joints")
+            q0 = int(mm.jnt_qposadr[j])
+            limited = bool(mm.jnt_limited[j]) and not no_limit
+            m.add_joint(b, t, name=jn or default, axis=mm.jnt_axis[j].copy(), pos=mm.jnt_pos[j].copy(),
+                        range=(float(mm.jnt_range[j, 0]), float(mm.jnt_range[j, 1])) if limited else None,
+                        damping=float(np.max(damping)), stiffness=stiff, springref=float(mm.qpos_spring[q0]),
+                        armature=float(arm[0]), ref=float(mm.qpos0[q0]), frictionloss=float(np.max(fl)))
+        m.finalize()
+        from .articulated_model import Tendon
+        tendon_index = {}
+        for t, kw in tendon_ok.items():
+            tendon_index[t] = len(m.tendons)
+            m.tendons.append(Tendon(**kw))
+        if smoothed:
+            warnings.warn(f"{self.path}: joint frictionloss on {', '.join(smoothed)}: simulated as smoothed dry "
+                          f"friction -fl * qvel / sqrt(qvel^2 + {m.friction_v0:g}^2), implicit like damping "
+                          f"(MuJoCo's constraint-based friction differs near zero velocity)", MJCFWarning,
+                          stacklevel=4)
+
+        # -- geoms
+        import mujoco as mj
+        d = mj.MjData(mm)
+        mj.mj_kinematics(mm, d)
+        gtypes = {int(v): k.replace("mjGEOM_", "").lower() for k, v in mj.mjtGeom.__members__.items()}
+        planes, static = [], []
+        for g in range(mm.ngeom):
+            t = gtypes[int(mm.geom_type[g])]
+            b = int(mm.geom_bodyid[g])
+            gn = self.name(T.mjOBJ_GEOM, g, "")
+            collides = bool(mm.geom_contype[g] or mm.geom_conaffinity[g]) and not no_contact
+            moving = bool(m.chain_dofs(b)) if b else False
+            rgba = mm.mat_rgba[mm.geom_matid[g]] if mm.geom_matid[g] >= 0 else mm.geom_rgba[g]
+            geom = Geom(gn or f"geom{g}", t, b, mm.geom_size[g].copy(), mm.geom_pos[g].copy(), mm.geom_quat[g].copy(),
+                        np.array(rgba, float), collides)
+            if not moving:
+                if collides and t == "plane" and abs(abs(d.geom_xmat[g][8]) - 1.0) < 1e-9:
+                    planes.append((g, geom, float(d.geom_xpos[g][2])))
+                elif collides:
+                    static.append(gn or f"#{g} ({t})")
+            elif collides and t not in _CONTACT_GEOMS:
+                self.refuse("geom", g, gn, f"ground contact of {t} geoms is not simulated (only sphere, capsule, "
+                            f"box, cylinder, ellipsoid); set contype='0' conaffinity='0' to keep it visual only", bodyid=b)
+            m.geoms.append(geom)
+            m.bodies[b].geoms.append(len(m.geoms) - 1)
+        if planes:
+            g, geom, z = planes[0]
+            m.ground = z
+            static += [p[1].name for p in planes[1:]]
+        if static:
+            warnings.warn(f"{self.path}: static world geometry not collided with (the contact model collides moving "
+                          f"geoms with one horizontal ground plane only): {', '.join(static)}", MJCFWarning,
+                          stacklevel=4)
+
+        # -- actuators
+        A = mujoco
+        no_act = off(D.mjDSBL_ACTUATION)
+        for a in range(mm.nu):
+            an = self.name(T.mjOBJ_ACTUATOR, a, "")
+
+            def bad(msg):
+                self.refuse("actuator", a, an, msg)
+
+            tendon = None
+            if mm.actuator_trntype[a] == int(A.mjtTrn.mjTRN_TENDON):
+                tendon = tendon_index[int(mm.actuator_trnid[a, 0])]
+            elif mm.actuator_trntype[a] != int(A.mjtTrn.mjTRN_JOINT):
+                bad("only joint and fixed-tendon transmissions are simulated (not site, body, slider-crank)")
+            if mm.actuator_dyntype[a] != int(A.mjtDyn.mjDYN_NONE):
+                bad("actuator dynamics (dyntype other than none: filters, integrators, muscles) are not simulated")
+            if mm.actuator_gaintype[a] != int(A.mjtGain.mjGAIN_FIXED):
+                bad("only gaintype='fixed' is simulated")
+            affine = mm.actuator_biastype[a] == int(A.mjtBias.mjBIAS_AFFINE)
+            if mm.actuator_biastype[a] not in (int(A.mjtBias.mjBIAS_NONE), int(A.mjtBias.mjBIAS_AFFINE)):
+                bad("only biastype none or affine (position/velocity servos) is simulated")
+            if np.any(mm.actuator_gear[a, 1:]):
+                bad("only the first gear component is simulated for a joint")
+            ji = -1 if tendon is not None else int(mm.actuator_trnid[a, 0])
+            if tendon is None and m.joints[ji].type == "free":
+                bad("actuating a free joint is not simulated")
+            gain = float(mm.actuator_gainprm[a, 0])
+            lim = bool(mm.actuator_ctrllimited[a])
+            cr = (float(mm.actuator_ctrlrange[a, 0]), float(mm.actuator_ctrlrange[a, 1])) if lim else None
+            bias = tuple(float(x) for x in mm.actuator_biasprm[a, :3]) if affine and np.any(mm.actuator_biasprm[a, :3]) \
+                else None
+            frange = None
+            if mm.actuator_forcelimited[a]:
+                lo, hi = (float(x) for x in mm.actuator_forcerange[a])
+                f = sorted((gain * cr[0], gain * cr[1])) if cr else None
+                if bias is not None or f is None or f[0] < lo - 1e-12 or f[1] > hi + 1e-12:
+                    frange = (lo, hi)   # it can clip: simulated
+            gear = 0.0 if no_act else float(mm.actuator_gear[a, 0])
+            if bias is None and frange is None:
+                m.add_actuator(ji, gear * gain, cr, name=an or f"act{a}", tendon=tendon)
             else:
-                self.err(ch, "element not supported by the mbmix-taichi MJCF subset")
-        for ch in r.children:
-            if ch.tag == "actuator":
-                self.actuators(ch)
-        self.model.finalize()
+                m.add_actuator(ji, gear, cr, name=an or f"act{a}", tendon=tendon)
+                m.actuators[-1].gain, m.actuators[-1].bias, m.actuators[-1].forcerange = gain, bias, frange
+        m.finalize()
         self.check()
-        return self.model
-
-    def worldbody(self, el):
-        for ch in el.children:
-            if ch.tag == "geom":
-                a = self.resolved(ch, "main")
-                t = a.get("type", "sphere")
-                if t != "plane":
-                    self.err(ch, f"only plane geoms may be attached to the world (got type={t!r})")
-                pos = self.vec(ch, "pos", 3, [0, 0, 0], attrib=a)
-                q = self.orientation(ch, a)
-                if abs(abs(quat_to_mat(q)[2, 2]) - 1.0) > 1e-9:
-                    self.err(ch, "only horizontal ground planes are supported")
-                if self.model.ground is not None:
-                    self.err(ch, "only one ground plane is supported")
-                self.model.ground = float(pos[2])
-                size = self.vec(ch, "size", (1, 2, 3), [0, 0, 0], attrib=a)
-                self.model.geoms.append(_geom(ch.attrib.get("name", "ground"), "plane", 0, np.resize(size, 3), pos, q,
-                                              self.rgba(ch, a), True))
-                self.model.bodies[0].geoms.append(len(self.model.geoms) - 1)
-            elif ch.tag == "body":
-                self.body(ch, 0, "main")
-            elif ch.tag in ("site", "camera", "light"):
-                continue
-            else:
-                self.err(ch, "not supported in <worldbody>")
-
-    def rgba(self, el, a):
-        return self.vec(el, "rgba", 4, [0.8, 0.6, 0.4, 1.0], attrib=a)
-
-    def body(self, el, parent, cls):
-        m = self.model
-        cls = el.attrib.get("childclass", cls)
-        if cls not in self.classes:
-            self.err(el, f"unknown childclass {cls!r}")
-        for k in el.attrib:
-            if k not in ("name", "pos", "quat", "euler", "axisangle", "zaxis", "xyaxes", "childclass", "mocap", "gravcomp"):
-                self.err(el, f"attribute {k!r} is not supported")
-        if el.attrib.get("mocap", "false") == "true":
-            self.err(el, "mocap bodies are not supported")
-        pos = self.vec(el, "pos", 3, [0, 0, 0])
-        quat = self.orientation(el, el.attrib)
-        name = el.attrib.get("name", f"body{len(m.bodies)}")
-        bi = m.add_body(name, parent, pos, quat)
-        inertial = None
-        geoms = []
-        for ch in el.children:
-            if ch.tag == "joint":
-                self.joint(ch, bi, cls)
-            elif ch.tag == "freejoint":
-                if parent != 0:
-                    self.err(ch, "a free joint is only allowed in a body attached to the world")
-                m.add_joint(bi, "free", name=ch.attrib.get("name", f"{name}_free"))
-            elif ch.tag == "geom":
-                geoms.append(self.geom(ch, bi, cls))
-            elif ch.tag == "inertial":
-                if inertial is not None:
-                    self.err(ch, "a body has at most one <inertial>")
-                inertial = ch
-            elif ch.tag in ("site", "camera", "light"):
-                continue
-            elif ch.tag == "body":
-                continue
-            else:
-                self.err(ch, "not supported in <body>")
-        jtypes = [m.joints[j].type for j in m.bodies[bi].joints]
-        if "free" in jtypes and len(jtypes) > 1:
-            self.err(el, "a body with a free joint cannot have other joints")
-        if "free" in jtypes and parent != 0:
-            self.err(el, "a free joint is only allowed in a body attached to the world")
-        self.inertia(el, bi, inertial, geoms)
-        for ch in el.children:
-            if ch.tag == "body":
-                self.body(ch, bi, cls)
-
-    def joint(self, el, bi, cls):
-        a = self.resolved(el, cls)
-        for k in a:
-            if k not in ("name", "type", "axis", "pos", "range", "limited", "damping", "stiffness", "springref",
-                         "armature", "ref", "solreflimit", "solimplimit", "frictionloss", "margin", "user",
-                         "group", "solref", "solimp"):
-                self.err(el, f"attribute {k!r} is not supported")
-        if float(a.get("frictionloss", "0") or 0) != 0.0:
-            self.err(el, "frictionloss is not supported")
-        t = a.get("type", "hinge")
-        if t == "ball":
-            self.err(el, "ball joints are not supported (use three hinges)")
-        if t not in ("hinge", "slide", "free"):
-            self.err(el, f"joint type {t!r} is not supported")
-        name = a.get("name", f"joint{len(self.model.joints)}")
-        if t == "free":
-            if self.model.bodies[bi].parent != 0:
-                self.err(el, "a free joint is only allowed in a body attached to the world")
-            self.model.add_joint(bi, "free", name=name)
-            return
-        axis = self.vec(el, "axis", 3, [0, 0, 1], attrib=a)
-        if np.linalg.norm(axis) < 1e-12:
-            self.err(el, "axis has zero length")
-        rng = self.vec(el, "range", 2, attrib=a)
-        limited = self.boolean(el, "limited", None, attrib=a)
-        if limited is None:
-            limited = rng is not None and self.autolimits
-        if limited:
-            if rng is None:
-                self.err(el, "limited='true' needs a range")
-            if rng[0] >= rng[1]:
-                self.err(el, f"range {rng.tolist()} is empty")
-            if t == "hinge":
-                rng = np.array([self.angle(rng[0]), self.angle(rng[1])])
-        ang = self.angle if t == "hinge" else (lambda x: x)
-        self.model.add_joint(bi, t, name=name, axis=axis, pos=self.vec(el, "pos", 3, [0, 0, 0], attrib=a),
-                             range=(float(rng[0]), float(rng[1])) if limited else None,
-                             damping=self.num(el, "damping", 0.0, attrib=a),
-                             stiffness=self.num(el, "stiffness", 0.0, attrib=a),
-                             springref=ang(self.num(el, "springref", 0.0, attrib=a)),
-                             armature=self.num(el, "armature", 0.0, attrib=a),
-                             ref=ang(self.num(el, "ref", 0.0, attrib=a)))
-        for k in ("damping", "stiffness", "armature"):
-            if getattr(self.model.joints[-1], k) < 0:
-                self.err(el, f"{k} must be >= 0")
-
-    def geom(self, el, bi, cls):
-        a = self.resolved(el, cls)
-        for k in a:
-            if k not in ("name", "type", "size", "pos", "quat", "euler", "axisangle", "zaxis", "xyaxes", "fromto",
-                         "density", "mass", "rgba", "contype", "conaffinity", "condim", "friction", "solref", "solimp",
-                         "margin", "gap", "material", "group", "priority", "solmix", "user", "shellinertia"):
-                self.err(el, f"attribute {k!r} is not supported")
-        t = a.get("type", "sphere")
-        if t not in ("sphere", "capsule", "box", "cylinder"):
-            self.err(el, f"geom type {t!r} is not supported in bodies (sphere, capsule, box, cylinder)")
-        size = self.vec(el, "size", (1, 2, 3), attrib=a)
-        need = {"sphere": 1, "capsule": 1 if "fromto" in a else 2, "cylinder": 1 if "fromto" in a else 2, "box": 3}[t]
-        if size is None or size.size < need:
-            self.err(el, f"a {t} needs {need} size value(s)")
-        if np.any(size[:need] <= 0):
-            self.err(el, f"size {size.tolist()} must be positive")
-        if "fromto" in a:
-            if t not in ("capsule", "cylinder"):
-                self.err(el, "fromto is only supported for capsules and cylinders")
-            ft = self.vec(el, "fromto", 6, attrib=a)
-            d = ft[3:] - ft[:3]
-            L = np.linalg.norm(d)
-            if L < 1e-12:
-                self.err(el, "fromto has zero length")
-            pos = 0.5 * (ft[:3] + ft[3:])
-            quat = _z2quat(d)
-            size = np.array([size[0], 0.5 * L, 0.0])
-        else:
-            pos = self.vec(el, "pos", 3, [0, 0, 0], attrib=a)
-            quat = self.orientation(el, a)
-            size = np.resize(np.concatenate([size, np.zeros(3)])[:3], 3)
-        contact = not (a.get("contype", "1") == "0" and a.get("conaffinity", "1") == "0")
-        gm = _geom(a.get("name", f"geom{len(self.model.geoms)}"), t, bi, size, pos, quat, self.rgba(el, a), contact)
-        mass = self.num(el, "mass", None, attrib=a)
-        density = self.num(el, "density", 1000.0, attrib=a)
-        self.model.geoms.append(gm)
-        self.model.bodies[bi].geoms.append(len(self.model.geoms) - 1)
-        return gm, mass, density
-
-    def inertia(self, el, bi, inertial, geoms):
-        b = self.model.bodies[bi]
-        use_inertial = inertial is not None and self.inertiafromgeom != "true"
-        if use_inertial:
-            ine = inertial
-            for k in ine.attrib:
-                if k not in ("pos", "mass", "diaginertia", "fullinertia", "quat", "euler", "axisangle", "zaxis", "xyaxes"):
-                    self.err(ine, f"attribute {k!r} is not supported")
-            mass = self.num(ine, "mass")
-            pos = self.vec(ine, "pos", 3)
-            if mass is None or pos is None:
-                self.err(ine, "<inertial> needs pos and mass")
-            if mass < 0:
-                self.err(ine, "mass must be >= 0")
-            if "fullinertia" in ine.attrib:
-                f = self.vec(ine, "fullinertia", 6)
-                I = np.array([[f[0], f[3], f[4]], [f[3], f[1], f[5]], [f[4], f[5], f[2]]])
-            elif "diaginertia" in ine.attrib:
-                R = quat_to_mat(self.orientation(ine, ine.attrib))
-                I = R @ np.diag(self.vec(ine, "diaginertia", 3)) @ R.T
-            else:
-                self.err(ine, "<inertial> needs diaginertia or fullinertia")
-            b.mass, b.ipos, b.inertia = float(mass), pos, I
-            return
-        if inertial is None and self.inertiafromgeom == "false":
-            self.err(el, "inertiafromgeom='false' but the body has no <inertial>")
-        tot = 0.0
-        com = np.zeros(3)
-        parts = []
-        for gm, mass, density in geoms:
-            m, Ig = _geom_inertia(gm, mass, density)
-            R = quat_to_mat(gm.quat)
-            parts.append((m, gm.pos, R @ Ig @ R.T))
-            tot += m
-            com += m * gm.pos
-        if tot > 0:
-            com /= tot
-        I = np.zeros((3, 3))
-        for m, p, Ig in parts:
-            d = p - com
-            I += Ig + m * (d @ d * np.eye(3) - np.outer(d, d))
-        b.mass, b.ipos, b.inertia = tot, com, I
-
-    def actuators(self, el):
-        for ch in el.children:
-            if ch.tag not in ("motor", "general"):
-                self.err(ch, "only <motor> (and <general> motors) actuators are supported")
-            a = self.resolved(ch, "main")
-            for k in a:
-                if k not in ("name", "joint", "gear", "ctrlrange", "ctrllimited", "forcelimited", "forcerange",
-                             "gaintype", "gainprm", "biastype", "biasprm", "dyntype", "group", "user", "class"):
-                    self.err(ch, f"attribute {k!r} is not supported")
-            if a.get("gaintype", "fixed") != "fixed" or a.get("biastype", "none") != "none" or \
-                    a.get("dyntype", "none") != "none":
-                self.err(ch, "only gaintype='fixed', biastype='none', dyntype='none' are supported")
-            gp = self.vec(ch, "gainprm", None, [1.0], attrib=a)
-            if gp[0] != 1.0 or np.any(gp[1:] != 0):
-                self.err(ch, "gainprm other than 1 is not supported")
-            if self.boolean(ch, "forcelimited", False, attrib=a):
-                self.err(ch, "forcelimited is not supported")
-            jn = a.get("joint")
-            if jn is None:
-                self.err(ch, "needs a joint= transmission (site, tendon are not supported)")
-            idx = [i for i, j in enumerate(self.model.joints) if j.name == jn]
-            if not idx:
-                self.err(ch, f"unknown joint {jn!r}")
-            if self.model.joints[idx[0]].type == "free":
-                self.err(ch, "actuating a free joint is not supported")
-            gear = self.vec(ch, "gear", None, [1.0], attrib=a)
-            if np.any(gear[1:] != 0):
-                self.err(ch, "only the first gear component may be non-zero for a joint")
-            cr = self.vec(ch, "ctrlrange", 2, attrib=a)
-            lim = self.boolean(ch, "ctrllimited", None, attrib=a)
-            if lim is None:
-                lim = cr is not None and self.autolimits
-            if lim and (cr is None or cr[0] >= cr[1]):
-                self.err(ch, "ctrllimited needs a non-empty ctrlrange")
-            self.model.add_actuator(idx[0], float(gear[0]), (float(cr[0]), float(cr[1])) if lim else None,
-                                    name=a.get("name", f"act{len(self.model.actuators)}"))
+        return m
 
     def check(self):
         m = self.model
-        for bi, b in enumerate(m.bodies[1:], 1):
-            # every dof needs inertia downstream
-            sub = [bi] + [c for c in range(bi + 1, len(m.bodies)) if _is_desc(m, c, bi)]
-            if b.joints and sum(m.bodies[c].mass for c in sub) <= 1e-12:
-                raise MJCFError(f"{self.path}: body {b.name!r}: a moving body and its subtree need positive mass")
-
-
-def _is_desc(m, c, a):
-    while c > 0:
-        c = m.bodies[c].parent
-        if c == a:
-            return True
-    return False
-
-
-def _geom(name, t, body, size, pos, quat, rgba, contact):
-    from .articulated_model import Geom
-    return Geom(name, t, body, np.asarray(size, float), np.asarray(pos, float), np.asarray(quat, float),
-                np.asarray(rgba, float), contact)
-
-
-def _geom_inertia(g, mass, density):
-    """(mass, inertia about the geom centre in the geom frame) as MuJoCo's compiler."""
-    r = g.size[0]
-    if g.type == "sphere":
-        vol = 4.0 / 3.0 * math.pi * r ** 3
-        m = mass if mass is not None else density * vol
-        I = np.eye(3) * 0.4 * m * r * r
-    elif g.type == "box":
-        x, y, z = g.size
-        vol = 8.0 * x * y * z
-        m = mass if mass is not None else density * vol
-        I = np.diag([m / 3.0 * (y * y + z * z), m / 3.0 * (x * x + z * z), m / 3.0 * (x * x + y * y)])
-    elif g.type == "cylinder":
-        hl = g.size[1]
-        vol = math.pi * r * r * 2 * hl
-        m = mass if mass is not None else density * vol
-        ixx = m * (3 * r * r + 4 * hl * hl) / 12.0
-        I = np.diag([ixx, ixx, 0.5 * m * r * r])
-    else:  # capsule
-        hl = g.size[1]
-        height = 2 * hl
-        vcyl = math.pi * r * r * height
-        vsph = 4.0 / 3.0 * math.pi * r ** 3
-        vol = vcyl + vsph
-        m = mass if mass is not None else density * vol
-        mc = m * vcyl / vol
-        ms = m * vsph / vol
-        ixx = mc * (3 * r * r + height * height) / 12.0 + ms * (0.4 * r * r + height * height / 4.0 + 3.0 * height * r / 8.0)
-        I = np.diag([ixx, ixx, mc * r * r / 2.0 + ms * 0.4 * r * r])
-    return float(m), I
-
-
-def _z2quat(vec):
-    v = np.asarray(vec, float)
-    v = v / np.linalg.norm(v)
-    z = np.array([0.0, 0.0, 1.0])
-    ax = np.cross(z, v)
-    s = np.linalg.norm(ax)
-    if s < 1e-12:
-        return np.array([1.0, 0.0, 0.0, 0.0]) if v[2] > 0 else np.array([0.0, 1.0, 0.0, 0.0])
-    ang = math.atan2(s, v[2])
-    return axis_angle_quat(ax / s, ang)
-
-
-def _mat2quat(R):
-    w = math.sqrt(max(0.0, 1 + R[0, 0] + R[1, 1] + R[2, 2])) / 2
-    x = math.copysign(math.sqrt(max(0.0, 1 + R[0, 0] - R[1, 1] - R[2, 2])) / 2, R[2, 1] - R[1, 2])
-    y = math.copysign(math.sqrt(max(0.0, 1 - R[0, 0] + R[1, 1] - R[2, 2])) / 2, R[0, 2] - R[2, 0])
-    z = math.copysign(math.sqrt(max(0.0, 1 - R[0, 0] - R[1, 1] + R[2, 2])) / 2, R[1, 0] - R[0, 1])
-    q = np.array([w, x, y, z])
-    return q / np.linalg.norm(q)
+        sub = [b.mass for b in m.bodies]
+        for b in range(len(m.bodies) - 1, 0, -1):   # subtree masses, children before parents
+            p = m.bodies[b].parent
+            if p > 0:
+                sub[p] += sub[b]
+        for b in range(1, len(m.bodies)):
+            if m.bodies[b].joints and sub[b] <= 1e-12:
+                self.refuse("body", b - 1, m.bodies[b].name, "a moving body and its subtree need positive mass")
 
 
 def load_mjcf(path) -> ArticulatedModel:
-    """Parse an MJCF file into an ArticulatedModel (raises MJCFError)."""
+    """Compile an MJCF file with MuJoCo into an ArticulatedModel (raises MJCFError; warns MJCFWarning)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise MJCFError(f"MJCF file {path!r} does not exist")
-    return _Loader(path).load()
+        raise MJCFError(f"MJCF file {path!r} " + ("is a folder, not a file" if os.path.isdir(path) else "does not exist"))
+    data = _read(path)
+    pre = _prepass(data, path)
+    text = _utf8(data, path)
+    mm = _compile(path, pre, text)
+    return _Reader(path, pre, mm).read()

@@ -1,4 +1,5 @@
-"""Task ``mjcf``: any model of the supported MJCF subset, simulated as MuJoCo's Euler would.
+"""Task ``mjcf``: any MJCF model MuJoCo compiles and we simulate (see physics/mjcf.py for what
+is simulated, warned about and refused), simulated as MuJoCo's Euler would.
 
 ``mt.make("mjcf", model="path/to/model.xml", dt=0.01, substeps=5)``
 
@@ -33,7 +34,7 @@ from ._rigid import RigidTask, asset
 
 class MJCFTask(RigidTask):
     name = "mjcf"
-    description = "any MJCF model (hinge/slide/free joints, motors, ground contact); model=PATH; reward 0"
+    description = "any MJCF model (compiled by MuJoCo; hinge/slide/free joints, motors, tendons); model=PATH; reward 0"
     default_options = {
         "model": None,
         "dt": None,

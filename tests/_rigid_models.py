@@ -93,3 +93,70 @@ def write(tmp_path, name, text):
     p = tmp_path / f"{name}.xml"
     p.write_text(text)
     return str(p)
+
+# fluid forces (inertia-box model, wind), gravity compensation, damping and armature on a free joint
+FLUID = """<mujoco model="fluid">
+  <option timestep="0.002" density="1.2" viscosity="0.5" wind="0.3 -0.2 0.1"/>
+  <worldbody>
+    <body name="torso" pos="0 0 1" euler="10 20 30">
+      <joint name="root" type="free" damping="0.3" armature="0.02"/>
+      <geom type="box" size="0.2 0.1 0.05" density="300"/>
+      <geom type="sphere" size="0.1" pos="0.2 0 0" density="300"/>
+      <body name="leg" pos="0.2 0.1 0" gravcomp="0.7">
+        <joint name="hip" type="hinge" axis="0 1 1" damping="0.1"/>
+        <geom type="capsule" fromto="0 0 0 0.3 0 -0.3" size="0.04" density="300"/>
+      </body>
+    </body>
+  </worldbody>
+  <actuator><general joint="hip" gear="3" gainprm="0.5" ctrlrange="-1 1"/></actuator>
+</mujoco>"""
+
+# fixed tendons: a spring with a dead band, damping, a tendon motor; joint damping too
+TENDON = """<mujoco model="tendon">
+  <option timestep="0.002"/>
+  <worldbody>
+    <body name="l1" pos="0 0 2">
+      <joint name="j1" type="hinge" axis="0 1 0" damping="0.05"/>
+      <geom type="capsule" fromto="0 0 0 0.3 0 -0.3" size="0.03"/>
+      <body name="l2" pos="0.3 0 -0.3">
+        <joint name="j2" type="hinge" axis="0 1 0.2"/>
+        <geom type="capsule" fromto="0 0 0 0 0.1 -0.4" size="0.03"/>
+        <body name="l3" pos="0 0.1 -0.4">
+          <joint name="j3" type="slide" axis="1 0 0"/>
+          <geom type="sphere" size="0.06" pos="0 0 -0.2"/>
+        </body>
+      </body>
+    </body>
+  </worldbody>
+  <tendon>
+    <fixed name="couple" stiffness="4" damping="0.3" springlength="-0.05 0.1">
+      <joint joint="j1" coef="1"/><joint joint="j2" coef="-0.7"/>
+    </fixed>
+    <fixed name="drive"><joint joint="j2" coef="0.5"/><joint joint="j3" coef="2"/></fixed>
+  </tendon>
+  <actuator><motor tendon="drive" gear="2" ctrlrange="-1 1"/><motor joint="j1"/></actuator>
+</mujoco>"""
+
+# servos: a position actuator with damping, a velocity actuator, a motor clipped by forcerange
+SERVO = """<mujoco model="servo">
+  <option timestep="0.002"/>
+  <worldbody>
+    <body name="l1" pos="0 0 2">
+      <joint name="j1" type="hinge" axis="0 1 0"/>
+      <geom type="capsule" fromto="0 0 0 0.3 0 -0.3" size="0.03"/>
+      <body name="l2" pos="0.3 0 -0.3">
+        <joint name="j2" type="hinge" axis="0 1 0.2"/>
+        <geom type="capsule" fromto="0 0 0 0 0.1 -0.4" size="0.03"/>
+        <body name="l3" pos="0 0.1 -0.4">
+          <joint name="j3" type="slide" axis="1 0 0"/>
+          <geom type="sphere" size="0.06" pos="0 0 -0.2"/>
+        </body>
+      </body>
+    </body>
+  </worldbody>
+  <actuator>
+    <position joint="j1" kp="5" kv="0.3" gear="1.5" ctrlrange="-1 1"/>
+    <velocity joint="j2" kv="0.4" ctrlrange="-2 2"/>
+    <motor joint="j3" gear="2" ctrlrange="-1 1" forcerange="-0.3 0.5"/>
+  </actuator>
+</mujoco>"""

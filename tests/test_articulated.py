@@ -10,9 +10,10 @@ import mbmix_taichi as mt  # noqa: E402
 from mbmix_taichi.physics.articulated import ArticulatedSim  # noqa: E402
 from mbmix_taichi.physics.mjcf import load_mjcf  # noqa: E402
 
-from _rigid_models import CHAIN, DROP, FLOATING, PENDULUM_CART, SLIDES, write  # noqa: E402
+from _rigid_models import CHAIN, DROP, FLOATING, FLUID, PENDULUM_CART, SERVO, SLIDES, TENDON, write  # noqa: E402
 
-MODELS = {"cartpend": PENDULUM_CART, "slides": SLIDES, "floating": FLOATING}
+MODELS = {"cartpend": PENDULUM_CART, "slides": SLIDES, "floating": FLOATING, "fluid": FLUID, "tendon": TENDON,
+          "servo": SERVO}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_substeps_equal_mujoco_steps(paths):
     assert np.abs(s[0].numpy() - np.concatenate([d.qpos, d.qvel])).max() < 1e-10
 
 
-@pytest.mark.parametrize("name", ["cartpend", "slides"])
+@pytest.mark.parametrize("name", ["cartpend", "slides", "tendon", "servo"])
 def test_jacobian_matches_mjd_transitionFD(paths, name):
     mm = mujoco.MjModel.from_xml_path(paths[name])
     d = mujoco.MjData(mm)
@@ -126,3 +127,93 @@ def test_one_launch_per_control_step(paths):
     sim.vjp_tape(tape, torch.ones_like(s))
     sim.jacobian(s, c)
     assert sim.launches - before == 3
+
+
+FRICTION = """<mujoco model="friction">
+  <option timestep="0.002" gravity="0 0 0"/>
+  <worldbody>
+    <body name="slider" pos="0 0 1">
+      <joint name="x" type="slide" axis="1 0 0" frictionloss="2"/>
+      <geom type="box" size="0.1 0.1 0.1" mass="1"/>
+      <body name="arm" pos="0.1 0 0">
+        <joint name="h" type="hinge" axis="0 0 1" frictionloss="0.05" damping="0.01"/>
+        <geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.02" mass="0.2"/>
+      </body>
+    </body>
+  </worldbody>
+  <actuator><motor joint="x"/></actuator>
+</mujoco>"""
+
+
+def test_smoothed_frictionloss_brakes_like_mujoco_and_is_differentiable(tmp_path):
+    """Dry friction (smoothed, implicit) decelerates at ~frictionloss / mass and stops without
+    chatter, close to MuJoCo's constraint-based frictionloss; its Jacobian matches differences."""
+    from mbmix_taichi.physics.mjcf import MJCFWarning
+    p = write(tmp_path, "friction", FRICTION)
+    with pytest.warns(MJCFWarning, match="smoothed dry friction"):
+        model = load_mjcf(p)
+    mm = mujoco.MjModel.from_xml_path(p)
+    d = mujoco.MjData(mm)
+    d.qvel[:] = [1.0, 3.0]
+    sim = ArticulatedSim(model, dt=mm.opt.timestep, substeps=1, dtype=torch.float64)
+    s = torch.tensor(np.concatenate([d.qpos, d.qvel]))[None]
+    u = torch.zeros(1, 1, dtype=torch.float64)
+    for _ in range(400):
+        mujoco.mj_step(mm, d)
+        s, _ = sim.step(s, u)
+        assert abs(float(s[0, 2]) - d.qvel[0]) < 0.03 and abs(float(s[0, 3]) - d.qvel[1]) < 0.15
+    assert abs(float(s[0, 2])) < 1e-2 and abs(float(s[0, 3])) < 1e-2  # stopped
+    x = torch.tensor([[0.1, 0.2, 0.05, -0.3]], dtype=torch.float64)
+    c = torch.tensor([[0.4]], dtype=torch.float64)
+    Js, Jc = sim.jacobian(x, c)
+    eps = 1e-6
+    for i in range(4):
+        dx = torch.zeros_like(x)
+        dx[0, i] = eps
+        fd = (sim.step(x + dx, c)[0] - sim.step(x - dx, c)[0])[0] / (2 * eps)
+        assert torch.allclose(Js[0][:, i], fd, atol=1e-6), (i, Js[0][:, i], fd)
+
+
+ELLIPSOID = """<mujoco model="ell">
+  <option timestep="0.001"/>
+  <worldbody>
+    <geom type="plane" size="5 5 0.1"/>
+    <body name="e" pos="0 0 0.4" euler="30 20 10">
+      <freejoint/>
+      <geom type="GEOM" size="SIZE" density="500"/>
+    </body>
+  </worldbody>
+</mujoco>"""
+
+
+def _drop(tmp_path, geom, size, steps=1500):
+    p = write(tmp_path, f"ell_{geom}_{size.replace(' ', '_')}", ELLIPSOID.replace("GEOM", geom).replace("SIZE", size))
+    env = mt.make("mjcf", model=p, dt=0.01, substeps=10, dtype="float64", contact_ke=2e4, contact_kd=500)
+    for _ in range(steps // 10):
+        env.step(torch.zeros(1, 0, dtype=torch.float64))
+    return env.get_state()[0]
+
+
+def test_ellipsoid_ground_contact(tmp_path):
+    """A round ellipsoid lands exactly like the sphere it equals; a tilted flat one feels the
+    penalty force at its analytic lowest point: ke * depth when 1 mm in, nothing when 1 mm out."""
+    from mbmix_taichi.physics.articulated import ContactParams
+    from mbmix_taichi.physics.articulated_model import quat_to_mat
+
+    a = _drop(tmp_path, "ellipsoid", "0.1 0.1 0.1", steps=300)
+    b = _drop(tmp_path, "sphere", "0.1", steps=300)
+    assert torch.allclose(a, b, atol=1e-9), (a, b)
+    p = write(tmp_path, "flat", ELLIPSOID.replace("GEOM", "ellipsoid").replace("SIZE", "0.2 0.12 0.05"))
+    model = load_mjcf(p)
+    h, ke = 1e-6, 1e4
+    sim = ArticulatedSim(model, dt=h, substeps=1, dtype=torch.float64, contact=ContactParams(ke, 0.0, 0.0, 0.0))
+    q = model.qpos0()
+    n = quat_to_mat(q[3:7]).T @ np.array([0.0, 0.0, 1.0])
+    reach = float(np.sqrt(np.sum((np.array([0.2, 0.12, 0.05]) * n) ** 2)))   # centre to lowest point
+    m = model.bodies[1].mass
+    for depth in (1e-3, -1e-3):
+        q[2] = reach - depth
+        s = torch.tensor(np.concatenate([q, np.zeros(6)]))[None]
+        vz = float(sim.step(s, torch.zeros(1, 0, dtype=torch.float64))[0][0, 9]) / h
+        want = -9.81 + (ke * depth / m if depth > 0 else 0.0)
+        assert vz == pytest.approx(want, rel=1e-4), (depth, vz, want)

@@ -6,9 +6,10 @@ import torch
 import mbmix_taichi as mt
 from mbmix_taichi.errors import MbmixError, OptionError
 from mbmix_taichi.physics.articulated_model import quat_to_mat
-from mbmix_taichi.physics.mjcf import MJCFError, load_mjcf
+from mbmix_taichi.physics import mjcf
+from mbmix_taichi.physics.mjcf import MJCFError, MJCFWarning, load_mjcf
 
-from _rigid_models import FLOATING, PENDULUM_CART, SLIDES, write
+from _rigid_models import DROP, FLOATING, PENDULUM_CART, SLIDES, write
 
 GEOMS = """<mujoco>
   <compiler angle="degree"/>
@@ -45,18 +46,37 @@ def test_inertia_matches_mujoco(tmp_path, text):
         np.testing.assert_allclose(m.joints[j].pos, mm.jnt_pos[j], atol=1e-12)
 
 
-BAD = [
-    ("<mujoco><worldbody><body><joint type='ball'/><geom size='1'/></body></worldbody></mujoco>", "joint", 1, "ball"),
-    ("<mujoco>\n<worldbody>\n<body>\n<geom type='mesh' size='1'/>\n</body></worldbody></mujoco>", "geom", 4, "mesh"),
-    ("<mujoco>\n<tendon><fixed/></tendon></mujoco>", "fixed", 2, "not supported"),
+BAD = [  # (text, element named in the message, line, words): our refusals and MuJoCo's compiler errors
+    ("<mujoco><worldbody><body><joint type='ball'/><geom size='1'/></body></worldbody></mujoco>", "<joint>", 1, "ball"),
+    ("<mujoco>\n<worldbody>\n<body>\n<geom type='mesh' size='1'/>\n</body></worldbody></mujoco>", "mesh geom", 4,
+     "meshid"),
+    ("<mujoco>\n<tendon><fixed/></tendon></mujoco>", "tendon", 2, "cannot be empty"),
     ("<mujoco>\n<worldbody>\n  <body>\n    <joint axis='0 0'/>\n<geom size='1'/></body></worldbody></mujoco>",
-     "joint", 4, "3 numbers"),
+     "<joint>", 4, "'axis' does not have enough data"),
     ("<mujoco><worldbody>\n<body>\n<joint/>\n<geom size='0.1'/>\n</body>\n</worldbody>\n<actuator>\n"
-     "<motor joint='nope'/>\n</actuator></mujoco>", "motor", 8, "unknown joint"),
-    ("<mujoco><worldbody><body><inertial mass='1'/><joint/></body></worldbody></mujoco>", "inertial", 1, "pos"),
-    ("<mujoco><worldbody>\n<body name='a'>\n<body>\n<freejoint/>\n</body></body></worldbody></mujoco>",
-     "freejoint", 4, "free joint"),
-    ("<mujoco>\n<worldbody>\n<body>\n<geom size='0.1' foo='1'/>\n</body></worldbody></mujoco>", "geom", 4, "foo"),
+     "<motor joint='nope'/>\n</actuator></mujoco>", "actuator", 8, "unknown transmission target 'nope'"),
+    ("<mujoco><worldbody><body><inertial mass='1'/><joint/></body></worldbody></mujoco>", "<inertial>", 1, "'pos'"),
+    ("<mujoco><worldbody>\n<body name='a'>\n<geom size='1'/>\n<body>\n<freejoint/>\n<geom size='1'/>\n"
+     "</body></body></worldbody></mujoco>", "free joint", 4, "only be used on top level"),
+    ("<mujoco>\n<worldbody>\n<body>\n<geom size='0.1' foo='1'/>\n</body></worldbody></mujoco>", "<geom>", 4, "foo"),
+    ("<mujoco><worldbody><body name='b'>\n<joint name='a'/>\n<joint name='a'/><geom size='1'/></body></worldbody>"
+     "</mujoco>", "<joint>", 3, "repeated name 'a'"),
+    ("<mujoco>\n<worldbody>\n<body>\n<joint/>\n<geom size='1' mass='-1'/></body></worldbody></mujoco>", "<geom>", 5,
+     "negative"),
+    ("<mujoco>\n<worldbody>\n<body>\n<joint type='free' frictionloss='1' name='fj'/><geom size='1'/></body>"
+     "</worldbody></mujoco>", "<joint name='fj'>", 4, "frictionloss on a free joint"),
+    ("<mujoco>\n<worldbody>\n<body>\n<joint name='x'/><geom size='1'/></body></worldbody><actuator>\n"
+     "<intvelocity joint='x' kp='3' actrange='-1 1'/></actuator></mujoco>", "<intvelocity>", 5, "actuator dynamics"),
+    ("<mujoco>\n<worldbody>\n<body>\n<joint name='x'/><geom size='1'/></body></worldbody><actuator>\n"
+     "<damper name='m' joint='x' kv='1' ctrlrange='0 1'/></actuator></mujoco>", "<damper name='m'>", 5,
+     "gaintype='fixed'"),
+    ("<mujoco><asset><mesh name='t' vertex='0 0 0 1 0 0 0 1 0 0 0 1'/></asset>\n<worldbody>"
+     "<geom type='plane' size='1 1 1'/>\n<body>\n<joint name='x'/>\n<geom type='mesh' mesh='t'/></body></worldbody>"
+     "</mujoco>", "<geom>", 5, "ground contact of mesh geoms"),
+    ("<mujoco>\n<worldbody>\n<body name='m' mocap='true'>\n<geom size='1'/></body>\n<body>\n<joint/>\n"
+     "<geom size='1'/></body></worldbody></mujoco>", "<body name='m'>", 3, "mocap"),
+    ("<mujoco>\n<worldbody>\n<body>\n<joint name='x'/><geom size='1'/></body></worldbody><equality>\n"
+     "<joint joint1='x'/></equality></mujoco>", "<joint>", 5, "equality constraints"),
 ]
 
 
@@ -66,8 +86,103 @@ def test_bad_mjcf_names_element_and_line(tmp_path, text, element, line, words):
     with pytest.raises(MJCFError) as e:
         load_mjcf(p)
     msg = str(e.value)
-    assert f"<{element}>" in msg and f":{line}:" in msg and words in msg, msg
-    assert isinstance(e.value, MbmixError)
+    assert element in msg and f"bad.xml:{line}:" in msg and words in msg, msg
+    assert "\n" not in msg and isinstance(e.value, MbmixError)
+
+
+COMPILER = """<mujoco>
+  <compiler angle="degree" settotalmass="7" boundmass="0.01" boundinertia="0.001" eulerseq="zyx"/>
+  <worldbody>
+    <frame pos="0 0 1" euler="0 0 30">
+      <body name="a" xyaxes="0 1 0 -1 0 0" gravcomp="0.5">
+        <joint name="h" axis="1 0 0" springdamper="0.5 0.2"/>
+        <geom type="box" size="0.1 0.2 0.3" euler="10 20 30"/>
+        <geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.05" shellinertia="true"/>
+        <body name="b" pos="0.3 0 0"><joint name="s" type="slide" axis="0 0 1"/><geom size="0.001"/></body>
+      </body>
+    </frame>
+  </worldbody>
+</mujoco>"""
+
+
+def test_compiler_semantics_come_from_mujoco(tmp_path):
+    """settotalmass, boundmass/boundinertia, shellinertia, frame, eulerseq, springdamper, gravcomp."""
+    import mujoco
+    p = write(tmp_path, "c", COMPILER)
+    mm = mujoco.MjModel.from_xml_path(p)
+    m = load_mjcf(p)
+    assert sum(b.mass for b in m.bodies) == pytest.approx(7.0, rel=1e-12)
+    for b in range(1, mm.nbody):
+        assert m.bodies[b].mass == pytest.approx(mm.body_mass[b], rel=1e-12)
+        R = quat_to_mat(mm.body_iquat[b])
+        np.testing.assert_allclose(m.bodies[b].inertia, R @ np.diag(mm.body_inertia[b]) @ R.T, atol=1e-12)
+    assert m.bodies[1].gravcomp == 0.5
+    assert m.joints[0].stiffness == pytest.approx(mm.jnt_stiffness[0]) and m.joints[0].damping > 0
+
+
+def test_option_flags_are_applied(tmp_path):
+    text = FLOATING.replace('<option timestep="0.002"/>',
+                            '<option timestep="0.002"><flag gravity="disable" damper="disable"/></option>')
+    m = load_mjcf(write(tmp_path, "f", text))
+    assert np.all(m.gravity == 0) and all(j.damping == 0 for j in m.joints)
+    text = DROP.replace('<option timestep="0.001"/>', '<option timestep="0.001"><flag contact="disable"/></option>')
+    assert load_mjcf(write(tmp_path, "d", text)).ground is None
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-8-sig", "latin-1"])
+def test_any_declared_encoding(tmp_path, encoding):
+    text = PENDULUM_CART.replace('name="cart"', 'name="chariot_\u00e9t\u00e9"')
+    ref = load_mjcf(write(tmp_path, "ref", text))
+    decl = {"utf-16-le": "UTF-16", "utf-8-sig": "UTF-8", "latin-1": "ISO-8859-1"}.get(encoding, "UTF-16")
+    data = f'<?xml version="1.0" encoding="{decl}"?>\n{text}'.encode(encoding)
+    p = tmp_path / "enc.xml"
+    p.write_bytes(data)
+    m = load_mjcf(str(p))
+    assert m.bodies[1].name == "chariot_\u00e9t\u00e9"
+    assert [b.mass for b in m.bodies] == [b.mass for b in ref.bodies] and m.nv == ref.nv
+
+
+def test_undecodable_file_is_a_clear_error(tmp_path):
+    p = tmp_path / "bad.xml"
+    p.write_bytes(b"<mujoco><worldbody><body name='\xff\xfe\xfa'/></worldbody></mujoco>")
+    with pytest.raises(MJCFError, match="not valid UTF-8|malformed XML"):
+        load_mjcf(str(p))
+
+
+def _chain(n):
+    body = "<body pos='0 0 -0.1'><joint axis='0 1 0'/><geom size='0.01'/>"
+    return "<mujoco><worldbody>" + body * n + "</body>" * n + "</worldbody></mujoco>"
+
+
+@pytest.mark.parametrize("n,words", [(200, "MAX_BODY_DEPTH"), (2000, "MAX_BODY_DEPTH")])
+def test_deep_body_chains_are_refused_past_the_documented_limit(tmp_path, n, words):
+    with pytest.raises(MJCFError, match=words):
+        load_mjcf(write(tmp_path, "deep", _chain(n)))
+    assert len(load_mjcf(write(tmp_path, "ok", _chain(mjcf.MAX_BODY_DEPTH))).bodies) == mjcf.MAX_BODY_DEPTH + 1
+
+
+def test_deep_xml_and_large_files_are_refused(tmp_path):
+    with pytest.raises(MJCFError, match="nested deeper"):
+        load_mjcf(write(tmp_path, "x", "<mujoco>" + "<custom>" * 5000 + "</custom>" * 5000 + "</mujoco>"))
+    p = tmp_path / "big.xml"
+    p.write_bytes(b"<mujoco>" + b" " * (mjcf.MAX_FILE_BYTES + 1) + b"</mujoco>")
+    with pytest.raises(MJCFError, match="documented limit"):
+        load_mjcf(str(p))
+
+
+def test_zero_dof_model_is_refused(tmp_path):
+    with pytest.raises(MJCFError, match="no joints"):
+        load_mjcf(write(tmp_path, "z", "<mujoco><worldbody><body><geom size='1'/></body></worldbody></mujoco>"))
+
+
+def test_warnings_for_integrator_and_static_geometry(tmp_path):
+    text = ("<mujoco><option integrator='RK4'/><worldbody><geom type='plane' size='1 1 1'/>"
+            "<geom name='rail' type='capsule' fromto='0 0 0 1 0 0' size='0.02'/>"
+            "<body><joint/><geom size='0.1'/></body></worldbody></mujoco>")
+    with pytest.warns(MJCFWarning) as rec:
+        m = load_mjcf(write(tmp_path, "w", text))
+    msgs = " | ".join(str(r.message) for r in rec)
+    assert "semi-implicit Euler" in msgs and "rail" in msgs and m.ground == 0.0
 
 
 def test_malformed_xml_names_line(tmp_path):

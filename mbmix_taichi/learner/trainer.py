@@ -6,7 +6,8 @@ Run directory format (the renderer and plotter rely on it):
   checkpoint.pt   everything needed to resume (written atomically: temp file + os.replace)
   policy.pt       the final policy: {"config", "actor", "obs_norm", "obs_dim", "act_dim"}
   log.txt         run start and end lines (timestamped), skipped updates, interrupts
-  events.*        TensorBoard events, only if tensorboard is importable
+  events.*        TensorBoard events (x axis: env steps, like SB3's curves), written when
+                  tensorboard is installed: pip install "mbmix-taichi[tensorboard]" (also in [rl])
 """
 from __future__ import annotations
 
@@ -228,8 +229,8 @@ class Run:
                 self._append_csv(row)
                 if self._tb is not None:
                     for k, v in row.items():
-                        if k != "iteration" and isinstance(v, (int, float)) and math.isfinite(v):
-                            self._tb.add_scalar(k, v, agent.iteration)
+                        if k != "env_steps" and isinstance(v, (int, float)) and math.isfinite(v):
+                            self._tb.add_scalar(k, v, agent.env_steps)
                 done_now += 1
                 if bar is not None:
                     bar.update(1)

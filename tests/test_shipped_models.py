@@ -1,0 +1,122 @@
+"""Every MJCF model the installed MuJoCo, Gymnasium and dm_control packages ship, as a new
+user would try them: each either loads and agrees with MuJoCo (masses, inertias; trajectories
+with contacts and limits off, Euler, to 1e-9; Jacobians to FD noise), or is refused with a
+one-line error naming the file and the feature.
+
+Trajectories are checked for models up to ``MBMIX_SHIPPED_MAX_NV`` dofs (default 12: the
+larger ones - ant, humanoid - take minutes to compile cold); set it to 100 to check all.
+"""
+import glob
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+mujoco = pytest.importorskip("mujoco")
+
+from mbmix_taichi.physics.articulated import ArticulatedSim  # noqa: E402
+from mbmix_taichi.physics.articulated_model import quat_to_mat  # noqa: E402
+from mbmix_taichi.physics.mjcf import MJCFError, load_mjcf  # noqa: E402
+
+
+def shipped_models():
+    files = []
+    try:
+        import gymnasium
+        files += sorted(glob.glob(os.path.join(os.path.dirname(gymnasium.__file__), "envs", "mujoco", "assets", "*.xml")))
+    except ImportError:
+        pass
+    files += sorted(glob.glob(os.path.join(os.path.dirname(mujoco.__file__), "**", "*.xml"), recursive=True))
+    try:
+        import dm_control
+        files += sorted(glob.glob(os.path.join(os.path.dirname(dm_control.__file__), "suite", "*.xml")))
+    except ImportError:
+        pass
+    return files
+
+
+FILES = shipped_models()
+MAX_NV = int(os.environ.get("MBMIX_SHIPPED_MAX_NV", "12"))
+
+
+def _id(f):
+    parts = f.split(os.sep)
+    return f"{parts[-4] if 'assets' in parts else parts[-3]}/{parts[-1]}"
+
+
+def _load(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_mjcf(path)
+
+
+def _euler_no_contact_no_limits(path):
+    mm = mujoco.MjModel.from_xml_path(path)
+    mm.opt.integrator = mujoco.mjtIntegrator.mjINT_EULER
+    mm.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT) | int(mujoco.mjtDisableBit.mjDSBL_LIMIT)
+    return mm
+
+
+def _random_state(mm, d, rng):
+    d.qpos[:] = mm.qpos0 + 0.1 * rng.normal(size=mm.nq)
+    for j in range(mm.njnt):
+        if mm.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
+            a = mm.jnt_qposadr[j]
+            d.qpos[a + 3:a + 7] /= np.linalg.norm(d.qpos[a + 3:a + 7])
+    d.qvel[:] = 0.5 * rng.normal(size=mm.nv)
+
+
+def _ctrl(mm, rng):
+    lo = np.where(mm.actuator_ctrllimited, mm.actuator_ctrlrange[:, 0], -1.0)
+    hi = np.where(mm.actuator_ctrllimited, mm.actuator_ctrlrange[:, 1], 1.0)
+    return rng.uniform(lo, hi)
+
+
+def test_some_models_are_shipped():
+    assert FILES, "no MuJoCo models found in the installed packages"
+
+
+@pytest.mark.parametrize("path", FILES, ids=[_id(f) for f in FILES])
+def test_shipped_model_loads_and_agrees_or_is_refused_clearly(path):
+    try:
+        m = _load(path)
+    except MJCFError as e:
+        msg = str(e)
+        assert "\n" not in msg and path in msg, msg
+        assert any(w in msg for w in ("not simulated", "nothing to simulate", "cannot compile", "limit")), msg
+        return
+    mm = _euler_no_contact_no_limits(path)
+    assert (m.nq, m.nv, m.nu, len(m.bodies)) == (mm.nq, mm.nv, mm.nu, mm.nbody)
+    for b in range(1, mm.nbody):
+        assert m.bodies[b].mass == pytest.approx(mm.body_mass[b], rel=1e-12, abs=1e-15)
+        R = quat_to_mat(mm.body_iquat[b])
+        np.testing.assert_allclose(m.bodies[b].inertia, R @ np.diag(mm.body_inertia[b]) @ R.T, atol=1e-12)
+    if mm.nv > MAX_NV:
+        pytest.skip(f"trajectory check of {mm.nv} dofs skipped (MBMIX_SHIPPED_MAX_NV={MAX_NV})")
+    sim = ArticulatedSim(m, dt=mm.opt.timestep, substeps=1, dtype=torch.float64, contact=None, limit_ke=0.0)
+    d = mujoco.MjData(mm)
+    rng = np.random.default_rng(0)
+    _random_state(mm, d, rng)
+    s = torch.tensor(np.concatenate([d.qpos, d.qvel]))[None]
+    err = 0.0
+    for _ in range(100):
+        u = _ctrl(mm, rng)
+        d.ctrl[:] = u
+        mujoco.mj_step(mm, d)
+        s, _ = sim.step(s, torch.tensor(u)[None])
+        err = max(err, float(np.abs(s[0].numpy() - np.concatenate([d.qpos, d.qvel])).max()))
+    assert err < 1e-9, err
+    if any(j.type == "free" for j in m.joints):
+        return  # mjd_transitionFD differentiates in the tangent space of the quaternion
+    for _ in range(2):
+        _random_state(mm, d, rng)
+        u = _ctrl(mm, rng)
+        d.ctrl[:] = u
+        A = np.zeros((2 * mm.nv, 2 * mm.nv))
+        B = np.zeros((2 * mm.nv, mm.nu))
+        mujoco.mjd_transitionFD(mm, d, 1e-7, True, A, B, None, None)
+        Js, Jc = sim.jacobian(torch.tensor(np.concatenate([d.qpos, d.qvel]))[None], torch.tensor(u)[None])
+        assert np.abs(Js[0].numpy() - A).max() < 1e-6 * max(1.0, np.abs(A).max())
+        assert np.abs(Jc[0].numpy() - B).max() < 1e-6 * max(1.0, np.abs(B).max())
