@@ -11,7 +11,7 @@ from ._cloth import ClothTask
 
 class ClothFold(ClothTask):
     name = "cloth-fold"
-    description = "fold a flat cloth in half with two pickers holding the corners of one edge; `train` uses a 6 x 6 cloth and 30 steps (-o resolution=6 -o episode_length=30)"
+    description = "fold a flat cloth in half with two pickers holding the corners of one edge; `train` uses a 6 x 6 cloth and 30 steps (--task-option resolution=6 --task-option episode_length=30)"
 
     def _goal(self):
         return self.folded

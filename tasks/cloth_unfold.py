@@ -11,7 +11,7 @@ from ._cloth import ClothTask
 
 class ClothUnfold(ClothTask):
     name = "cloth-unfold"
-    description = "unfold a cloth folded in half back to flat with two pickers; `train` uses a 6 x 6 cloth and 30 steps (-o resolution=6 -o episode_length=30)"
+    description = "unfold a cloth folded in half back to flat with two pickers; `train` uses a 6 x 6 cloth and 30 steps (--task-option resolution=6 --task-option episode_length=30)"
 
     def _goal(self):
         return self.flat
