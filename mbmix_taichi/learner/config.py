@@ -88,7 +88,7 @@ class Config:
     warmup_iterations: int = 1
     #: measure the model's k-step policy-gradient cosine (k = 1..model_horizon) against the
     #: simulator's every this many iterations (0 = never)
-    fidelity_every: int = 1
+    fidelity_every: int = 5
     #: branch length = the longest k whose every cosine up to k reaches this (adaptive_horizon)
     fidelity_threshold: float = 0.8
     adaptive_horizon: bool = True
