@@ -300,12 +300,12 @@ def test_bad_learner_configs_fail_before_any_network(tmp_path, monkeypatch, cont
 
     import _toy  # noqa: F401  (registers toy-reach)
     from mbmix_taichi.cli import main
-    from mbmix_taichi.learner import algos
+    from mbmix_taichi.learner import agent
 
     def no_networks(*a, **k):
         raise AssertionError("a network was built before the config was validated")
 
-    monkeypatch.setattr(algos, "build_networks", no_networks)
+    monkeypatch.setattr(agent, "build_networks", no_networks)
     cfg = tmp_path / "c.json"
     cfg.write_text(content)
     res = CliRunner().invoke(main, ["train", "toy-reach", "--config", str(cfg), "--out", str(tmp_path / "r")])
