@@ -414,7 +414,7 @@ env.transition(s, a.clone().requires_grad_(True)).sum().backward()
 env.step(a)
 print("accepted inputs: no out-of-bounds access")
 sim = env.sim  # control: a launch that skips the checks IS caught in debug mode
-_, (X, V, U, N) = sim.step(s[:1], torch.zeros(1, sim.control_dim), record=True)
+_, (X, V, U, N, _clamp) = sim.step(s[:1], torch.zeros(1, sim.control_dim), record=True)
 try:
     cloth._tangent(torch.zeros(5 * sim.state_dim), torch.zeros(sim.control_dim), X, V, U,
                    torch.empty(5 * sim.model.num_springs * 3), *sim._topo, 1, 5, sim.n, sim.K, sim.substeps)

@@ -101,6 +101,7 @@ class Run:
                  overwrite: bool = False):
         self.out = Path(out_dir)
         self.progress = progress
+        refuse_if_in_use(self.out)  # another process's run: say that before anything else
         if not resume and holds_run(self.out) and not overwrite:
             raise RunError(f"{str(self.out)!r} already holds a run; continue it with --resume, replace it "
                            f"with --overwrite, or choose another --out")
@@ -313,6 +314,23 @@ def lock_run_dir(out: Path):
     f.flush()
     _LOCKS[key] = f
     return f
+
+
+def refuse_if_in_use(out: Path) -> None:
+    """RunError if another process holds out/.lock (probes the lock without keeping it)."""
+    import fcntl
+
+    if not (out / ".lock").is_file() or str(out.resolve()) in _LOCKS:  # absent, or ours
+        return
+    with open(out / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RunError(f"run directory {str(out)!r} is in use by a training process ({holder}); wait for "
+                           "it to finish or train into another --out") from None
+        fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def unlock_run_dir(out) -> None:
