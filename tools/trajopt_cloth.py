@@ -51,9 +51,10 @@ def main():
             best = int(torch.argmax(ret))
             # references: holding still from the same start
             s, hold_ret = hold_env.get_state(), 0.0
+            zero = torch.zeros(1, hold_env.act_dim, dtype=hold_env.dtype)
             for _ in range(hold_env.episode_length):
-                s2 = hold_env.transition(s, torch.zeros(1, hold_env.act_dim))
-                hold_ret += float(hold_env.reward(s, None, s2))
+                s2 = hold_env.transition(s, zero)
+                hold_ret += float(hold_env.reward(s, zero, s2))
                 s = s2
             hold_score = float(hold_env.metrics(s)["score"])
             rows.append((task, seed, float(ret[best]), float(score[best]), float(ret.median()), float(score.median()),
