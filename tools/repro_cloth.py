@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from mbmix_taichi.learner import ALGOS, Run, evaluate, load_policy, resolve, untrained_policy
+from mbmix_taichi.learner.sweep import mean_std
 from mbmix_taichi.learner.trainer import make_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,14 +64,6 @@ def _last_before(curve, t):
         if score == score:
             val = score
     return val
-
-
-def mean_std(xs):
-    xs = [x for x in xs if x == x]
-    if not xs:
-        return math.nan, math.nan
-    m = sum(xs) / len(xs)
-    return m, (sum((x - m) ** 2 for x in xs) / max(1, len(xs) - 1)) ** 0.5
 
 
 def main(argv=None):

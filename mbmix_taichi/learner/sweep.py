@@ -113,7 +113,8 @@ def run_sweep(points, root, workers: int = 1, backend: str = "local", eval_episo
     return results
 
 
-def _mean_std(xs):
+def mean_std(xs):
+    """(mean, sample std) of the finite entries of xs; NaN, NaN when there are none."""
     xs = [x for x in xs if x == x]
     if not xs:
         return math.nan, math.nan
@@ -136,8 +137,8 @@ def write_summary(results: list[dict], root) -> None:
     lines = ["| task | algo | overrides | seeds | return | score | env steps | wall s | CPU s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for (task, algo, ov), rs in groups.items():
-        ret, sc = _mean_std([r["return"] for r in rs]), _mean_std([r["score"] for r in rs])
+        ret, sc = mean_std([r["return"] for r in rs]), mean_std([r["score"] for r in rs])
         lines.append(f"| {task} | {algo} | `{ov}` | {','.join(str(r['seed']) for r in rs)} | "
                      f"{ret[0]:.4g} +- {ret[1]:.3g} | {sc[0]:.4g} +- {sc[1]:.3g} | {rs[0]['env_steps']} | "
-                     f"{_mean_std([r['wall_time'] for r in rs])[0]:.0f} | {_mean_std([r['cpu_time'] for r in rs])[0]:.0f} |")
+                     f"{mean_std([r['wall_time'] for r in rs])[0]:.0f} | {mean_std([r['cpu_time'] for r in rs])[0]:.0f} |")
     (root / "summary.md").write_text("\n".join(lines) + "\n")
