@@ -133,9 +133,9 @@ _CLOTH = {
     # needs the edge lifted past ~2.5 cm before carrying it (docs/cloth_lift_scan.md): below that
     # the return is flat in the lift and the exact gradient of a whole-episode window (h = 30,
     # sigma e^-1) settles in a drag of the edge along the ground (trajectory optimisation from
-    # hold-still does the same, docs/trajopt_cloth.md). Measured with MIX, seed 0, 600 iterations:
-    # h = 10, lambda 0.95, sigma 1 reached eval -6.04 / score 0.81; h = 30, lambda 0.98, sigma
-    # e^-1 stayed at -8.8 / 0.60 (hold-still: -9.0 / 0.74).
+    # hold-still does the same, docs/trajopt_cloth.md). Measured with MIX, seed 0: h = 10,
+    # lambda 0.95, sigma 1 reached eval -6.04 / score 0.81 after 600 iterations; h = 30, lambda
+    # 0.98, sigma e^-1 trained at -8.8 / 0.60 after 130 (hold-still: -9.0 / 0.74). docs/cloth.md
     "horizon": 10, "lam": 0.95, "mix_interval": 2, "init_log_std": 0.0,
     # MB-MIX: the cloth Jacobian (222 x 228) is matched through 4 JVP probes per transition with a
     # small alpha; branches of at most 8 steps (the model's gradient cosine falls below 0.8 beyond
