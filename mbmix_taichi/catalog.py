@@ -18,7 +18,7 @@ BUILTIN_TASKS: dict[str, tuple] = {
     "hopper": (12, 11, 3, 1000, "DiffRL hopper: hop forward on one leg (1000 steps)"),
     "humanoid": (55, 55, 21, 1000, "DiffRL humanoid: run forward without falling (1000 steps)"),
     "mjcf": (None, None, None, None,
-             "any MJCF model (hinge/slide/free joints, motors, ground contact); model=PATH; reward 0"),
+             "any MJCF model (compiled by MuJoCo; hinge/slide/free joints, motors, tendons); model=PATH; reward 0"),
 }
 
 
