@@ -102,12 +102,16 @@ class FastKernel:
         t_kernel, compiled, prog, n_rt = entry
         ctx = t_kernel.make_launch_context()
         for i, a in enumerate(args[:n_rt]):
-            if type(a) is int:
-                ctx.set_arg_int((i,), a)
-            else:
-                ctx.set_arg_external_array_with_shape((i,), a.data_ptr(), a.element_size() * a.numel(),
-                                                      (a.shape[0],), 0)
+            _set_arg(ctx, i, a)
         prog.launch_kernel(compiled, ctx)
+
+
+def _set_arg(ctx, i: int, a) -> None:
+    """Argument i of a launch context: a Python int, or a flat tensor passed by pointer."""
+    if type(a) is int:
+        ctx.set_arg_int((i,), a)
+    else:
+        ctx.set_arg_external_array_with_shape((i,), a.data_ptr(), a.element_size() * a.numel(), (a.shape[0],), 0)
 
 
 class _Bound:
@@ -127,13 +131,8 @@ class _Bound:
         if first:
             ctx = t_kernel.make_launch_context()
         for i, a in enumerate(args[:n_rt]):
-            if not first and i in self.fixed:
-                continue
-            if type(a) is int:
-                ctx.set_arg_int((i,), a)
-            else:
-                ctx.set_arg_external_array_with_shape((i,), a.data_ptr(), a.element_size() * a.numel(),
-                                                      (a.shape[0],), 0)
+            if first or i not in self.fixed:
+                _set_arg(ctx, i, a)
         prog.launch_kernel(compiled, ctx)
         if first:
             self._ctx, self._pinned = ctx, [args[i] for i in self.fixed]
