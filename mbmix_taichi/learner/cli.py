@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import math
 
 import click
@@ -34,7 +33,7 @@ def train(task, algo, iterations, num_envs, seed, out, config_file, resume, over
     """Train a policy on TASK; writes a run directory (config, metrics, checkpoints, policy)."""
     from ..registry import get_task_class
     from .config import resolve
-    from .trainer import Run, describe, free_run_dir, holds_run, make_env, refuse_if_in_use
+    from .trainer import Run, describe, free_run_dir, make_env
 
     get_task_class(task)  # unknown task -> one-line error
     overrides = {"seed": seed}
@@ -50,11 +49,6 @@ def train(task, algo, iterations, num_envs, seed, out, config_file, resume, over
     if out is None:
         base = f"runs/{task}-{cfg.algo}-s{cfg.seed}"
         out = base if resume or overwrite else str(free_run_dir(base))
-    else:
-        refuse_if_in_use(Path(out))  # another process training there: say that first
-    if not resume and not overwrite and holds_run(out):
-        raise OptionError(f"{out!r} already holds a run; continue it with --resume, replace it with "
-                          f"--overwrite, or choose another --out")
     if not resume:
         make_env(cfg, num_envs=1)  # validate task options before creating the run directory
     run = Run(cfg if not resume or iterations is not None else None, out, resume=resume, progress=not quiet,
