@@ -7,6 +7,7 @@ An algorithm (`simgrad.SimGradAgent`: MIX, SHAC, BPTT; `mbmix.MBMixAgent`: MB-MI
 """
 from __future__ import annotations
 
+import abc
 import time
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ class GradTruncation:
         return grad
 
 
-class Agent:
+class Agent(abc.ABC):
     """Everything a run trains; `iterate()` performs one iteration of the configured algorithm."""
 
     def __init__(self, cfg: Config, env):
@@ -213,8 +214,9 @@ class Agent:
                     "blowups": self.blowups, "truncated": self.truncation.count - trunc0})
         return out
 
+    @abc.abstractmethod
     def iterate_once(self) -> dict:
-        raise NotImplementedError
+        """One iteration of the algorithm; returns its metric columns (losses, gradient norm...)."""
 
     # -- checkpointable state ----------------------------------------------------------------------
     def modules(self) -> dict:

@@ -162,7 +162,7 @@ class MBMixAgent(Agent):
         J_k = sum_{t<k} gamma^t r_t of the deterministic policy from `states` (the ensemble mean
         model). Measures what the model is used for: the policy gradient, not the state error."""
         env, gamma = self.env, self.cfg.gamma
-        params = [p for p in self.actor.net.parameters()]
+        params = list(self.actor.net.parameters())
 
         def grads(step):
             out = []

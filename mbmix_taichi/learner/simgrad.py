@@ -27,7 +27,7 @@ def real_window(agent: Agent, h: int, record=None) -> Window:
     `record(state, action, next_state, keep)` (optional) sees every transition, detached, with
     the mask of envs that did not blow up (MB-MIX stores them with their Jacobians)."""
     env = agent.env
-    state = env.get_state().detach()
+    state = env.get_state().detach()  # the window starts from the current states, off any old graph
     env.set_state(state)
     obs = env.observe(state)
     obs_seen, rewards, next_values, dones = [], [], [], []
@@ -44,13 +44,13 @@ def real_window(agent: Agent, h: int, record=None) -> Window:
             reward = torch.where(blow, torch.zeros_like(reward), reward)
         if record is not None:
             record(state.detach(), action.detach(), nxt.detach(), ~blow)
+            state = env.get_state()  # the next step's state (after auto-reset), for the next record
         v = agent.value(info["final_obs"])
         v = torch.where(terminated | blow, torch.zeros_like(v), v)
         rewards.append(reward)
         next_values.append(v)
         dones.append(info["done"] | blow)
         agent.track(reward, info)
-        state = env.get_state()
     agent.env_steps += h * env.num_envs
     agent.timers["sim_forward"] += time.perf_counter() - t0
     return Window(torch.stack(obs_seen), torch.stack(rewards), torch.stack(next_values), torch.stack(dones))
