@@ -50,7 +50,6 @@ class GradTruncation:
     def __init__(self, limit: float):
         self.limit = float(limit) if limit > 0 else float("inf")
         self.count = 0
-        self.max_norm = 0.0
 
     def watch(self, state: torch.Tensor) -> None:
         if state.requires_grad:
@@ -58,14 +57,12 @@ class GradTruncation:
 
     def _hook(self, grad: torch.Tensor) -> torch.Tensor:
         norm = grad.reshape(grad.shape[0], -1).norm(dim=1)
-        finite = torch.isfinite(norm)
-        if finite.any():
-            self.max_norm = max(self.max_norm, float(norm[finite].max()))
-        bad = ~finite | (norm > self.limit)
-        if bad.any():
-            self.count += int(bad.sum())
-            grad = torch.where(bad.view(-1, *([1] * (grad.dim() - 1))), torch.zeros_like(grad), grad)
-        return grad
+        bad = ~torch.isfinite(norm) | (norm > self.limit)
+        n = int(bad.sum())
+        if n == 0:
+            return grad
+        self.count += n
+        return torch.where(bad.view(-1, *([1] * (grad.dim() - 1))), torch.zeros_like(grad), grad)
 
 
 class Agent(abc.ABC):

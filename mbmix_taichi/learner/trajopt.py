@@ -31,7 +31,6 @@ def optimise(env, iterations: int = 200, lr: float = 0.05, init=0.0, seed: int =
     Returns {"actions": tanh(u) [T, N, da], "returns": [iterations + 1] mean returns (before each
     update and after the last), "return": final [N], "score": final [N] (if the task reports one),
     "wall_time", "cpu_time"}."""
-    torch.manual_seed(seed)
     env.reset(seed)
     state0 = env.get_state()
     shape = (env.episode_length, env.num_envs, env.act_dim)
