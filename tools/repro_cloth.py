@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
-import time
 from pathlib import Path
 
-from mbmix_taichi.learner import ALGOS, Run, evaluate, load_policy, resolve, untrained_policy
-from mbmix_taichi.learner.sweep import mean_std
+from mbmix_taichi.learner import ALGOS, evaluate, resolve, untrained_policy
+from mbmix_taichi.learner.sweep import Point, mean_std, run_point
 from mbmix_taichi.learner.trainer import make_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,26 +31,21 @@ def steps_per_iteration(cfg) -> int:
     return cfg.num_envs * h
 
 
-def run_one(task, algo, seed, budget, root: Path, overrides: dict) -> dict:
-    out = root / f"{task}-{algo}-s{seed}"
-    res_file = out / "repro.json"
-    if res_file.is_file():
-        return json.loads(res_file.read_text())
-    cfg = resolve(task, algo, overrides={"seed": seed, "checkpoint_every": 0, **overrides})
-    cfg.iterations = max(1, budget // steps_per_iteration(cfg))
-    t0, c0 = time.time(), time.process_time()
-    Run(cfg, out, progress=False, overwrite=True).train()  # no repro.json: an unfinished run
-    wall, cpu = time.time() - t0, time.process_time() - c0
-    ev = evaluate(*load_policy(out), episodes=8, seed=777)
+def run_one(task, algo, seed, budget, root: Path) -> dict:
+    """One training run of `budget` simulator steps (through the sweep module: resumable, one
+    run directory), with its evaluation, learning curve and model-fidelity columns."""
+    cfg = resolve(task, algo, overrides={"seed": seed})
+    iterations = max(1, budget // steps_per_iteration(cfg))
+    point = Point(task, algo, seed, {"iterations": iterations, "checkpoint_every": 0})
+    r = run_point(point, str(root))
     num = lambda v: float(v) if v else math.nan  # noqa: E731
-    with open(out / "metrics.csv") as f:
+    with open(root / point.name / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    curve = [(num(r["env_steps"]), num(r["return"]), num(r["score"]), num(r["wall_time"])) for r in rows]
-    fidelity = {k: [num(r[k]) for r in rows] for k in rows[0] if k.startswith("fidelity_k")}
-    res = {"task": task, "algo": algo, "seed": seed, "iterations": cfg.iterations, "wall": wall, "cpu": cpu,
-           "eval": ev, "curve": curve, "fidelity": fidelity, "task_options": cfg.task_options}
-    res_file.write_text(json.dumps(res))
-    return res
+    curve = [(num(x["env_steps"]), num(x["return"]), num(x["score"]), num(x["wall_time"])) for x in rows]
+    fidelity = {k: [num(x[k]) for x in rows] for k in rows[0] if k.startswith("fidelity_k")}
+    return {"task": task, "algo": algo, "seed": seed, "iterations": iterations, "wall": r["wall_time"],
+            "cpu": r["cpu_time"], "eval": {"return": r["return"], "score": r["score"]}, "curve": curve,
+            "fidelity": fidelity, "task_options": cfg.task_options, "dir": str(root / point.name)}
 
 
 def main(argv=None):
@@ -68,24 +61,22 @@ def main(argv=None):
     seeds = [int(s) for s in a.seeds.split(",")]
     root = Path(a.runs)
     root.mkdir(parents=True, exist_ok=True)
-    t_start = time.time()
     results = {}
     for task in tasks:
         for algo in algos:
             for seed in seeds:
-                r = run_one(task, algo, seed, a.budget, root, {})
+                r = run_one(task, algo, seed, a.budget, root)
                 results[(task, algo, seed)] = r
                 print(f"{task} {algo} s{seed}: return {r['eval']['return']:.3f} score {r['eval'].get('score', math.nan):.3f} "
                       f"({r['iterations']} it, {r['wall']:.0f} s)", flush=True)
     baselines = {}
     for task in tasks:
-        cfg = resolve(task, "mbmix")
-        _, opts, _ = None, cfg.task_options, None
-        out = root / f"{task}-mbmix-s{seeds[0]}"
-        baselines[task] = evaluate(*untrained_policy(out), episodes=8, seed=777)
         import torch
 
-        baselines[task + ":noop"] = evaluate(task, opts, lambda o: torch.zeros(o.shape[0], make_env(cfg, 1).act_dim),
+        first = results[(task, algos[0], seeds[0])]
+        baselines[task] = evaluate(*untrained_policy(first["dir"]), episodes=8, seed=777)
+        act_dim = make_env(resolve(task, algos[0]), 1).act_dim
+        baselines[task + ":noop"] = evaluate(task, first["task_options"], lambda o: torch.zeros(o.shape[0], act_dim),
                                              episodes=8, seed=777)
     import matplotlib
 
@@ -139,7 +130,7 @@ def main(argv=None):
             lines.append(f"| {task} | {algo} | {rm:.3f} +- {rsd:.3f} | {sm:.3f} +- {ssd:.3f} | {rs[0]['iterations']} | "
                          f"{sum(r['wall'] for r in rs) / len(rs):.0f} s | {sum(r.get('cpu', math.nan) for r in rs) / len(rs):.0f} s |")
         b, z = baselines[task], baselines[task + ":noop"]
-        lines.append(f"| {task} | untrained (seed {seeds[0]}) | {b['return']:.3f} | {b.get('score', math.nan):.3f} | 0 | |")
+        lines.append(f"| {task} | untrained ({algos[0]}, seed {seeds[0]}) | {b['return']:.3f} | {b.get('score', math.nan):.3f} | 0 | |")
         lines.append(f"| {task} | zero action (no-op) | {z['return']:.3f} | {z.get('score', math.nan):.3f} | | |")
     lines += [
         "",
