@@ -97,8 +97,6 @@ def test_gymnasium_vector_wrappers_run(name, kw):
     import gymnasium
     import gymnasium.wrappers.vector as V
 
-    if name == "NumpyToTorch":
-        pytest.importorskip("array_api_compat")
     env = GymVectorEnv("cloth-fold", num_envs=2, seed=0, **OPTS)
     kw = dict(kw)
     if "wrapper" in kw:
