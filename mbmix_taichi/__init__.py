@@ -56,7 +56,7 @@ if _in_source_tree() and not any(isinstance(f, _SourceTreeFinder) for f in _sys.
 # -- lazy public names -----------------------------------------------------------------------
 _LAZY = {"Env": ".env", "make": ".env", "list_tasks": ".registry", "load_tasks_dir": ".registry",
          "Task": ".task"}
-_SUBMODULES = {"physics", "tasks", "assets", "learner", "adapters", "env", "registry", "task"}
+_SUBMODULES = {"physics", "tasks", "assets", "learner", "adapters", "env", "registry", "task", "viz"}
 
 
 def __getattr__(name):

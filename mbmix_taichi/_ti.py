@@ -12,6 +12,8 @@ import os
 
 import torch
 
+from .errors import ForkError, OptionError
+
 _ARCH = None  # the arch name taichi was initialised with
 #: pid of the process that initialised taichi; set in a child forked after that (see check_not_forked)
 _FORKED_FROM = None
@@ -32,8 +34,6 @@ def check_not_forked() -> None:
     """Taichi's runtime (its CPU thread pool, a CUDA context) does not survive fork(): a kernel
     launched in a forked child waits forever. Refuse at once instead of hanging."""
     if _FORKED_FROM is not None:
-        from .errors import ForkError
-
         raise ForkError(
             f"this process was forked from process {_FORKED_FROM} after taichi was initialised there; "
             "taichi cannot run in a forked child (it would hang). Start worker processes with the 'spawn' or "
@@ -41,20 +41,16 @@ def check_not_forked() -> None:
             "context='spawn'), stable-baselines3 SubprocVecEnv(..., start_method='spawn')")
 
 
-def _resolve(arch: str) -> str:
+def _arch_name(arch: str) -> str:
     env = os.environ.get("TI_ARCH")
     if env:
         arch = env
     if not isinstance(arch, str):
-        from .errors import OptionError
-
         raise OptionError(f"arch must be a string, got {arch!r}")
     arch = arch.strip().lower()
     if arch == "auto":
         arch = "cuda" if torch.cuda.is_available() else "cpu"
     if arch not in _ARCHS:
-        from .errors import OptionError
-
         where = f"the environment variable TI_ARCH={env!r}" if env else f"arch {arch!r}"
         raise OptionError(f"unknown taichi arch in {where}; expected one of auto, {', '.join(_ARCHS)}")
     return arch
@@ -62,19 +58,17 @@ def _resolve(arch: str) -> str:
 
 def check_arch() -> str:
     """Resolve the arch (TI_ARCH or auto) without initialising taichi; OptionError if unknown."""
-    return _resolve("auto")
+    return _arch_name("auto")
 
 
 def init(arch: str = "auto") -> str:
     """Initialise taichi once; return the arch name. Later calls must agree or say 'auto'."""
     global _ARCH
     check_not_forked()
-    want = _resolve(arch)
+    want = _arch_name(arch)
     if _ARCH is not None:
         if arch != "auto" and want != _ARCH and not (want == "cpu" and _ARCH in ("x64", "arm64")):
-            from .errors import OptionError
-
-            raise OptionError(
+                raise OptionError(
                 f"taichi is already running on {_ARCH!r} in this process; cannot switch to {want!r}"
             )
         return _ARCH
@@ -88,6 +82,21 @@ def init(arch: str = "auto") -> str:
                 # MBMIX_TAICHI_DEBUG=1: taichi's debug mode (bounds-checked array accesses; slow)
                 debug=os.environ.get("MBMIX_TAICHI_DEBUG", "") not in ("", "0"))
     _ARCH = ti.lang.impl.current_cfg().arch.name
+    return _ARCH
+
+
+def ensure() -> str:
+    """Initialise taichi the package's way unless someone already has (a simulator built
+    directly, without `mt.make`, calls this); return the arch name."""
+    import taichi as ti
+
+    if _ARCH is None and ti.lang.impl.get_runtime().prog is not None:  # initialised by the caller
+        return ti.lang.impl.current_cfg().arch.name
+    return init("auto")
+
+
+def current_arch() -> str | None:
+    """The arch name taichi was initialised with here (None before `init`)."""
     return _ARCH
 
 

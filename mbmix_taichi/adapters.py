@@ -226,7 +226,7 @@ class GymEnv(_GymBase):
     def render(self):
         if self.render_mode != "rgb_array":
             return None
-        from .render import Scene
+        from .viz.scene import Scene
         state = _np(self.env.get_state())[0]
         if self._scene is None:
             self._scene = Scene(self.env.task.render_spec(), state, overlay=False)

@@ -1,4 +1,4 @@
-"""Simulator benchmarks: `mbmix-taichi bench`.
+"""Simulator benchmarks (the `mbmix-taichi bench` command prints them).
 
 Two modes:
 
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import platform
 import time
-
-import click
 
 
 def _best(fn, repeats: int = 5, inner: int = 3) -> float:
@@ -135,27 +133,4 @@ def machine() -> str:
     from . import _ti
 
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, taichi {'.'.join(map(str, ti.__version__))} "
-            f"arch {_ti._ARCH}, torch {torch.__version__}, python {platform.python_version()}")
-
-
-@click.command()
-@click.option("--task", "tasks", multiple=True, default=("cloth-fold",), show_default=True)
-@click.option("--envs", default="1,16,64", show_default=True, help="comma-separated env counts")
-@click.option("--jacobian-envs", default="1,16", show_default=True, help="env counts at which to time full Jacobians")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
-@click.option("--peer/--no-peer", default=False, help="also run Warp's cloth benchmark workload")
-@click.option("--peer-sizes", default="32,64,128", show_default=True)
-@click.option("--task-option", "-o", multiple=True, metavar="KEY=VALUE")
-def bench(tasks, envs, jacobian_envs, dtype, peer, peer_sizes, task_option):
-    """Measure simulator speed (steps/s, VJP, JVP, Jacobians, launches; Warp's cloth workload)."""
-    from .cli_util import parse_task_options
-
-    opts = parse_task_options(task_option)
-    ints = lambda s: tuple(int(x) for x in s.split(",") if x)  # noqa: E731
-    for task in tasks:
-        click.echo(task_table(bench_task(task, ints(envs), ints(jacobian_envs), dtype, **opts)))
-    if peer:
-        sizes = ints(peer_sizes)
-        click.echo(peer_table(bench_peer(sizes, layout="fused") + bench_peer(sizes, layout="wide")
-                              + bench_peer(sizes, num_cloths=2)))
-    click.echo(machine())
+            f"arch {_ti.current_arch()}, torch {torch.__version__}, python {platform.python_version()}")

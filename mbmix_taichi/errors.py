@@ -24,3 +24,7 @@ class SimulationError(MbmixError, RuntimeError):
 
 class ForkError(MbmixError, RuntimeError):
     """Taichi was initialised in a parent process and this process was forked from it."""
+
+
+class RenderError(MbmixError):
+    """A render request that cannot be carried out (bad output path, no display, a bad render_spec)."""

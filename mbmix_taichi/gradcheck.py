@@ -1,5 +1,5 @@
-"""`mbmix-taichi gradcheck TASK`: float64 central differences against the exact VJP, JVP and
-Jacobian of one control step, at a state reached by random actions.
+"""Checks a task's exact derivatives: float64 central differences against the VJP, JVP and
+Jacobian of one control step, at a state reached by random actions (`mbmix-taichi gradcheck`).
 
 Contact, friction and the pickers' ground clamp make a control step piecewise smooth. A
 central difference (f(x + eps t) - f(x - eps t)) / 2 eps that straddles a kink is not a
@@ -13,8 +13,6 @@ entry of the whole Jacobian (an almost-zero column otherwise measures only round
 from __future__ import annotations
 
 import math
-
-import click
 
 DEFAULT_EPS = (1e-5, 1e-6, 1e-7, 1e-8)
 DEFAULT_TOL = 1e-5
@@ -95,59 +93,3 @@ def check(task: str, num_envs: int = 2, seed: int = 0, warmup: int = 3, eps=DEFA
             "vjp": dict(zip(("best", "eps"), _best(vjp_errs, steps)), all=vjp_errs),
             "jacobian": {"best": worst[1], "eps": worst[2], "column": worst[0], "columns": columns},
             "dot": rel((u * jv).sum(1), vjp_dir)}
-
-
-@click.command()
-@click.argument("task")
-@click.option("--num-envs", default=2, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True)
-@click.option("--eps", default=",".join(f"{e:g}" for e in DEFAULT_EPS), show_default=True,
-              help="Central-difference steps (comma-separated, positive).")
-@click.option("--tol", default=DEFAULT_TOL, show_default=True, type=float,
-              help="Largest relative error that passes; beyond it the command exits with status 1.")
-@click.option("--task-option", "-o", multiple=True, metavar="KEY=VALUE", help="task option (repeatable)")
-def gradcheck(task, num_envs, seed, eps, tol, task_option):
-    """Check a task's VJP, JVP and Jacobian against float64 finite differences.
-
-    Contact, friction and the pickers' ground clamp make a control step piecewise smooth: a
-    central difference that straddles a kink is not a derivative, and a tiny step drowns in
-    rounding. Each quantity, and each sampled Jacobian column, is therefore compared at several
-    steps and the best agreement is reported with the step that gave it. Exits with status 1
-    when an error exceeds --tol.
-    """
-    from .cli_util import parse_task_options
-    from .errors import OptionError
-
-    try:
-        steps = [float(e) for e in str(eps).split(",") if e.strip()]
-    except ValueError:
-        raise OptionError(f"--eps must be comma-separated positive numbers, got {eps!r}") from None
-    if not steps or not all(math.isfinite(e) and e > 0 for e in steps):
-        raise OptionError(f"--eps must be comma-separated positive numbers, got {eps!r}")
-    if not (math.isfinite(tol) and tol > 0):
-        raise OptionError(f"--tol must be a positive number, got {tol}")
-    r = check(task, num_envs=num_envs, seed=seed, eps=steps, **parse_task_options(task_option))
-    click.echo(f"{task} (float64, {num_envs} envs, state_dim {r['state_dim']}, seed {seed}): relative max "
-               f"errors of one control step's derivatives vs central differences, best over steps "
-               f"{', '.join(f'{h:g}' for h in steps)}:")
-
-    def show(x):
-        return "nan" if not math.isfinite(x) else f"{x:.1e}"
-
-    rows = []
-    for k, label in (("jvp", "JVP"), ("vjp", "VJP (directional)")):
-        q = r[k]
-        all_e = "  ".join(f"{show(e)}@{h:g}" for e, h in zip(q["all"], steps))
-        rows.append((label, q["best"], f"eps {q['eps']:g}; all: {all_e}" if q["eps"] else f"all: {all_e}"))
-    jac = r["jacobian"]
-    n_cols = len(jac["columns"])
-    rows.append((f"Jacobian ({n_cols} columns)", jac["best"],
-                 f"the worst column, {jac['column']}, at its best eps {jac['eps']:g}" if jac["eps"] else "no finite error"))
-    rows.append(("<u, J v> vs <J^T u, v>", r["dot"], "no differences"))
-    for label, err, note in rows:
-        click.echo(f"  {label:26s} {show(err):8s} ({note})")
-    bad = [label for label, err, _ in rows if not (math.isfinite(err) and err <= tol)]
-    if bad:
-        click.echo(f"LARGE ERRORS (beyond --tol {tol:g}): {', '.join(bad)}")
-        raise SystemExit(1)
-    click.echo(f"OK (all errors <= --tol {tol:g})")

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import mbmix_taichi as mt
 from mbmix_taichi.errors import MbmixError
-from mbmix_taichi.plot import PlotError, aggregate, algo_colors, group_runs, load_run, plot_runs
+from mbmix_taichi.viz.plot import PlotError, aggregate, algo_colors, group_runs, load_run, plot_runs
 
 import imageio.v3 as imageio
 
@@ -152,7 +152,7 @@ def test_cli_plot(runs, tmp_path):
 
 def test_train_plot_render_a_real_run(tmp_path):
     from mbmix_taichi.learner import Run, resolve
-    from mbmix_taichi.render import render
+    from mbmix_taichi.viz.render import render
 
     opts = {"resolution": 5, "episode_length": 6}
     cfg = resolve("cloth-fold", "bptt", overrides={"iterations": 2, "num_envs": 2, "seed": 0, "task_options": opts})

@@ -14,10 +14,12 @@ import torch
 from click.testing import CliRunner
 
 import mbmix_taichi as mt
-from mbmix_taichi.errors import MbmixError, OptionError
+from mbmix_taichi.cli.options import parse_task_options
+from mbmix_taichi.errors import MbmixError, OptionError, RenderError
 from mbmix_taichi.physics.base import Simulator
-from mbmix_taichi.render import (FrameWriter, RenderError, Scene, output_kind, parse_task_options, render,
-                                 tile_frames)
+from mbmix_taichi.viz.render import render
+from mbmix_taichi.viz.scene import Scene
+from mbmix_taichi.viz.video import FrameWriter, output_kind, tile_frames
 
 import imageio.v3 as imageio
 

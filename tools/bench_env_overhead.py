@@ -51,7 +51,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     import mbmix_taichi as mt
-    from mbmix_taichi.cli_util import parse_task_options
+    from mbmix_taichi.cli.options import parse_task_options
 
     opts = parse_task_options([kv for kv in args.options.split(",") if kv])
     env = mt.make(args.task, num_envs=1, seed=0, **opts)

@@ -1,4 +1,4 @@
-"""`mbmix-taichi train` and `mbmix-taichi eval`."""
+"""`mbmix-taichi train` (writes a run directory) and `mbmix-taichi eval` (scores its policy)."""
 from __future__ import annotations
 
 import json
@@ -6,8 +6,8 @@ import math
 
 import click
 
-from ..cli_util import parse_task_options
 from ..errors import OptionError
+from .options import no_task_option, task_option
 
 
 @click.command("train")
@@ -26,14 +26,13 @@ from ..errors import OptionError
               "from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out (its checkpoint, policy "
               "and metrics are deleted).")
-@click.option("--task-option", "task_option", multiple=True, metavar="KEY=VALUE",
-              help="A task option (repeatable), e.g. --task-option resolution=6.")
+@task_option()
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(task, algo, iterations, num_envs, seed, out, config_file, resume, overwrite, task_option, quiet):
+def train(task, algo, iterations, num_envs, seed, out, config_file, resume, overwrite, task_options, quiet):
     """Train a policy on TASK; writes a run directory (config, metrics, checkpoints, policy)."""
     from ..registry import get_task_class
-    from .config import resolve
-    from .trainer import Run, describe, free_run_dir, make_env
+    from ..learner.config import resolve
+    from ..learner.trainer import Run, describe, free_run_dir, make_env
 
     get_task_class(task)  # unknown task -> one-line error
     overrides = {"seed": seed}
@@ -41,8 +40,8 @@ def train(task, algo, iterations, num_envs, seed, out, config_file, resume, over
         overrides["iterations"] = iterations
     if num_envs is not None:
         overrides["num_envs"] = num_envs
-    if task_option:
-        overrides["task_options"] = parse_task_options(task_option)
+    if task_options:
+        overrides["task_options"] = task_options
     cfg = resolve(task, algo, config_file, overrides)
     if resume and overwrite:
         raise OptionError("--resume continues a run and --overwrite replaces it; give one of them")
@@ -66,9 +65,10 @@ def train(task, algo, iterations, num_envs, seed, out, config_file, resume, over
 @click.option("--episodes", type=int, default=None, help="Episodes (default: the run's eval_episodes).")
 @click.option("--seed", type=int, default=12345, show_default=True, help="Seed of the evaluation env.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@no_task_option("eval")
 def eval_cmd(run_dir, episodes, seed, as_json):
     """Mean return and task score of a run's deterministic policy, and of its untrained one."""
-    from .trainer import evaluate, load_policy, read_config, untrained_policy
+    from ..learner.trainer import evaluate, load_policy, read_config, untrained_policy
 
     cfg = read_config(run_dir)
     k = episodes or cfg.eval_episodes
@@ -89,5 +89,3 @@ def eval_cmd(run_dir, episodes, seed, as_json):
             line += f"   score {r['score']:.4g} +- {r['score_std']:.3g}"
         click.echo(line + f"   ({k} episodes, {task}, {cfg.algo})")
 
-
-eval = eval_cmd  # noqa: A001  (the command is named `eval`)

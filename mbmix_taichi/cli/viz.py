@@ -1,4 +1,4 @@
-"""`mbmix-taichi render` and `mbmix-taichi plot` (registered in commands.py).
+"""`mbmix-taichi render` (a rollout to a video or pictures) and `mbmix-taichi plot` (learning curves).
 
 pyvista, imageio and matplotlib are imported only when a command runs, so that the CLI
 starts fast.
@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import click
 
+from .options import no_task_option, task_option
+
 
 @click.command("render")
 @click.argument("target", metavar="TASK_OR_RUN_DIR")
-@click.option("--out", "-o", default=None, metavar="FILE",
+@click.option("--out", default=None, metavar="FILE",
               help="Output: .mp4 or .gif (one file), .png (evenly spaced frames tiled into one picture), "
                    "or a folder (no extension, or ending in '/') of PNG frames.")
 @click.option("--episodes", default=1, show_default=True, type=click.IntRange(min=1), help="Episodes to roll out.")
@@ -24,15 +26,14 @@ import click
               help="For a task name: random (default) or zero actions. For a run dir: overrides the trained policy.")
 @click.option("--overlay/--no-overlay", default=True, show_default=True, help="Text of step, return and score.")
 @click.option("--interactive", is_flag=True, help="Also show the rollout in a window (needs a display).")
-@click.option("--task-option", "task_option", multiple=True, metavar="KEY=VALUE",
-              help="A task option, e.g. --task-option mesh=tshirt (repeatable; overrides a run's options).")
-def render_command(target, out, episodes, seed, steps, width, height, fps, policy, overlay, interactive, task_option):
+@task_option("A task option, e.g. -o mesh=tshirt (repeatable; overrides a run's options).")
+def render_command(target, out, episodes, seed, steps, width, height, fps, policy, overlay, interactive, task_options):
     """Render a rollout of a task (random/zero policy) or of a run directory's trained policy."""
-    from .render import parse_task_options, render
+    from ..viz.render import render
 
     result = render(target, out, episodes=episodes, seed=seed, steps=steps, width=width, height=height, fps=fps,
                     policy=policy, overlay=overlay, interactive=interactive,
-                    task_options=parse_task_options(task_option), progress=True)
+                    task_options=task_options, progress=True)
     rets = ", ".join(f"{r:.3f}" for r in result["returns"])
     scores = ", ".join("-" if s is None else f"{s:.3f}" for s in result["scores"])
     if result["out"]:
@@ -42,7 +43,7 @@ def render_command(target, out, episodes, seed, steps, width, height, fps, polic
 
 @click.command("plot")
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
-@click.option("--out", "-o", required=True, metavar="FILE.png", help="Output picture (.png, .pdf or .svg).")
+@click.option("--out", required=True, metavar="FILE.png", help="Output picture (.png, .pdf or .svg).")
 @click.option("--x", "x", type=click.Choice(["env_steps", "wall_time", "iteration"]), default=None,
               help="Only this x axis (default: both simulator steps and wall time).")
 @click.option("--band", type=click.Choice(["minmax", "std"]), default="minmax", show_default=True,
@@ -50,9 +51,10 @@ def render_command(target, out, episodes, seed, steps, width, height, fps, polic
 @click.option("--smooth", default=1, show_default=True, type=click.IntRange(min=1),
               help="Trailing moving-average window (iterations).")
 @click.option("--title", default=None, help="Figure title.")
+@no_task_option("plot")
 def plot_command(run_dirs, out, x, band, smooth, title):
     """Learning curves (return and score) of run directories; seeds of one task+algo are grouped."""
-    from .plot import plot_runs
+    from ..viz.plot import plot_runs
 
     result = plot_runs(list(run_dirs), out, x=x, band=band, smooth=smooth, title=title)
     groups = ", ".join(f"{k} x{n}" for k, n in result["groups"].items())

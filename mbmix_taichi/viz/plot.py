@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MbmixError, OptionError
+from ..errors import MbmixError, OptionError
 
 X_AXES = ("env_steps", "wall_time")
 METRICS = ("return", "score")
@@ -48,7 +48,7 @@ class EmptyRunError(PlotError):
 
 
 @dataclass
-class Run:
+class RunCurves:
     path: Path
     task: str
     algo: str
@@ -72,7 +72,7 @@ def _float(x: str) -> float:
         return math.nan
 
 
-def load_run(run_dir) -> Run:
+def load_run(run_dir) -> RunCurves:
     """Read one run directory; PlotError (one line) when it is not a usable run."""
     p = Path(str(run_dir))
     if not p.exists():
@@ -100,7 +100,7 @@ def load_run(run_dir) -> Run:
     algo = config.get("algo") or config.get("algorithm") or "run"
     task = config.get("task") or "?"
     opts = config.get("task_options") or {}
-    return Run(path=p, task=str(task), algo=str(algo), seed=config.get("seed"), columns=columns,
+    return RunCurves(path=p, task=str(task), algo=str(algo), seed=config.get("seed"), columns=columns,
                task_options=dict(opts) if isinstance(opts, dict) else {})
 
 
@@ -136,7 +136,7 @@ def _smooth(y: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _curve(run: Run, x: str, y: str, smooth: int):
+def _curve(run: RunCurves, x: str, y: str, smooth: int):
     if x not in run.columns or y not in run.columns:
         return None
     xs, ys = run.columns[x], _smooth(run.columns[y], smooth)
@@ -267,4 +267,4 @@ def plot_runs(run_dirs, out, x=None, band: str = "minmax", smooth: int = 1, titl
             "panels": len(rows) * len(xs), "curves": drawn, "skipped": skipped, "skipped_reasons": reasons}
 
 
-__all__ = ["plot_runs", "algo_colors", "load_run", "group_runs", "aggregate", "PlotError", "Run"]
+__all__ = ["plot_runs", "algo_colors", "load_run", "group_runs", "aggregate", "PlotError", "RunCurves"]
