@@ -166,7 +166,7 @@ class GymVectorEnv(VectorEnv):
             rows = torch.as_tensor(pending, device=self.env.device)
             state = torch.where(rows[:, None], fresh, self.env.get_state())
             self.env.set_state(state)
-            self.env._t[torch.as_tensor(pending)] = 0   # the step just taken did not count for them
+            self.env.restart_step_count(pending)   # the step just taken did not count for them
             obs[pending] = self._reset_obs[pending]
             rew[pending] = 0.0
             term[pending] = trunc[pending] = done[pending] = False
@@ -242,10 +242,10 @@ class GymEnv(_GymBase):
 def register_envs() -> list:
     """Register ``"mbmix/<task>"`` for every known task with Gymnasium (done on import)."""
     _need_gym("register_envs")
-    from .registry import _TASKS, _load_builtin
-    _load_builtin()
+    from .registry import list_tasks
+
     ids = []
-    for name in sorted(_TASKS):
+    for name in list_tasks():
         env_id = f"{NAMESPACE}/{name}"
         if env_id not in gymnasium.registry:
             gymnasium.register(env_id, entry_point="mbmix_taichi.adapters:GymEnv",
@@ -256,17 +256,20 @@ def register_envs() -> list:
     return ids
 
 
-def SB3VecEnv(task_or_env, num_envs: int = 1, seed: int = 0, dtype="float32", **options):
-    """A Stable-Baselines3 `VecEnv` over an mbmix-taichi env (``render_mode`` None; worker
-    processes: ``SubprocVecEnv(..., start_method="spawn")``, see the module doc)."""
+def _sb3_vec_env_class():
+    """Define SB3VecEnv on first use: its base class comes from stable-baselines3, an optional
+    dependency that importing this module must not need."""
     try:
         from stable_baselines3.common.vec_env.base_vec_env import VecEnv
     except ImportError as exc:
         raise ImportError("SB3VecEnv needs stable-baselines3: pip install 'mbmix-taichi[rl]'") from exc
 
-    class _SB3VecEnv(VecEnv):
-        def __init__(self, env: Env):
-            self.env = env
+    class SB3VecEnv(VecEnv):
+        """A Stable-Baselines3 `VecEnv` over an mbmix-taichi env (``render_mode`` None; worker
+        processes: ``SubprocVecEnv(..., start_method="spawn")``, see the module doc)."""
+
+        def __init__(self, task_or_env, num_envs: int = 1, seed: int = 0, dtype="float32", **options):
+            self.env = env = _env(task_or_env, num_envs, seed, dtype, options)
             obs, act = _spaces(env)
             self.render_mode = None
             super().__init__(env.num_envs, obs, act)
@@ -311,7 +314,14 @@ def SB3VecEnv(task_or_env, num_envs: int = 1, seed: int = 0, dtype="float32", **
         def env_is_wrapped(self, wrapper_class, indices=None):
             return [False] * len(self._get_indices(indices))
 
-    return _SB3VecEnv(_env(task_or_env, num_envs, seed, dtype, options))
+    return SB3VecEnv
+
+
+def __getattr__(name):  # PEP 562: SB3VecEnv is defined when first asked for
+    if name == "SB3VecEnv":
+        cls = globals()["SB3VecEnv"] = _sb3_vec_env_class()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if gymnasium is not None:

@@ -96,7 +96,7 @@ class Env:
         self.episode_length = task.episode_length
         self._check_memory()
         #: a state entry above this magnitude counts as a simulator blow-up
-        self.state_limit = float(getattr(task, "state_limit", 1e6))
+        self.state_limit = float(task.state_limit)
         self.blowups = 0
         self._seed = seed
         self._gen = torch.Generator().manual_seed(self._seed)
@@ -202,6 +202,19 @@ class Env:
         self.set_state(d["state"])
         self._t = t.clone()
         self._gen.set_state(d["gen"])
+
+    def cut_graph(self) -> None:
+        """Detach the current states from any autograd graph: gradients of what follows stop here."""
+        self._state = self._state.detach()
+
+    def restart_step_count(self, rows) -> None:
+        """Set the step counters of the envs in `rows` (a boolean mask or indices) back to 0, as if
+        their episodes had just begun (the Gymnasium adapter's NEXT_STEP autoreset)."""
+        self._t[torch.as_tensor(rows, device="cpu")] = 0
+
+    def terminated(self, state) -> torch.Tensor:
+        """Which rows of `state` end their episode (the task's termination; [B] bool)."""
+        return self.task.terminated(self._tensor(state, "state", self.state_dim, finite=False))
 
     def set_state(self, state) -> None:
         """Set the envs' states to a copy of `state` [num_envs, state_dim] (later edits of it do not leak in)."""

@@ -1,8 +1,8 @@
 """What a task is: a small definition over a shared simulator.
 
 Subclass :class:`Task` in a module of ``tasks/`` (or of a ``--tasks-dir`` folder, or of a
-package exposing the ``mbmix_taichi.tasks`` entry-point group); a subclass with a ``name``
-registers itself. Everything below ``build`` is a torch function of the simulator state,
+package exposing the ``mbmix_taichi.tasks`` entry-point group) and give it a ``name``; the
+registry (``registry.py``) finds it there. Everything below ``build`` is a torch function of the simulator state,
 so rewards and observations are differentiable.
 """
 from __future__ import annotations
@@ -110,17 +110,14 @@ class Task(abc.ABC):
     #: fall back to the type of their default (and must then be finite numbers).
     option_types: dict[str, str] = {}
 
-    # set by build(): episode_length, act_dim, obs_dim, sim
+    #: a state entry above this magnitude counts as a simulator blow-up (Env.step resets the env,
+    #: Env.transition raises SimulationError)
+    state_limit: float = 1e6
+
+    # set by build(): episode_length, act_dim, obs_dim
     episode_length: int
     act_dim: int
     obs_dim: int
-
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        if cls.name:
-            from .registry import _register
-
-            _register(cls)
 
     def __init__(self, **options):
         unknown = sorted(set(options) - set(self.default_options))

@@ -147,7 +147,7 @@ class MBMixAgent(Agent):
             action = self.policy(obs)
             s2 = self.model_step(s, action, member)
             self.truncation.watch(s2)
-            term = env.task.terminated(s2.detach())
+            term = env.terminated(s2.detach())
             v = self.value(env.observe(s2))
             rewards.append(env.reward(s, action, s2))
             next_values.append(torch.where(term, torch.zeros_like(v), v))

@@ -27,8 +27,8 @@ def real_window(agent: Agent, h: int, record=None) -> Window:
     `record(state, action, next_state, keep)` (optional) sees every transition, detached, with
     the mask of envs that did not blow up (MB-MIX stores them with their Jacobians)."""
     env = agent.env
-    state = env.get_state().detach()  # the window starts from the current states, off any old graph
-    env.set_state(state)
+    env.cut_graph()  # the window starts from the current states, off any old graph
+    state = env.get_state()
     obs = env.observe(state)
     obs_seen, rewards, next_values, dones = [], [], [], []
     t0 = time.perf_counter()
@@ -58,7 +58,7 @@ def real_window(agent: Agent, h: int, record=None) -> Window:
 
 def cut_graph(agent: Agent) -> None:
     """The next window starts from the current states, detached from this one's graph."""
-    agent.env.set_state(agent.env.get_state().detach())
+    agent.env.cut_graph()
 
 
 class SimGradAgent(Agent):
