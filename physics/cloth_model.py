@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import assets
 from ..errors import MbmixError, OptionError
 
 
@@ -178,11 +179,8 @@ def asset_path(name: str) -> Path:
     p = Path(name)
     if p.suffix and p.exists():
         return p
-    from .. import assets
-
-    base = Path(assets.__file__).parent
-    for cand in (base / name, base / f"{name}.obj"):
-        if cand.exists():
-            return cand
-    avail = sorted(f.stem for f in base.glob("*.obj"))
-    raise MbmixError(f"no cloth mesh {name!r}; bundled meshes: {', '.join(avail) or 'none'}; or pass a path to an .obj")
+    found = assets.path(name, ".obj")
+    if found is None:
+        raise MbmixError(f"no cloth mesh {name!r}; bundled meshes: {', '.join(assets.names('.obj')) or 'none'}; "
+                         "or pass a path to an .obj")
+    return found

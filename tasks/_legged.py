@@ -18,10 +18,13 @@ import math
 
 import torch
 
-from ._rigid import RigidTask, quat_rotate
+from ._articulated import ArticulatedTask, quat_rotate
 
 
-class LeggedTask(RigidTask):
+class LeggedTask(ArticulatedTask):
+    """A free-floating torso (a free joint: qpos 0:3 position, 3:7 quaternion; qvel 0:3 linear,
+    3:6 angular velocity) and its legs' joints."""
+
     start_height: float = 0.75
     start_joint_q: list = []
     target = (10000.0, 0.0, 0.0)
@@ -29,12 +32,18 @@ class LeggedTask(RigidTask):
     action_penalty = 0.0
     joint_noise = 0.2
 
-    def build_common(self, dtype, device, substeps, contact):
-        sim = self.make_sim(dtype, device, 1.0 / 60.0, int(substeps), contact)
-        self.episode_length = int(self.options["episode_length"])
+    def observation_dim(self) -> int:
         self.nj = self.nq - 7
-        self.obs_dim = 1 + 4 + 3 + 3 + 2 * self.nj + 2
-        return sim
+        return 1 + 4 + 3 + 3 + 2 * self.nj + 2
+
+    def torso_height(self, state):
+        return state[:, 2]
+
+    def joint_pos(self, state):
+        return state[:, 7:self.nq]
+
+    def joint_vel(self, state):
+        return state[:, self.nq + 6:]
 
     def reset(self, generator, num_envs):
         n = num_envs
@@ -46,7 +55,7 @@ class LeggedTask(RigidTask):
             def r(*s):
                 return torch.rand(s, generator=generator, dtype=torch.float64)
             pos = pos + 0.1 * (r(n, 3) - 0.5) * 2.0
-            angle = (r(n) - 0.5) * math.pi / 12.0
+            angle = (r(n) - 0.5) * math.pi / 12.0  # a tilt in [-pi/24, pi/24) about a random axis
             axis = r(n, 3) - 0.5
             axis = axis / axis.norm(dim=1, keepdim=True).clamp_min(1e-12)
             quat = torch.cat([torch.cos(angle / 2)[:, None], torch.sin(angle / 2)[:, None] * axis], 1)
@@ -76,9 +85,8 @@ class LeggedTask(RigidTask):
 
     def observe(self, state):
         pos, quat, lin_vel, ang_vel, up, head = self._parts(state)
-        nq = self.nq
-        return torch.cat([pos[:, 2:3], quat, lin_vel, ang_vel, state[:, 7:nq],
-                          self.joint_vel_obs_scaling * state[:, nq + 6:], up[:, 2:3], head[:, None]], 1)
+        return torch.cat([pos[:, 2:3], quat, lin_vel, ang_vel, self.joint_pos(state),
+                          self.joint_vel_obs_scaling * self.joint_vel(state), up[:, 2:3], head[:, None]], 1)
 
     @abc.abstractmethod
     def height_term(self, z):
@@ -90,4 +98,4 @@ class LeggedTask(RigidTask):
                 + self.action_penalty * (action.clamp(-1, 1) ** 2).sum(-1))
 
     def metrics(self, state):
-        return {"height": state[:, 2], "forward_velocity": state[:, self.nq]}
+        return {"height": self.torso_height(state), "forward_velocity": self.qvel(state)[:, 0]}

@@ -23,8 +23,6 @@ Differences: DiffRL caches the mass matrix for 16 substeps; we recompute it ever
 """
 from __future__ import annotations
 
-import torch
-
 from mbmix_taichi.physics.articulated import ContactParams
 
 from ._legged import LeggedTask
@@ -35,6 +33,7 @@ class Ant(LeggedTask):
     description = "DiffRL ant: run forward on four legs (1000 steps)"
     default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True, "early_termination": True}
     asset_name = "ant.xml"
+    contact = ContactParams(ke=4e4, kd=1e4, kf=3e3, mu=0.75)
     start_height = 0.75
     start_joint_q = [0.0, 1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 1.0]
     target = (10000.0, 0.0, 0.0)
@@ -42,14 +41,10 @@ class Ant(LeggedTask):
     action_penalty = 0.0
     camera_distance = 5.0
 
-    def build(self, dtype, device):
-        return self.build_common(dtype, device, self.options["substeps"],
-                                 ContactParams(ke=4e4, kd=1e4, kf=3e3, mu=0.75))
-
     def height_term(self, z):
         return z - self.termination_height
 
     def terminated(self, state):
         if not self.options["early_termination"]:
-            return torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
-        return state[:, 2] < self.termination_height
+            return super().terminated(state)
+        return self.torso_height(state) < self.termination_height

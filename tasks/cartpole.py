@@ -26,24 +26,21 @@ import math
 
 import torch
 
-from ._rigid import RigidTask
+from ._articulated import ArticulatedTask, wrap_angle
 
 
-class CartPoleSwingUp(RigidTask):
+class CartPoleSwingUp(ArticulatedTask):
     name = "cartpole-swingup"
     description = "DiffRL cart-pole swing-up: swing the pole up and balance it (240 steps)"
     default_options = {"episode_length": 240, "substeps": 4, "stochastic_init": True}
     asset_name = "cartpole.xml"
-    contact_params = None
+    contact = None
     limit_ke = 100.0
     always_on_limit_kd = 1.0
     camera_distance = 6.0
 
-    def build(self, dtype, device):
-        sim = self.make_sim(dtype, device, 1.0 / 60.0, int(self.options["substeps"]), None)
-        self.episode_length = int(self.options["episode_length"])
-        self.obs_dim = 5
-        return sim
+    def observation_dim(self) -> int:
+        return 5
 
     def reset(self, generator, num_envs):
         q = torch.tensor([0.0, -math.pi], dtype=torch.float64).repeat(num_envs, 1)
@@ -53,16 +50,19 @@ class CartPoleSwingUp(RigidTask):
             qd = qd + 0.5 * (torch.rand((num_envs, 2), generator=generator, dtype=torch.float64) - 0.5)
         return torch.cat([q, qd], 1)
 
+    def _parts(self, state):
+        """cart position x, pole angle theta (0 upright), and their velocities; [B] each."""
+        return (self.qpos(state, "slider"), self.qpos(state, "hinge"), self.qvel(state, "slider"),
+                self.qvel(state, "hinge"))
+
     def observe(self, state):
-        x, th, xd, thd = state[:, 0:1], state[:, 1:2], state[:, 2:3], state[:, 3:4]
-        return torch.cat([x, xd, torch.sin(th), torch.cos(th), thd], dim=-1)
+        x, th, xd, thd = self._parts(state)
+        return torch.stack([x, xd, torch.sin(th), torch.cos(th), thd], dim=-1)
 
     def reward(self, state, action, next_state):
-        x = next_state[:, 0]
-        th = torch.atan2(torch.sin(next_state[:, 1]), torch.cos(next_state[:, 1]))
-        xd, thd = next_state[:, 2], next_state[:, 3]
+        x, th, xd, thd = self._parts(next_state)
+        th = wrap_angle(th)
         return -th ** 2 * 1.0 - thd ** 2 * 0.1 - x ** 2 * 0.05 - xd ** 2 * 0.1
 
     def metrics(self, state):
-        th = torch.atan2(torch.sin(state[:, 1]), torch.cos(state[:, 1]))
-        return {"upright": torch.cos(th)}
+        return {"upright": torch.cos(wrap_angle(self.qpos(state, "hinge")))}

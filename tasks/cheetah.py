@@ -20,46 +20,25 @@ Differences: DiffRL caches the mass matrix for 16 substeps; we recompute it ever
 """
 from __future__ import annotations
 
-import torch
-
 from mbmix_taichi.physics.articulated import ContactParams
 
-from ._rigid import RigidTask
+from ._articulated import PlanarTask
 
 
-class Cheetah(RigidTask):
+class Cheetah(PlanarTask):
     name = "cheetah"
     description = "DiffRL half-cheetah: run forward (1000 steps)"
     default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True}
     asset_name = "half_cheetah.xml"
+    contact = ContactParams(ke=2e4, kd=1e3, kf=1e3, mu=1.0)
+    start_z = -0.2
+    # qd = 0.5 (U[0,1) - 0.5), written as 0.25 U(-1, 1) (the same numbers: scaling by 2 is exact)
+    pos_noise, tilt, qd_noise = 0.1, 0.2, 0.25
     action_penalty = -0.1
     camera_distance = 5.0
 
-    def build(self, dtype, device):
-        sim = self.make_sim(dtype, device, 1.0 / 60.0, int(self.options["substeps"]),
-                            ContactParams(ke=2e4, kd=1e3, kf=1e3, mu=1.0))
-        self.episode_length = int(self.options["episode_length"])
-        self.obs_dim = self.nq - 1 + self.nv
-        return sim
-
-    def reset(self, generator, num_envs):
-        q = torch.zeros(num_envs, 9, dtype=torch.float64)
-        q[:, 1] = -0.2
-        qd = torch.zeros(num_envs, 9, dtype=torch.float64)
-        if self.options["stochastic_init"]:
-            def r(*s):
-                return torch.rand(s, generator=generator, dtype=torch.float64)
-            q[:, 0:2] += 0.1 * (r(num_envs, 2) - 0.5) * 2.0
-            q[:, 2] = (r(num_envs) - 0.5) * 0.2
-            q[:, 3:] += 0.1 * (r(num_envs, 6) - 0.5) * 2.0
-            qd = 0.5 * (r(num_envs, 9) - 0.5)
-        return torch.cat([q, qd], 1)
-
-    def observe(self, state):
-        return state[:, 1:]
-
     def reward(self, state, action, next_state):
-        return next_state[:, 9] + self.action_penalty * (action.clamp(-1, 1) ** 2).sum(-1)
+        return self.forward_velocity(next_state) + self.action_penalty * (action.clamp(-1, 1) ** 2).sum(-1)
 
     def metrics(self, state):
-        return {"forward_velocity": state[:, 9]}
+        return {"forward_velocity": self.forward_velocity(state)}

@@ -29,7 +29,7 @@ import torch
 
 from mbmix_taichi.physics.articulated import ContactParams
 
-from ._rigid import RigidTask
+from ._articulated import PlanarTask
 
 
 def height_reward(h, low, tol, scale, upper=0.3):
@@ -37,48 +37,29 @@ def height_reward(h, low, tol, scale, upper=0.3):
     return torch.where(d < 0.0, -200.0 * d * d, scale * d)
 
 
-class Hopper(RigidTask):
+class Hopper(PlanarTask):
     name = "hopper"
     description = "DiffRL hopper: hop forward on one leg (1000 steps)"
     default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True, "early_termination": False}
     asset_name = "hopper.xml"
+    contact = ContactParams(ke=2e4, kd=1e3, kf=1e3, mu=0.9)
+    pos_noise, tilt, qd_noise = 0.05, 0.1, 0.05
     termination_height = -0.45
     termination_angle = math.pi / 6.0
     termination_height_tolerance = 0.15
     action_penalty = -1e-1
 
-    def build(self, dtype, device):
-        sim = self.make_sim(dtype, device, 1.0 / 60.0, int(self.options["substeps"]),
-                            ContactParams(ke=2e4, kd=1e3, kf=1e3, mu=0.9))
-        self.episode_length = int(self.options["episode_length"])
-        self.obs_dim = self.nq - 1 + self.nv
-        return sim
-
-    def reset(self, generator, num_envs):
-        q = torch.zeros(num_envs, 6, dtype=torch.float64)
-        qd = torch.zeros(num_envs, 6, dtype=torch.float64)
-        if self.options["stochastic_init"]:
-            def r(*s):
-                return torch.rand(s, generator=generator, dtype=torch.float64)
-            q[:, 0:2] += 0.05 * (r(num_envs, 2) - 0.5) * 2.0
-            q[:, 2] = (r(num_envs) - 0.5) * 0.1
-            q[:, 3:] += 0.05 * (r(num_envs, 3) - 0.5) * 2.0
-            qd = 0.05 * (r(num_envs, 6) - 0.5) * 2.0
-        return torch.cat([q, qd], 1)
-
-    def observe(self, state):
-        return state[:, 1:]
-
     def reward(self, state, action, next_state):
-        z, ang, vx = next_state[:, 1], next_state[:, 2], next_state[:, 6]
+        z, ang = self.qpos(next_state, "rootz"), self.qpos(next_state, "rooty")
         hr = height_reward(z, self.termination_height, self.termination_height_tolerance, 1.0)
         angle_reward = 1.0 - ang ** 2 / self.termination_angle ** 2
-        return vx + hr + angle_reward + self.action_penalty * (action.clamp(-1, 1) ** 2).sum(-1)
+        return (self.forward_velocity(next_state) + hr + angle_reward
+                + self.action_penalty * (action.clamp(-1, 1) ** 2).sum(-1))
 
     def terminated(self, state):
         if not self.options["early_termination"]:
-            return torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
-        return state[:, 1] < self.termination_height
+            return super().terminated(state)
+        return self.qpos(state, "rootz") < self.termination_height
 
     def metrics(self, state):
-        return {"height": state[:, 1], "forward_velocity": state[:, 6]}
+        return {"height": self.qpos(state, "rootz"), "forward_velocity": self.forward_velocity(state)}

@@ -38,6 +38,7 @@ class Humanoid(LeggedTask):
     description = "DiffRL humanoid: run forward without falling (1000 steps)"
     default_options = {"episode_length": 1000, "substeps": 48, "stochastic_init": True}
     asset_name = "humanoid.xml"
+    contact = ContactParams(ke=2e4, kd=5e3, kf=1e3, mu=0.75)
     start_height = 1.35
     target = (200.0, 0.0, 0.0)
     termination_height = 0.74
@@ -46,13 +47,9 @@ class Humanoid(LeggedTask):
     action_penalty = -0.002
     camera_distance = 5.0
 
-    def build(self, dtype, device):
-        return self.build_common(dtype, device, self.options["substeps"],
-                                 ContactParams(ke=2e4, kd=5e3, kf=1e3, mu=0.75))
-
     def height_term(self, z):
         d = torch.clamp(z - (self.termination_height + self.termination_tolerance), -1.0, self.termination_tolerance)
         return torch.where(d < 0.0, -200.0 * d * d, self.height_rew_scale * d)
 
     def terminated(self, state):
-        return state[:, 2] < self.termination_height
+        return self.torso_height(state) < self.termination_height

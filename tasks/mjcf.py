@@ -25,14 +25,15 @@ import os
 
 import torch
 
+from mbmix_taichi import assets
 from mbmix_taichi.errors import OptionError
 from mbmix_taichi.physics.articulated import ContactParams
 from mbmix_taichi.physics.mjcf import load_mjcf
 
-from ._rigid import RigidTask, asset
+from ._articulated import ArticulatedTask
 
 
-class MJCFTask(RigidTask):
+class MJCFTask(ArticulatedTask):
     name = "mjcf"
     description = "any MJCF model (compiled by MuJoCo; hinge/slide/free joints, motors, tendons); model=PATH; reward 0"
     default_options = {
@@ -56,6 +57,12 @@ class MJCFTask(RigidTask):
     implicit_damping = True
     always_on_limit_kd = 0.0
 
+    def __init__(self, **options):
+        super().__init__(**options)
+        o = self.options
+        self.limit_ke, self.limit_kd = float(o["limit_ke"]), float(o["limit_kd"])
+        self.contact = ContactParams(o["contact_ke"], o["contact_kd"], o["contact_kf"], o["contact_mu"])
+
     def _path(self):
         m = self.options["model"]
         if m is None:
@@ -64,29 +71,24 @@ class MJCFTask(RigidTask):
         if not isinstance(m, (str, os.PathLike)):
             raise OptionError(f"option model of task 'mjcf' must be a path, got {m!r}")
         m = os.fspath(m)
-        if not os.path.isfile(m) and os.path.isfile(asset(m if m.endswith(".xml") else m + ".xml")):
-            m = asset(m if m.endswith(".xml") else m + ".xml")
+        if not os.path.isfile(m):
+            bundled = assets.path(m, ".xml")
+            if bundled is not None:
+                return str(bundled)
         return m
 
     def load_model(self):
         return load_mjcf(self._path())
 
+    def control_dt(self, model):
+        dt = self.options["dt"]
+        return dt if dt is not None else model.timestep * int(self.options["substeps"])
+
+    def observation_dim(self) -> int:
+        return self.nq + self.nv
+
     def build(self, dtype, device):
-        o = self.options
-        path = self._path()  # checks the option before anything else
-        if int(o["substeps"]) < 1:
-            raise OptionError("option substeps of task 'mjcf' must be >= 1")
-        self.limit_ke = float(o["limit_ke"])
-        self.limit_kd = float(o["limit_kd"])
-        model = load_mjcf(path)
-        dt = o["dt"] if o["dt"] is not None else model.timestep * int(o["substeps"])
-        if not isinstance(dt, (int, float)) or isinstance(dt, bool) or dt <= 0:
-            raise OptionError(f"option dt of task 'mjcf' must be a positive number, got {dt!r}")
-        contact = ContactParams(o["contact_ke"], o["contact_kd"], o["contact_kf"], o["contact_mu"])
-        self.load_model = lambda: model
-        sim = self.make_sim(dtype, device, float(dt), int(o["substeps"]), contact)
-        self.episode_length = int(o["episode_length"])
-        self.obs_dim = sim.state_dim
+        sim = super().build(dtype, device)
         self._qpos0 = torch.tensor(self.model.qpos0(), dtype=torch.float64)
         self._free = [j.qadr for j in self.model.joints if j.type == "free"]
         return sim

@@ -73,9 +73,9 @@ def main(argv=None):
     try:
         import mujoco
 
-        from mbmix_taichi.tasks._rigid import asset
+        from mbmix_taichi import assets
 
-        m = mujoco.MjModel.from_xml_path(asset("cartpole.xml"))
+        m = mujoco.MjModel.from_xml_path(str(assets.path("cartpole.xml")))
         d = mujoco.MjData(m)
         add("mujoco.mj_step (cartpole.xml)", lambda: mujoco.mj_step(m, d))
     except Exception as exc:  # mujoco is optional here
