@@ -98,7 +98,7 @@ def bench_peer(sizes=(32, 64, 128), frames: int = 10, repeats: int = 3, num_clot
         frame()
         launches = sim.launches - l0
         t = _best(frame, repeats, inner=frames)
-        used = "wide" if sim._wide(num_cloths) else "fused"
+        used = "wide" if sim.uses_wide_layout(num_cloths) else "fused"
         rows.append({"d": d, "particles": d * d, "springs": m.num_springs, "cloths": num_cloths, "layout": used,
                      "frame_ms": t * 1e3, "mps": num_cloths * d * d * 16 / t / 1e6, "launches": launches})
     return rows

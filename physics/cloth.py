@@ -36,10 +36,13 @@ serially inside it: one kernel launch per control step.
 """
 
 
+import inspect
+
 import numpy as np
 import taichi as ti
 import torch
 
+from .. import _ti
 from ._launch import FastKernel
 from .base import Simulator
 from .cloth_model import ClothModel
@@ -67,6 +70,25 @@ def _spring_geom(d, w, rest, ke, kd):
     n = d * (1.0 / l)
     c = ke * (l - rest) + kd * n.dot(w)
     return l, n, c
+
+
+@ti.func
+def _spring_tangent(l, n, c, w, dd, dw, ke, kd):
+    """Tangent of the spring force -c n on its first end along dd, dw (the tangents of
+    d = x_i - x_j and w = v_i - v_j)."""
+    nd = n.dot(dd)
+    pd = dd - n * nd
+    return -(ke * nd * n + (kd / l) * w.dot(pd) * n + (c / l) * pd + kd * n.dot(dw) * n)
+
+
+@ti.func
+def _spring_adjoint(l, n, c, w, fb, ke, kd):
+    """Adjoints of d = x_i - x_j and of w = v_i - v_j given the adjoint fb of the spring force
+    -c n on its first end."""
+    ng = n.dot(fb)
+    pw = w - n * n.dot(w)
+    pg = fb - n * ng
+    return -(ke * ng * n + (kd / l) * ng * pw + (c / l) * pg), -kd * ng * n
 
 
 @ti.func
@@ -156,14 +178,14 @@ def _gather(Fs: ti.template(), inc_ptr: ti.template(), inc_spr: ti.template(), i
 
 @ti.func
 def _fwd_particle(ctrl: ti.template(), X: ti.template(), V: ti.template(), U: ti.template(), F,
-                  inv_m: ti.template(), held: ti.template(), prm: ti.template(), b, s, i, n, K, S, SX, SU):
+                  inv_m: ti.template(), held_by: ti.template(), prm: ti.template(), b, s, i, n, K, S, SX, SU):
     dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
     xs = (b * SX + s % SX) * n * 3
     xs1 = (b * SX + (s + 1) % SX) * n * 3
     us = (b * SU + s % SU) * n * 3
     x = _ld(X, xs + 3 * i)
     v = _ld(V, xs + 3 * i)
-    p = held[i]
+    p = held_by[i]
     if p >= 0:
         dp = _ld(ctrl, b * 3 * K + 3 * p) / S
         _st(X, xs1 + 3 * i, x + dp)
@@ -181,7 +203,7 @@ def _fwd_particle(ctrl: ti.template(), X: ti.template(), V: ti.template(), U: ti
 @ti.kernel
 def _forward(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _nd,
              si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
-             inv_m: _nd, held: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32, SX: ti.i32, SU: ti.i32,
+             inv_m: _nd, held_by: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32, SX: ti.i32, SU: ti.i32,
              serial: ti.template()):
     """Fused layout: one thread per env runs all substeps (one parallel loop per launch; `serial`:
     run it on the calling thread, which saves the CPU thread pool's dispatch for a single env)."""
@@ -207,7 +229,7 @@ def _forward(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _nd,
                 _st(Fs, (b * n + i) * 3, _ld(Fs, (b * n + i) * 3) + f)
                 _st(Fs, (b * n + j) * 3, _ld(Fs, (b * n + j) * 3) - f)
             for i in range(n):
-                _fwd_particle(ctrl, X, V, U, _ld(Fs, (b * n + i) * 3), inv_m, held, prm, b, s, i, n, K, S, SX, SU)
+                _fwd_particle(ctrl, X, V, U, _ld(Fs, (b * n + i) * 3), inv_m, held_by, prm, b, s, i, n, K, S, SX, SU)
         _fwd_out(state, ctrl, out, X, V, b, n, K, S, SX)
 
 
@@ -226,7 +248,7 @@ def _fwd_out(state: ti.template(), ctrl: ti.template(), out: ti.template(), X: t
 @ti.kernel
 def _forward_wide(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _nd,
                   si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
-                  inv_m: _nd, held: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.template(), SX: ti.i32,
+                  inv_m: _nd, held_by: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.template(), SX: ti.i32,
                   SU: ti.i32):
     """Wide layout: every substep is two parallel loops (springs, then particles) over all envs;
     substeps unrolled at compile time so that one launch still serves a control step. For GPUs
@@ -243,7 +265,7 @@ def _forward_wide(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _
             _fwd_spring(X, V, Fs, si, sj, rest, ke, kd, b, s, k, n, M, SX)
         for b, i in ti.ndrange(N, n):
             F = _gather(Fs, inc_ptr, inc_spr, inc_sgn, b, i, M, _ld(X, 0) * 0.0)
-            _fwd_particle(ctrl, X, V, U, F, inv_m, held, prm, b, s, i, n, K, S, SX, SU)
+            _fwd_particle(ctrl, X, V, U, F, inv_m, held_by, prm, b, s, i, n, K, S, SX, SU)
     for b, i in ti.ndrange(N, n):
         xS = (b * SX + S % SX) * n * 3
         _st(out, b * ds + 3 * i, _ld(X, xS + 3 * i))
@@ -255,7 +277,7 @@ def _forward_wide(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _
 @ti.kernel
 def _adjoint(cot: _nd, gs: _nd, gc: _nd, X: _nd, V: _nd, U: _nd, Fb: _nd, Db: _nd, Hb: _nd,
              si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
-             inv_m: _nd, held: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32):
+             inv_m: _nd, held_by: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32):
     """gs <- cot^T d out / d state, gc <- cot^T d out / d ctrl, walking the tape backwards.
     gs holds the running adjoints of (x_s, v_s); Fb the force adjoints, Hb the adjoints
     collected by held particles, Db the spring adjoints w.r.t. d = x_i - x_j and w = v_i - v_j."""
@@ -277,7 +299,7 @@ def _adjoint(cot: _nd, gs: _nd, gc: _nd, X: _nd, V: _nd, U: _nd, Fb: _nd, Db: _n
             for i in range(n):
                 xb = _ld(gs, b * ds + 3 * i)
                 vb = _ld(gs, b * ds + 3 * n + 3 * i)
-                if held[i] >= 0:
+                if held_by[i] >= 0:
                     _st(Hb, (b * n + i) * 3, _ld(Hb, (b * n + i) * 3) + xb / S + vb / (S * dt))
                     _st(gs, b * ds + 3 * n + 3 * i, vb * 0.0)
                     _st(Fb, (b * n + i) * 3, vb * 0.0)
@@ -295,11 +317,9 @@ def _adjoint(cot: _nd, gs: _nd, gc: _nd, X: _nd, V: _nd, U: _nd, Fb: _nd, Db: _n
                 w = _ld(V, oi) - _ld(V, oj)
                 l, nn, c = _spring_geom(d, w, rest[k], ke[k], kd[k])
                 fb = _ld(Fb, (b * n + si[k]) * 3) - _ld(Fb, (b * n + sj[k]) * 3)
-                ng = nn.dot(fb)
-                pw = w - nn * nn.dot(w)
-                pg = fb - nn * ng
-                _st(Db, (b * 2 * M + k) * 3, -(ke[k] * ng * nn + (kd[k] / l) * ng * pw + (c / l) * pg))
-                _st(Db, ((b * 2 + 1) * M + k) * 3, -kd[k] * ng * nn)
+                db, wb = _spring_adjoint(l, nn, c, w, fb, ke[k], kd[k])
+                _st(Db, (b * 2 * M + k) * 3, db)
+                _st(Db, ((b * 2 + 1) * M + k) * 3, wb)
             # gather spring adjoints into particles
             for i in range(n):
                 xb = _ld(gs, b * ds + 3 * i)
@@ -310,7 +330,7 @@ def _adjoint(cot: _nd, gs: _nd, gc: _nd, X: _nd, V: _nd, U: _nd, Fb: _nd, Db: _n
                 _st(gs, b * ds + 3 * i, xb)
                 _st(gs, b * ds + 3 * n + 3 * i, vb)
         for i in range(n):
-            p = held[i]
+            p = held_by[i]
             if p >= 0:
                 _st(gc, b * dc + 3 * p, _ld(gc, b * dc + 3 * p) + _ld(Hb, (b * n + i) * 3))
 
@@ -318,7 +338,7 @@ def _adjoint(cot: _nd, gs: _nd, gc: _nd, X: _nd, V: _nd, U: _nd, Fb: _nd, Db: _n
 @ti.kernel
 def _tangent(T: _nd, tc: _nd, X: _nd, V: _nd, U: _nd, DF: _nd,
              si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
-             inv_m: _nd, held: _nd, prm: _nd, N: ti.i32, P: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32):
+             inv_m: _nd, held_by: _nd, prm: _nd, N: ti.i32, P: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32):
     """T: tangents of the state in, of the next state out (in place), one row per (env, probe);
     tc: control tangents. One thread per (env, probe); reads the forward tape."""
     M = si.shape[0]
@@ -338,14 +358,11 @@ def _tangent(T: _nd, tc: _nd, X: _nd, V: _nd, U: _nd, DF: _nd,
                 l, nn, c = _spring_geom(d, w, rest[k], ke[k], kd[k])
                 dd = _ld(T, t0 + 3 * i) - _ld(T, t0 + 3 * j)
                 dw = _ld(T, t0 + 3 * n + 3 * i) - _ld(T, t0 + 3 * n + 3 * j)
-                nd = nn.dot(dd)
-                pd = dd - nn * nd
-                _st(DF, f0 + 3 * k, -(ke[k] * nd * nn + (kd[k] / l) * w.dot(pd) * nn + (c / l) * pd
-                                      + kd[k] * nn.dot(dw) * nn))
+                _st(DF, f0 + 3 * k, _spring_tangent(l, nn, c, w, dd, dw, ke[k], kd[k]))
             for i in range(n):
                 dx = _ld(T, t0 + 3 * i)
                 dv = _ld(T, t0 + 3 * n + 3 * i)
-                q = held[i]
+                q = held_by[i]
                 if q >= 0:
                     ddp = _ld(tc, c0 + 3 * q) / S
                     dx = dx + ddp
@@ -363,6 +380,24 @@ def _tangent(T: _nd, tc: _nd, X: _nd, V: _nd, U: _nd, DF: _nd,
             _st(T, t0 + 6 * n + 3 * q, _ld(T, t0 + 6 * n + 3 * q) + _ld(tc, c0 + 3 * q))
 
 
+# The cloth's topology and constants, in the one order every kernel takes them (after its own
+# leading arguments); ClothSim passes them as one tuple in this order.
+TOPOLOGY = ("si", "sj", "rest", "ke", "kd", "inc_ptr", "inc_spr", "inc_sgn", "inv_m", "held_by", "prm")
+
+
+def _topology_at(kernel) -> int:
+    """Index of the first topology argument of `kernel`; TypeError if its signature does not
+    take TOPOLOGY in that order."""
+    names = list(inspect.signature(kernel).parameters)
+    at = names.index(TOPOLOGY[0]) if TOPOLOGY[0] in names else -1
+    if at < 0 or tuple(names[at:at + len(TOPOLOGY)]) != TOPOLOGY:
+        raise TypeError(f"kernel {kernel.__name__} does not take the cloth topology {TOPOLOGY} in order: {names}")
+    return at
+
+
+_FWD_TOPO, _ADJ_TOPO, _TAN_TOPO = (_topology_at(k) for k in (_forward, _adjoint, _tangent))
+_topology_at(_forward_wide)
+
 # launchers that skip Taichi's per-call argument inspection (physics/_launch.py)
 _forward_fast, _adjoint_fast, _tangent_fast = FastKernel(_forward), FastKernel(_adjoint), FastKernel(_tangent)
 
@@ -379,6 +414,7 @@ class ClothSim(Simulator):
                  ground=0.0, dtype=torch.float32, device="cpu", layout: str = "auto"):
         if layout not in ("auto", "fused", "wide"):
             raise ValueError(f"layout must be 'auto', 'fused' or 'wide', got {layout!r}")
+        _ti.ensure()  # the package's Taichi initialisation, unless the caller has initialised it
         self.layout = layout
         self.model = model
         self.dtype, self.device = dtype, torch.device(device)
@@ -400,7 +436,7 @@ class ClothSim(Simulator):
                 raise ValueError(f"picker {p} holds particles already held by another picker")
             held_by[idx] = p
         self.held = [np.asarray(h, dtype=np.int64) for h in held]
-        self.held_by = torch.tensor(held_by, **i32)
+        self.held_by = torch.tensor(held_by, **i32)  # per particle: the picker holding it, or -1
         sp = model.springs
         self.si = torch.tensor(sp[:, 0], **i32)
         self.sj = torch.tensor(sp[:, 1], **i32)
@@ -431,19 +467,18 @@ class ClothSim(Simulator):
             entries = [6 * n + 3 * p + 2] + [3 * int(i) + 2 for i in idx]
             low[p] = entries + [entries[0]] * (width - len(entries))
         self._low_entries = torch.tensor(low, dtype=torch.int64, device=self.device)
-        self._topo = (self.si, self.sj, self.rest, self.ke, self.kd, self.inc_ptr, self.inc_spr,
-                      self.inc_sgn, self.inv_m, self.held_by, self.prm)
+        self._topo = tuple(getattr(self, name) for name in TOPOLOGY)
         self._key = (self.dtype, self.device.type)  # the argument kinds of every launch of this sim
         self._scratch = None  # (N, buffers) of the unrecorded step
-        # launchers with the topology (arguments 7..17, 9..19, 6..16 of the three kernels) set once
-        nt = len(self._topo)
-        self._fwd = _forward_fast.bind(self._key + (False,), range(7, 7 + nt))
-        self._fwd1 = _forward_fast.bind(self._key + (True,), range(7, 7 + nt))
-        self._adj = _adjoint_fast.bind(self._key, range(9, 9 + nt))
-        self._tan = _tangent_fast.bind(self._key, range(6, 6 + nt))
+        # launchers with the topology set once
+        nt = len(TOPOLOGY)
+        self._fwd = _forward_fast.bind(self._key + (False,), range(_FWD_TOPO, _FWD_TOPO + nt))
+        self._fwd1 = _forward_fast.bind(self._key + (True,), range(_FWD_TOPO, _FWD_TOPO + nt))
+        self._adj = _adjoint_fast.bind(self._key, range(_ADJ_TOPO, _ADJ_TOPO + nt))
+        self._tan = _tangent_fast.bind(self._key, range(_TAN_TOPO, _TAN_TOPO + nt))
         self.jacobian_chunk = max(1, min(256, int(2e7 // max(1, model.num_springs * 3))))
 
-    def _wide(self, N: int) -> bool:
+    def uses_wide_layout(self, N: int) -> bool:
         """Kernel layout of the forward step. "fused" runs one thread per env through all substeps
         (one parallel task per launch); "wide" spreads every substep over particles and springs.
         auto: wide on GPUs only. On this 2-core CPU the wide layout lost at every size of the
@@ -545,7 +580,7 @@ class ClothSim(Simulator):
             X, V, U, Fs = self._scratch[1]
         args = (state.view(-1), control.view(-1), out.view(-1), X, V, U, Fs, *self._topo,
                 N, self.n, self.K, self.substeps, SX, SU)
-        if self._wide(N):
+        if self.uses_wide_layout(N):
             _forward_wide(*args)
         else:  # state, control: checked by _check; the rest made here (see physics/_launch.py)
             (self._fwd1 if N == 1 else self._fwd)(*args, N == 1)
