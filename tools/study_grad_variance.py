@@ -32,7 +32,6 @@ docs/study_grad_variance.png from all sections.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import math
 import re
@@ -44,6 +43,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mbmix_taichi.cli.options import parse_task_options
+from mbmix_taichi.errors import MbmixError
+from mbmix_taichi.learner import nets
+from mbmix_taichi.learner.objectives import j_mix_direct, lambda_returns
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
@@ -52,7 +56,7 @@ DOCS = ROOT / "docs"
 # The MIX objective (eq. 2/3 of the paper, docs/method.md, finite window); shared with study_tabular.py
 # ---------------------------------------------------------------------------------------
 def mix_objective(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
-    """Lambda-returns of a window of h steps.
+    """Lambda-returns of a window of h steps (the learner's `lambda_returns`, no episode ends).
 
     rewards: [h, ...]  r_0 .. r_{h-1}
     values:  [h + 1, ...]  V(s_0) .. V(s_h)  (values[0] is not used)
@@ -64,24 +68,12 @@ def mix_objective(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam
     h = rewards.shape[0]
     if values.shape[0] != h + 1:
         raise ValueError(f"values must have h + 1 = {h + 1} rows, got {values.shape[0]}")
-    out = []
-    R = values[h]
-    for t in range(h - 1, -1, -1):
-        R = rewards[t] + gamma * ((1.0 - lam) * values[t + 1] + lam * R)
-        out.append(R)
-    return torch.stack(out[::-1])
+    return lambda_returns(rewards, values[1:], torch.zeros_like(rewards, dtype=torch.bool), gamma, lam)
 
 
 def mix_objective_eq2(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
     """Reference form of R_0 by eq. 2 (explicit mixture of the H-step objectives J_H)."""
-    h = rewards.shape[0]
-    disc = gamma ** torch.arange(h, dtype=rewards.dtype).reshape(-1, *([1] * (rewards.dim() - 1)))
-    csum = torch.cumsum(disc * rewards, 0)                     # csum[H-1] = sum_{t<H} gamma^t r_t
-    J = [csum[H - 1] + gamma ** H * values[H] for H in range(1, h + 1)]
-    total = lam ** (h - 1) * J[h - 1]
-    for H in range(1, h):
-        total = total + (1.0 - lam) * lam ** (H - 1) * J[H - 1]
-    return total
+    return j_mix_direct(rewards, values[1:], gamma, lam)
 
 
 # ---------------------------------------------------------------------------------------
@@ -172,19 +164,6 @@ class ToyPendulum:
         return torch.stack([torch.cos(state[:, 0]), torch.sin(state[:, 0]), state[:, 1]], 1)
 
 
-def parse_options(items) -> dict:
-    out = {}
-    for it in items or []:
-        if "=" not in it:
-            raise SystemExit(f"error: --task-option expects key=value, got {it!r}")
-        k, v = it.split("=", 1)
-        try:
-            out[k] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            out[k] = v
-    return out
-
-
 def make_task(name: str, num_envs: int, seed: int, dtype: str, options: dict):
     if name == "toy-pendulum":
         return ToyPendulum(num_envs=num_envs, seed=seed, dtype=dtype, **options)
@@ -196,12 +175,8 @@ def make_task(name: str, num_envs: int, seed: int, dtype: str, options: dict):
 # Fixed networks
 # ---------------------------------------------------------------------------------------
 def mlp(i: int, o: int, hidden=(64, 64)) -> nn.Sequential:
-    layers, d = [], i
-    for w in hidden:
-        layers += [nn.Linear(d, w), nn.Tanh()]
-        d = w
-    layers.append(nn.Linear(d, o))
-    return nn.Sequential(*layers)
+    """Linear -> tanh layers and a linear head (the learner's mlp without its LayerNorms)."""
+    return nets.mlp(i, list(hidden), o, activation=nn.Tanh, layer_norm=False)
 
 
 class ScaledValue(nn.Module):
@@ -506,7 +481,10 @@ def main(argv=None):
         horizons = [h for h in horizons if h <= 16] or horizons[:2]
     n_seeds = args.seeds or (16 if args.quick else 128)
     lambdas = [float(x) for x in args.lambdas.split(",")]
-    options = parse_options(args.task_option)
+    try:
+        options = parse_task_options(args.task_option)
+    except MbmixError as exc:
+        raise SystemExit(f"error: {exc}") from None
     t0 = time.time()
     env = make_task(args.task, args.num_envs, 0, args.dtype, options)
     print(f"task {args.task} {options}: obs_dim {env.obs_dim}, act_dim {env.act_dim}, num_envs {env.num_envs}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import mbmix_taichi as mt
-from mbmix_taichi.learner.model import EnsembleModel, sobolev_loss
+from mbmix_taichi.learner.model import EnsembleModel, safe_std, sobolev_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,9 +56,7 @@ def collect(env, episodes: int, seed: int, probes: int, full_jacobian: bool):
         # learner draws them (so the Jacobian error is weighted in the model's input units)
         T_, B_ = data["s"].shape[:2]
         s, a = data["s"].reshape(T_ * B_, -1), data["a"].reshape(T_ * B_, -1)
-        from mbmix_taichi.learner.model import _safe_std
-
-        c = _safe_std(torch.cat([s, a], -1))
+        c = safe_std(torch.cat([s, a], -1))
         ds = env.state_dim
         t_in = torch.randn(T_ * B_, probes, ds + env.act_dim, generator=g, dtype=env.dtype) * c / math.sqrt(probes)
         t_out = env.jvp(s, a, t_in[..., :ds].contiguous(), t_in[..., ds:].contiguous())

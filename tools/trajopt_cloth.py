@@ -11,7 +11,6 @@ Adam (lr 0.05) ascends the dense return; the table reports the best and the medi
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 

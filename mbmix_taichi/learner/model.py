@@ -39,9 +39,9 @@ class EnsembleModel(nn.Module):
         x = torch.cat([s, a], -1)
         d = s_next - s
         self.in_mean.copy_(x.mean(0))
-        self.in_std.copy_(_safe_std(x))
+        self.in_std.copy_(safe_std(x))
         self.out_mean.copy_(d.mean(0))
-        self.out_std.copy_(_safe_std(d))
+        self.out_std.copy_(safe_std(d))
 
     def _mlp(self, x, tx=None):
         """x [E, B, din], tx [E, B, P, din] (tangents) -> out [E, B, dout], tout [E, B, P, dout]."""
@@ -96,7 +96,8 @@ class EnsembleModel(nn.Module):
         return jac[..., : self.state_dim], jac[..., self.state_dim:]
 
 
-def _safe_std(x):
+def safe_std(x):
+    """Per-column std of x [B, d], with near-constant columns given a scale instead of ~0."""
     std = x.std(0, unbiased=False)
     scale = std.abs().max().clamp_min(1e-12)
     return torch.where(std > 1e-6 * scale + 1e-12, std, torch.ones_like(std) * scale.clamp_min(1e-6))

@@ -7,12 +7,14 @@ import torch
 from torch import nn
 
 
-def mlp(n_in: int, hidden: list, n_out: int, orthogonal: bool = False) -> nn.Sequential:
+def mlp(n_in: int, hidden: list, n_out: int, orthogonal: bool = False, activation=nn.ELU,
+        layer_norm: bool = True) -> nn.Sequential:
     """Linear -> ELU -> LayerNorm blocks and a linear head (DiffRL's actor and critic layout);
-    `orthogonal`: DiffRL's critic init (orthogonal weights, gain sqrt 2, zero biases)."""
+    `orthogonal`: DiffRL's critic init (orthogonal weights, gain sqrt 2, zero biases);
+    `activation` / `layer_norm`: other blocks (the studies in tools/ use tanh without norms)."""
     layers, d = [], n_in
     for h in hidden:
-        layers += [nn.Linear(d, h), nn.ELU(), nn.LayerNorm(h)]
+        layers += [nn.Linear(d, h), activation()] + ([nn.LayerNorm(h)] if layer_norm else [])
         d = h
     layers.append(nn.Linear(d, n_out))
     if orthogonal:
