@@ -1,7 +1,9 @@
 """Learner configuration: one documented dataclass, per-task and per-algorithm presets.
 
 Resolution order (later wins): dataclass defaults < algorithm preset < task preset <
-task+algorithm preset < config file (JSON or TOML) < command-line flags.
+task+algorithm preset < config file (JSON or TOML) < command-line flags. The keys of an
+algorithm preset named in DEFINING are what the algorithm is: they also win over the task
+presets, and a config file or flag that contradicts one is an error.
 """
 from __future__ import annotations
 
@@ -116,12 +118,13 @@ ALGO_PRESETS: dict[str, dict[str, Any]] = {
     "bptt": {"horizon": 0, "lam": 1.0, "mix_interval": 1, "use_critic": False},
 }
 
-# Values that define an algorithm: they win over task presets, and a user value that contradicts
-# one is an error (not silently replaced).
-FORCED: dict[str, dict[str, Any]] = {
-    "mbmix-mse": {"sobolev_alpha": 0.0},  # the ablation: eq. 4 without the Jacobian term
-    "bptt": {"horizon": 0, "use_critic": False},  # APG: whole episodes, no critic
+# The preset keys that define an algorithm: they win over task presets, and a user value that
+# contradicts one is an error (not silently replaced).
+DEFINING: dict[str, tuple[str, ...]] = {
+    "mbmix-mse": ("sobolev_alpha",),  # the ablation: eq. 4 without the Jacobian term
+    "bptt": ("horizon", "use_critic"),  # APG: whole episodes, no critic
 }
+FORCED: dict[str, dict[str, Any]] = {a: {k: ALGO_PRESETS[a][k] for k in keys} for a, keys in DEFINING.items()}
 
 # Per-task presets (lambda 0.98 and mix interval 1 or 2 as in the paper).
 _CLOTH = {
