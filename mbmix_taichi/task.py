@@ -161,7 +161,7 @@ class Task(abc.ABC):
         return {}
 
     def render_spec(self) -> dict:
-        """What to draw (the contract is documented at the top of mbmix_taichi/render.py). Keys:
+        """What to draw (the contract is documented at the top of mbmix_taichi/viz/scene.py). Keys:
         meshes: [{"vertices": fn(state_row) -> [V,3], "faces": [F,3], "color", "back_color"}]
         spheres: [{"centers": fn(state_row) -> [K,3], "radius", "color"}]
         geoms: fn(state_row) -> [{"type": sphere|capsule|box, "pos", "rot", "size", "color"}]

@@ -30,7 +30,6 @@ class ClothModel:
     kd: np.ndarray                 # [M] damping along the spring
     mass: np.ndarray               # [n] particle masses
     kind: np.ndarray = field(default=None)   # [M] 0 stretch, 1 shear, 2 bend
-    uv: np.ndarray = field(default=None)     # [n, 2] material coordinates (rest x, y)
 
     @property
     def num_particles(self) -> int:
@@ -50,7 +49,7 @@ def _finish(pos, faces, springs, kind, ke, kd, mass) -> ClothModel:
     ke = np.asarray(ke, dtype=np.float64)[kind]
     kd = np.asarray(kd, dtype=np.float64)[kind]
     return ClothModel(positions=pos, faces=np.asarray(faces, dtype=np.int64), springs=springs, rest=rest,
-                      ke=ke, kd=kd, mass=np.asarray(mass, dtype=np.float64), kind=kind, uv=pos[:, :2].copy())
+                      ke=ke, kd=kd, mass=np.asarray(mass, dtype=np.float64), kind=kind)
 
 
 def grid(nx: int, ny: int, spacing: float, ke=(1000.0, 1000.0, 1000.0), kd=(10.0, 10.0, 10.0),

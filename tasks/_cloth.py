@@ -82,7 +82,6 @@ class ClothTask(Task):
             pos = model.positions - model.positions.mean(0)
             pos[:, 2] = 0.0
             model.positions = pos
-            model.uv = pos[:, :2].copy()
             size = float(np.ptp(pos[:, 0]))
             spacing = float(np.median(model.rest[model.kind == 0]))
         else:

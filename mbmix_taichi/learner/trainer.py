@@ -106,7 +106,6 @@ class Run:
             raise RunError(f"{str(self.out)!r} already holds a run; continue it with --resume, replace it "
                            f"with --overwrite, or choose another --out")
         if resume:
-            cfg_file = self.out / "config.json"
             if not (self.out / "checkpoint.pt").is_file():
                 raise RunError(f"cannot resume: no checkpoint.pt in {str(self.out)!r}")
             saved = read_config(self.out)
