@@ -112,7 +112,6 @@ class Run:
             if cfg is not None and cfg.iterations != saved.iterations:
                 saved.iterations = cfg.iterations  # allow extending a finished run
             cfg = saved
-            del cfg_file
         self._lock = lock_run_dir(self.out)  # held for this run's life: a second trainer refuses at once
         self.cfg = cfg
         self.columns = metric_columns(cfg)
