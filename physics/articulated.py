@@ -516,16 +516,6 @@ def _fast_kernels(fp: str) -> dict:
 # --------------------------------------------------------------------------- generic engine tables
 def generic_refusal(model: ArticulatedModel) -> str | None:
     """Why the generic kernels cannot run this model yet (None: they can)."""
-    if model.tendons:
-        return "fixed tendons"
-    if model.fluid is not None:
-        return "fluid forces"
-    if any(j.frictionloss for j in model.joints):
-        return "joint frictionloss"
-    if any(a.tendon is not None or a.bias is not None or a.forcerange is not None for a in model.actuators):
-        return "servo or tendon actuators"
-    if any(g.type == "ellipsoid" and g.contact and g.body for g in model.geoms):
-        return "ellipsoid contact"
     return None
 
 
@@ -537,12 +527,16 @@ class Tables:
                  implicit_damping: bool, limit_ke: float, limit_kd: float):
         K = ak
         nb, nj, nq, nv, nu = len(model.bodies), len(model.joints), model.nq, model.nv, model.nu
-        pts = []
+        eye = np.eye(3)
+        pts = []  # (kind, body, local point, distance, geom rotation, ellipsoid size)
         if contact is not None and model.ground is not None:
-            pts = [(b, lp, dist) for (b, lp, dist) in contact_points(model) if model.chain_dofs(b)]
+            pts = [(K.POINT, b, lp, dist, eye, np.zeros(3)) for (b, lp, dist) in contact_points(model)
+                   if model.chain_dofs(b)]
+            pts += [(K.ELLIPSOID, g.body, g.pos, 0.0, quat_to_mat(g.quat), g.size[:3]) for g in model.geoms
+                    if g.type == "ellipsoid" and g.contact and g.body and model.chain_dofs(g.body)]
         head = {k: 0 for k in K.HEADER}
-        head.update(NB=nb, NJ=nj, NQ=nq, NV=nv, NU=nu, NPT=len(pts), NX=nq + nv, SUBSTEPS=substeps,
-                    IMPLICIT=int(implicit_damping))
+        head.update(NB=nb, NJ=nj, NQ=nq, NV=nv, NU=nu, NPT=len(pts), NX=nq + nv, NT=len(model.tendons),
+                    SUBSTEPS=substeps, FLUID=int(model.fluid is not None))
         ints, floats = [], []
 
         def table(store, name, values):
@@ -573,8 +567,22 @@ class Tables:
         table(ints, "J_LIMITED", [int(j.range is not None and limit_ke > 0 and j.type != "free") for j in model.joints])
         table(ints, "D_BODY", dof_body)
         table(ints, "D_PARENT", dof_parent)
-        table(ints, "PT_BODY", [b for b, _, _ in pts])
-        table(ints, "A_DOF", [model.joints[a.joint].dadr for a in model.actuators])
+        table(ints, "PT_BODY", [p[1] for p in pts])
+        table(ints, "PT_KIND", [p[0] for p in pts])
+        tj = [(model.joints[ji], float(coef)) for t in model.tendons for ji, coef in t.joints]
+        table(ints, "T_ADR", list(np.cumsum([0] + [len(t.joints) for t in model.tendons])[:-1]))
+        table(ints, "T_NUM", [len(t.joints) for t in model.tendons])
+        table(ints, "T_LIMITED", [int(t.range is not None and limit_ke > 0) for t in model.tendons])
+        table(ints, "TJ_QADR", [j.qadr for j, _ in tj])
+        table(ints, "TJ_DADR", [j.dadr for j, _ in tj])
+        paths = [model.tendons[a.tendon].joints if a.tendon is not None else [(a.joint, 1.0)] for a in model.actuators]
+        ap = [(model.joints[ji], float(coef)) for path in paths for ji, coef in path]
+        table(ints, "A_PADR", list(np.cumsum([0] + [len(p) for p in paths])[:-1]))
+        table(ints, "A_PNUM", [len(p) for p in paths])
+        table(ints, "A_SERVO", [int(a.bias is not None or a.forcerange is not None) for a in model.actuators])
+        table(ints, "A_CLIP", [int(a.forcerange is not None) for a in model.actuators])
+        table(ints, "AP_QADR", [j.qadr for j, _ in ap])
+        table(ints, "AP_DADR", [j.dadr for j, _ in ap])
 
         def flat(rows, width):
             return [float(v) for r in rows for v in np.asarray(r, float).reshape(width)]
@@ -598,6 +606,7 @@ class Tables:
         table(floats, "J_SPRINGREF", [float(j.springref) for j in js])
         table(floats, "J_LO", [float(j.range[0]) if j.range is not None else 0.0 for j in js])
         table(floats, "J_HI", [float(j.range[1]) if j.range is not None else 0.0 for j in js])
+        table(floats, "J_FRIC", [float(j.frictionloss) if j.type != "free" else 0.0 for j in js])
         damp = [0.0] * nv
         diag = [0.0] * nv
         for j in js:
@@ -606,13 +615,48 @@ class Tables:
                 diag[d] = float(j.armature) + (h * float(j.damping) if implicit_damping else 0.0)
         table(floats, "D_DAMP", damp)
         table(floats, "D_DIAG", diag)
-        table(floats, "PT_POS", flat([lp for _, lp, _ in pts], 3))
-        table(floats, "PT_DIST", [float(dist) for _, _, dist in pts])
-        table(floats, "A_GEAR", [float(a.gear) for a in model.actuators])
+        table(floats, "PT_POS", flat([p[2] for p in pts], 3))
+        table(floats, "PT_DIST", [float(p[3]) for p in pts])
+        table(floats, "PT_ROT", flat([p[4] for p in pts], 9))
+        table(floats, "PT_SIZE", flat([p[5] for p in pts], 3))
+        ts = model.tendons
+        table(floats, "TJ_COEF", [coef for _, coef in tj])
+        table(floats, "T_STIFF", [float(t.stiffness) for t in ts])
+        # no stiffness: an infinite dead band, so the spring never acts
+        table(floats, "T_SLO", [float(t.lengthspring[0]) if t.stiffness else -np.inf for t in ts])
+        table(floats, "T_SHI", [float(t.lengthspring[1]) if t.stiffness else np.inf for t in ts])
+        table(floats, "T_DAMP", [float(t.damping) for t in ts])
+        table(floats, "T_RLO", [float(t.range[0]) if t.range is not None else 0.0 for t in ts])
+        table(floats, "T_RHI", [float(t.range[1]) if t.range is not None else 0.0 for t in ts])
+        table(floats, "AP_COEF", [coef for _, coef in ap])
+        acts = model.actuators
+        table(floats, "A_GEAR", [float(a.gear) for a in acts])
+        table(floats, "A_GAIN", [float(a.gain) for a in acts])
+        table(floats, "A_BIAS", flat([a.bias if a.bias is not None else (0.0, 0.0, 0.0) for a in acts], 3))
+        table(floats, "A_FR", flat([a.forcerange if a.forcerange is not None else (0.0, 0.0) for a in acts], 2))
+        rot, lin, ang = [], [], []
+        rho, visc = (float(model.fluid[0]), float(model.fluid[1])) if model.fluid is not None else (0.0, 0.0)
+        for bd in bodies:
+            if model.fluid is None or bd.parent < 0 or bd.mass < 1e-15:
+                rot.append(eye)
+                lin.append([0.0] * 4)
+                ang.append([0.0] * 4)
+                continue
+            Rq, box = _fluid_box(bd)
+            diam = sum(box) / 3.0
+            rot.append(Rq)
+            lin.append([3.0 * math.pi * diam * visc]
+                       + [0.5 * rho * box[(k + 1) % 3] * box[(k + 2) % 3] for k in range(3)])
+            ang.append([math.pi * diam ** 3 * visc]
+                       + [rho * box[k] * (box[(k + 1) % 3] ** 4 + box[(k + 2) % 3] ** 4) / 64.0 for k in range(3)])
+        table(floats, "FL_ROT", flat(rot, 9))
+        table(floats, "FL_LIN", flat(lin, 4))
+        table(floats, "FL_ANG", flat(ang, 4))
         c = contact or ContactParams()
+        wind = model.fluid[2] if model.fluid is not None else (0.0, 0.0, 0.0)
         scal = dict(H=h, GX=model.gravity[0], GY=model.gravity[1], GZ=model.gravity[2], KE=c.ke, KD=c.kd,
                     KF=c.kf, MU=c.mu, GROUND=model.ground if model.ground is not None else 0.0, LKE=limit_ke,
-                    LKD=limit_kd)
+                    LKD=limit_kd, FRIC_V0=model.friction_v0, WX=wind[0], WY=wind[1], WZ=wind[2])
         table(floats, "SCAL", [float(scal[k]) for k in K.SCALARS])
         # the per-env workspace: primal intermediates, then (from W_GZERO on) adjoint accumulators
         nx = nq + nv

@@ -37,14 +37,16 @@ import taichi as ti
 #: integer header slots: sizes, flags, and the offsets of every table (ints in I, floats in P,
 #: per-env workspace in W)
 HEADER = [
-    "NB", "NJ", "NQ", "NV", "NU", "NPT", "NX", "SUBSTEPS", "IMPLICIT", "WS", "WSG", "LIMITS",
+    "NB", "NJ", "NQ", "NV", "NU", "NPT", "NX", "NT", "SUBSTEPS", "WS", "FLUID",
     # int tables
     "B_PARENT", "B_JADR", "B_JNUM", "B_DADR", "B_DNUM", "J_TYPE", "J_QADR", "J_DADR", "J_LIMITED",
-    "D_BODY", "D_PARENT", "PT_BODY", "A_DOF",
+    "D_BODY", "D_PARENT", "PT_BODY", "PT_KIND", "T_ADR", "T_NUM", "T_LIMITED", "TJ_QADR", "TJ_DADR",
+    "A_PADR", "A_PNUM", "A_SERVO", "A_CLIP", "AP_QADR", "AP_DADR",
     # float tables
     "B_POS", "B_ROT", "B_MASS", "B_IPOS", "B_INERTIA", "B_GSCALE", "J_AXIS", "J_POS", "J_REF",
-    "J_STIFF", "J_SPRINGREF", "J_LO", "J_HI", "D_DAMP", "D_DIAG", "PT_POS", "PT_DIST", "A_GEAR",
-    "SCAL",
+    "J_STIFF", "J_SPRINGREF", "J_LO", "J_HI", "J_FRIC", "D_DAMP", "D_DIAG", "PT_POS", "PT_DIST", "PT_ROT",
+    "PT_SIZE", "TJ_COEF", "T_STIFF", "T_SLO", "T_SHI", "T_DAMP", "T_RLO", "T_RHI", "AP_COEF", "A_GEAR",
+    "A_GAIN", "A_BIAS", "A_FR", "FL_ROT", "FL_LIN", "FL_ANG", "SCAL",
     # workspace (primal)
     "W_X", "W_XN", "W_R", "W_P", "W_V", "W_S", "W_SD", "W_JR", "W_JP", "W_JV", "W_C", "W_H", "W_IB",
     "W_CH", "W_CIB", "W_FX", "W_A", "W_F", "W_TAU", "W_M", "W_QACC",
@@ -54,9 +56,10 @@ HEADER = [
 ]
 H = {name: i for i, name in enumerate(HEADER)}
 #: scalar slots of P at P[I[SCAL] + k]
-SCALARS = ["H", "GX", "GY", "GZ", "KE", "KD", "KF", "MU", "GROUND", "LKE", "LKD"]
+SCALARS = ["H", "GX", "GY", "GZ", "KE", "KD", "KF", "MU", "GROUND", "LKE", "LKD", "FRIC_V0", "WX", "WY", "WZ"]
 S_ = {name: i for i, name in enumerate(SCALARS)}
 HINGE, SLIDE, FREE = 0, 1, 2
+POINT, ELLIPSOID = 0, 1  # contact point kinds: a fixed point of the body, an ellipsoid's lowest point
 
 NB, NJ, NQ, NV, NU, NPT, NX = (H[k] for k in ("NB", "NJ", "NQ", "NV", "NU", "NPT", "NX"))
 
@@ -285,15 +288,75 @@ def kernels(fp: str):
             st33(W, w + I[h_["W_IB"]] + 9 * b, Ib)
 
     @ti.func
+    def ellipsoid_low(Rg, size):
+        """The lowest point of an ellipsoid relative to its centre: -Rg D^2 n / |D n|, n = Rg^T z."""
+        n = ti.Vector([Rg[2, 0], Rg[2, 1], Rg[2, 2]], dt=F)
+        D2n = size * size * n
+        s = D2n.dot(n)
+        sn = ti.sqrt(ti.max(s, F(1e-30)))
+        return -(Rg @ D2n) / sn, n, D2n, s, sn
+
+    @ti.func
     def contact_point(I: ti.template(), P: ti.template(), W: ti.template(), w, k):
-        """(body, world point, its velocity) of contact point k."""
+        """(body, world point, its velocity) of contact point k: a point of the body shifted down
+        by its radius (sphere centres, capsule ends, box corners), or an ellipsoid's lowest point."""
         b = iget(I, h_["PT_BODY"], k)
         R = ld33(W, w + I[h_["W_R"]] + 9 * b)
         pt = ld3(W, w + I[h_["W_P"]] + 3 * b) + R @ ld3(P, I[h_["PT_POS"]] + 3 * k)
+        if iget(I, h_["PT_KIND"], k) == ELLIPSOID:
+            low, _n, _d, _s, _sn = ellipsoid_low(R @ ld33(P, I[h_["PT_ROT"]] + 9 * k), ld3(P, I[h_["PT_SIZE"]] + 3 * k))
+            pt += low
         pt[2] -= pget(I, P, h_["PT_DIST"], k)
         Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
         dp = ld3(W, w + I[h_["W_V"]] + 6 * b + 3) + Vw.cross(pt)
         return b, pt, dp
+
+    @ti.func
+    def contact_point_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, k, b):
+        """The tangent of contact point k's world position (from W_GR, W_GP)."""
+        dR = ld33(W, w + I[h_["W_GR"]] + 9 * b)
+        dpt = ld3(W, w + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["PT_POS"]] + 3 * k)
+        if iget(I, h_["PT_KIND"], k) == ELLIPSOID:
+            Rl = ld33(P, I[h_["PT_ROT"]] + 9 * k)
+            size = ld3(P, I[h_["PT_SIZE"]] + 3 * k)
+            Rg = ld33(W, w + I[h_["W_R"]] + 9 * b) @ Rl
+            dRg = dR @ Rl
+            _low, n, D2n, s, sn = ellipsoid_low(Rg, size)
+            dn = ti.Vector([dRg[2, 0], dRg[2, 1], dRg[2, 2]], dt=F)
+            dD2n = size * size * dn
+            dsn = F(0.0)
+            if s > F(1e-30):
+                dsn = (dD2n.dot(n) + D2n.dot(dn)) / (2 * sn)
+            dpt += -(dRg @ D2n + Rg @ dD2n) / sn + (Rg @ D2n) * (dsn / (sn * sn))
+        return dpt
+
+    @ti.func
+    def contact_point_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, k, b, gpt):
+        """Adds contact point k's position adjoint gpt into W_GR, W_GP of its body."""
+        lp = ld3(P, I[h_["PT_POS"]] + 3 * k)
+        add3(W, w + I[h_["W_GP"]] + 3 * b, gpt)
+        gR = gpt.outer_product(lp)
+        if iget(I, h_["PT_KIND"], k) == ELLIPSOID:
+            Rl = ld33(P, I[h_["PT_ROT"]] + 9 * k)
+            size = ld3(P, I[h_["PT_SIZE"]] + 3 * k)
+            Rg = ld33(W, w + I[h_["W_R"]] + 9 * b) @ Rl
+            _low, n, D2n, s, sn = ellipsoid_low(Rg, size)
+            g = -gpt / sn
+            gRg = g.outer_product(D2n)
+            gD2n = Rg.transpose() @ g
+            gsn = gpt.dot(Rg @ D2n) / (sn * sn)
+            if s > F(1e-30):
+                gs = gsn / (2 * sn)
+                gD2n += gs * n
+                gn = gs * D2n + size * size * gD2n
+                for c in ti.static(range(3)):
+                    gRg[2, c] += gn[c]
+            else:
+                gn = size * size * gD2n
+                for c in ti.static(range(3)):
+                    gRg[2, c] += gn[c]
+            gR += gRg @ Rl.transpose()
+        add33(W, w + I[h_["W_GR"]] + 9 * b, gR)
 
     @ti.func
     def contact_force(I: ti.template(), P: ti.template(), pt, dp):
@@ -311,6 +374,93 @@ def kernels(fp: str):
         return f
 
     @ti.func
+    def tendon_force(I: ti.template(), P: ti.template(), W: ti.template(), x, t):
+        """(f, df/dL, df/dLdot) of fixed tendon t: spring outside its dead band, damper, limit."""
+        nq = I[NQ]
+        L = F(0.0)
+        Ld = F(0.0)
+        for i in range(iget(I, h_["T_NUM"], t)):
+            e = iget(I, h_["T_ADR"], t) + i
+            cf = pget(I, P, h_["TJ_COEF"], e)
+            L += cf * W[x + iget(I, h_["TJ_QADR"], e)]
+            Ld += cf * W[x + nq + iget(I, h_["TJ_DADR"], e)]
+        stiff = pget(I, P, h_["T_STIFF"], t)
+        damp = pget(I, P, h_["T_DAMP"], t)
+        f = -damp * Ld
+        a = F(0.0)
+        bb = -damp
+        if pget(I, P, h_["T_SHI"], t) < L:
+            f += stiff * (pget(I, P, h_["T_SHI"], t) - L)
+            a -= stiff
+        elif L < pget(I, P, h_["T_SLO"], t):
+            f += stiff * (pget(I, P, h_["T_SLO"], t) - L)
+            a -= stiff
+        if iget(I, h_["T_LIMITED"], t) != 0:
+            lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
+            lo, hi = pget(I, P, h_["T_RLO"], t), pget(I, P, h_["T_RHI"], t)
+            if L < lo:
+                f += lke * (lo - L) - lkd * Ld
+                a -= lke
+                bb -= lkd
+            elif hi < L:
+                f += lke * (hi - L) - lkd * Ld
+                a -= lke
+                bb -= lkd
+        return f, a, bb
+
+    @ti.func
+    def actuator_force(I: ti.template(), P: ti.template(), W: ti.template(), x, U: ti.template(), ui, k):
+        """(force along actuator k's transmission, d force/d ctrl, d force/d length, d force/d velocity):
+        ctrl for a motor; a servo's gain * ctrl + b0 + b1 length + b2 velocity, clipped to forcerange."""
+        force = U[ui + k]
+        g = F(1.0)
+        b1 = F(0.0)
+        b2 = F(0.0)
+        if iget(I, h_["A_SERVO"], k) != 0:
+            gear = pget(I, P, h_["A_GEAR"], k)
+            g = pget(I, P, h_["A_GAIN"], k)
+            b1 = pget(I, P, h_["A_BIAS"], 3 * k + 1) * gear
+            b2 = pget(I, P, h_["A_BIAS"], 3 * k + 2) * gear
+            force = g * force + pget(I, P, h_["A_BIAS"], 3 * k)
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                e = iget(I, h_["A_PADR"], k) + i
+                cf = pget(I, P, h_["AP_COEF"], e)
+                force += b1 * cf * W[x + iget(I, h_["AP_QADR"], e)] + b2 * cf * W[x + I[NQ] + iget(I, h_["AP_DADR"], e)]
+            if iget(I, h_["A_CLIP"], k) != 0:
+                lo, hi = pget(I, P, h_["A_FR"], 2 * k), pget(I, P, h_["A_FR"], 2 * k + 1)
+                if force < lo:
+                    force, g, b1, b2 = lo, F(0.0), F(0.0), F(0.0)
+                elif hi < force:
+                    force, g, b1, b2 = hi, F(0.0), F(0.0), F(0.0)
+        return force, g, b1, b2
+
+    @ti.func
+    def friction(I: ti.template(), P: ti.template(), W: ti.template(), x, j):
+        """(c, dc/dqvel) of joint j's smoothed dry friction -c qvel, c = fl / sqrt(qvel^2 + v0^2)."""
+        qd = W[x + I[NQ] + iget(I, h_["J_DADR"], j)]
+        den = qd * qd + scal(I, P, sc["FRIC_V0"]) ** 2
+        c = pget(I, P, h_["J_FRIC"], j) / ti.sqrt(den)
+        return c, -c * qd / den
+
+    @ti.func
+    def fluid(I: ti.template(), P: ti.template(), W: ti.template(), w, b):
+        """MuJoCo's inertia-box fluid model on body b, in its principal frame Ri at its centre c:
+        viscous and quadratic drag of the twist relative to the wind. Returns the pieces the
+        tangent and adjoint reuse: (Ri, c, vc - wind, lw, lv, f, t, f', t') with f' = df/dlv."""
+        Ri = ld33(W, w + I[h_["W_R"]] + 9 * b) @ ld33(P, I[h_["FL_ROT"]] + 9 * b)
+        c = ld3(W, w + I[h_["W_C"]] + 3 * b)
+        Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+        rel = ld3(W, w + I[h_["W_V"]] + 6 * b + 3) + Vw.cross(c) - ti.Vector(
+            [scal(I, P, sc["WX"]), scal(I, P, sc["WY"]), scal(I, P, sc["WZ"])], dt=F)
+        lw = Ri.transpose() @ Vw
+        lv = Ri.transpose() @ rel
+        cv, cl = pget(I, P, h_["FL_LIN"], 4 * b), ld3(P, I[h_["FL_LIN"]] + 4 * b + 1)
+        ca, cq = pget(I, P, h_["FL_ANG"], 4 * b), ld3(P, I[h_["FL_ANG"]] + 4 * b + 1)
+        f = -cv * lv - cl * ti.abs(lv) * lv
+        t = -ca * lw - cq * ti.abs(lw) * lw
+        return Ri, c, rel, lw, lv, f, t, -cv - 2 * cl * ti.abs(lv), -ca - 2 * cq * ti.abs(lw)
+
+    @ti.func
     def external_forces(I: ti.template(), P: ti.template(), W: ti.template(), w):
         g = ti.Vector([scal(I, P, sc["GX"]), scal(I, P, sc["GY"]), scal(I, P, sc["GZ"])], dt=F)
         ofx = w + I[h_["W_FX"]]
@@ -318,6 +468,11 @@ def kernels(fp: str):
             gb = g * pget(I, P, h_["B_GSCALE"], b)
             st3(W, ofx + 6 * b, ld3(W, w + I[h_["W_H"]] + 3 * b).cross(gb))
             st3(W, ofx + 6 * b + 3, pget(I, P, h_["B_MASS"], b) * gb)
+            if I[h_["FLUID"]] != 0:
+                Ri, c, _rel, _lw, _lv, f, t, _df, _dt = fluid(I, P, W, w, b)
+                fw = Ri @ f
+                add3(W, ofx + 6 * b, Ri @ t + c.cross(fw))
+                add3(W, ofx + 6 * b + 3, fw)
         for k in range(I[NPT]):
             b, pt, dp = contact_point(I, P, W, w, k)
             f = contact_force(I, P, pt, dp)
@@ -392,8 +547,20 @@ def kernels(fp: str):
                         W[ot + d] += lke * (lo - q) - lkd * W[x + nq + d]
                     elif hi < q:
                         W[ot + d] += lke * (hi - q) - lkd * W[x + nq + d]
+            if pget(I, P, h_["J_FRIC"], j) > 0:
+                c, _dc = friction(I, P, W, x, j)
+                W[ot + iget(I, h_["J_DADR"], j)] -= c * W[x + nq + iget(I, h_["J_DADR"], j)]
+        for t in range(I[h_["NT"]]):
+            f, _a, _b = tendon_force(I, P, W, x, t)
+            for i in range(iget(I, h_["T_NUM"], t)):
+                ei = iget(I, h_["T_ADR"], t) + i
+                W[ot + iget(I, h_["TJ_DADR"], ei)] += pget(I, P, h_["TJ_COEF"], ei) * f
         for k in range(I[NU]):
-            W[ot + iget(I, h_["A_DOF"], k)] += pget(I, P, h_["A_GEAR"], k) * U[e * I[NU] + k]
+            force, _g, _b1, _b2 = actuator_force(I, P, W, x, U, e * I[NU], k)
+            gear = pget(I, P, h_["A_GEAR"], k)
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                ei = iget(I, h_["A_PADR"], k) + i
+                W[ot + iget(I, h_["AP_DADR"], ei)] += gear * pget(I, P, h_["AP_COEF"], ei) * force
 
     @ti.func
     def mass_matrix(I: ti.template(), P: ti.template(), W: ti.template(), w):
@@ -409,6 +576,12 @@ def kernels(fp: str):
                 W[oM + j * nv + i] = ld3(W, oS + 6 * i).dot(fn) + ld3(W, oS + 6 * i + 3).dot(ff)
                 i = iget(I, h_["D_PARENT"], i)
             W[oM + j * nv + j] += pget(I, P, h_["D_DIAG"], j)
+        hh = scal(I, P, sc["H"])
+        for j in range(I[NJ]):
+            if pget(I, P, h_["J_FRIC"], j) > 0:  # smoothed dry friction is implicit, like damping
+                c, _dc = friction(I, P, W, w + I[h_["W_X"]], j)
+                d = iget(I, h_["J_DADR"], j)
+                W[oM + d * nv + d] += hh * c
 
     @ti.func
     def factor(I: ti.template(), W: ti.template(), w):
@@ -562,7 +735,8 @@ def kernels(fp: str):
         return val
 
     @ti.func
-    def joint_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, GU: ti.template(), e):
+    def joint_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(),
+                             GU: ti.template(), e):
         nq, nv = I[NQ], I[NV]
         x = w + I[h_["W_X"]]
         gt, gx = w + I[h_["W_GTAU"]], w + I[h_["W_GX"]]
@@ -586,8 +760,34 @@ def kernels(fp: str):
                     if q < pget(I, P, h_["J_LO"], j) or pget(I, P, h_["J_HI"], j) < q:
                         W[gx + qa] -= lke * g
                         W[gx + nq + d] -= lkd * g
+            if pget(I, P, h_["J_FRIC"], j) > 0:
+                d = iget(I, h_["J_DADR"], j)
+                c, dc = friction(I, P, W, x, j)
+                W[gx + nq + d] -= (c + dc * W[x + nq + d]) * W[gt + d]
+        for t in range(I[h_["NT"]]):
+            _f, a, bb = tendon_force(I, P, W, x, t)
+            gf = F(0.0)
+            for i in range(iget(I, h_["T_NUM"], t)):
+                ei = iget(I, h_["T_ADR"], t) + i
+                gf += pget(I, P, h_["TJ_COEF"], ei) * W[gt + iget(I, h_["TJ_DADR"], ei)]
+            for i in range(iget(I, h_["T_NUM"], t)):
+                ei = iget(I, h_["T_ADR"], t) + i
+                cf = pget(I, P, h_["TJ_COEF"], ei)
+                W[gx + iget(I, h_["TJ_QADR"], ei)] += cf * a * gf
+                W[gx + nq + iget(I, h_["TJ_DADR"], ei)] += cf * bb * gf
         for k in range(I[NU]):
-            GU[e * I[NU] + k] += pget(I, P, h_["A_GEAR"], k) * W[gt + iget(I, h_["A_DOF"], k)]
+            _force, g, b1, b2 = actuator_force(I, P, W, x, U, e * I[NU], k)
+            gear = pget(I, P, h_["A_GEAR"], k)
+            gf = F(0.0)
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                ei = iget(I, h_["A_PADR"], k) + i
+                gf += gear * pget(I, P, h_["AP_COEF"], ei) * W[gt + iget(I, h_["AP_DADR"], ei)]
+            GU[e * I[NU] + k] += g * gf
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                ei = iget(I, h_["A_PADR"], k) + i
+                cf = pget(I, P, h_["AP_COEF"], ei)
+                W[gx + iget(I, h_["AP_QADR"], ei)] += b1 * cf * gf
+                W[gx + nq + iget(I, h_["AP_DADR"], ei)] += b2 * cf * gf
 
     @ti.func
     def mass_matrix_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
@@ -617,6 +817,12 @@ def kernels(fp: str):
             add3(W, gS + 6 * j + 3, gv)
             add3(W, w + I[h_["W_GCH"]] + 3 * b, ghv)
             add33(W, w + I[h_["W_GCIB"]] + 9 * b, gIb)
+        hh = scal(I, P, sc["H"])
+        for j in range(I[NJ]):
+            if pget(I, P, h_["J_FRIC"], j) > 0:
+                _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
+                d = iget(I, h_["J_DADR"], j)
+                W[w + I[h_["W_GX"]] + I[NQ] + d] += mbar(W, oq, gt, d, d) * hh * dc
 
     @ti.func
     def bias_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
@@ -682,6 +888,24 @@ def kernels(fp: str):
         for b in range(1, I[NB]):
             gb = g * pget(I, P, h_["B_GSCALE"], b)
             add3(W, w + I[h_["W_GH"]] + 3 * b, -gb.cross(ld3(W, gF + 6 * b)))
+            if I[h_["FLUID"]] != 0:
+                Ri, c, rel, lw, lv, f, t, df, dt = fluid(I, P, W, w, b)
+                gn = -ld3(W, gF + 6 * b)
+                gfw = -ld3(W, gF + 6 * b + 3) + gn.cross(c)
+                fw = Ri @ f
+                gc = fw.cross(gn)
+                gRi = gfw.outer_product(f) + gn.outer_product(t)
+                glv = df * (Ri.transpose() @ gfw)
+                glw = dt * (Ri.transpose() @ gn)
+                gRi += rel.outer_product(glv) + ld3(W, w + I[h_["W_V"]] + 6 * b).outer_product(glw)
+                grel = Ri @ glv
+                Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+                add3(W, w + I[h_["W_GV"]] + 6 * b, Ri @ glw + c.cross(grel))
+                add3(W, w + I[h_["W_GV"]] + 6 * b + 3, grel)
+                gc += grel.cross(Vw)
+                add3(W, w + I[h_["W_GP"]] + 3 * b, gc)
+                add33(W, w + I[h_["W_GR"]] + 9 * b, gc.outer_product(ld3(P, I[h_["B_IPOS"]] + 3 * b))
+                      + gRi @ ld33(P, I[h_["FL_ROT"]] + 9 * b).transpose())
         ke, kd, kf, mu = scal(I, P, sc["KE"]), scal(I, P, sc["KD"]), scal(I, P, sc["KF"]), scal(I, P, sc["MU"])
         for k in range(I[NPT]):
             b, pt, dp = contact_point(I, P, W, w, k)
@@ -717,9 +941,7 @@ def kernels(fp: str):
                 add3(W, w + I[h_["W_GV"]] + 6 * b, pt.cross(gdp))
                 add3(W, w + I[h_["W_GV"]] + 6 * b + 3, gdp)
                 gpt += gdp.cross(Vw)
-                # pt = p + R lp - dist ez
-                add3(W, w + I[h_["W_GP"]] + 3 * b, gpt)
-                add33(W, w + I[h_["W_GR"]] + 9 * b, gpt.outer_product(ld3(P, I[h_["PT_POS"]] + 3 * k)))
+                contact_point_adjoint(I, P, W, w, k, b, gpt)
 
     @ti.func
     def body_inertias_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
@@ -852,14 +1074,15 @@ def kernels(fp: str):
                 add3(W, w + I[h_["W_GV"]] + 6 * par + 3, gVv)
 
     @ti.func
-    def substep_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, GU: ti.template(), e):
+    def substep_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(),
+                        GU: ti.template(), e):
         """W_GXN (cotangent of the substep's output) -> W_GX; adds the control's share to GU.
         Needs the primal intermediates of the same substep in W."""
         for k in range(I[h_["W_GZERO"]], I[h_["WS"]]):
             W[w + k] = F(0.0)
         integrate_adjoint(I, P, W, w)
         solve(I, W, w, w + I[h_["W_GTAU"]])
-        joint_forces_adjoint(I, P, W, w, GU, e)
+        joint_forces_adjoint(I, P, W, w, U, GU, e)
         mass_matrix_adjoint(I, P, W, w)
         bias_forces_adjoint(I, P, W, w)
         external_forces_adjoint(I, P, W, w)
@@ -995,6 +1218,20 @@ def kernels(fp: str):
             gb = g * pget(I, P, h_["B_GSCALE"], b)
             st3(W, tF + 6 * b, ld3(W, w + I[h_["W_GH"]] + 3 * b).cross(gb))
             st3(W, tF + 6 * b + 3, ti.Vector([0.0, 0.0, 0.0], dt=F))
+            if I[h_["FLUID"]] != 0:
+                Ri, c, rel, lw, lv, f, t, df, dt = fluid(I, P, W, w, b)
+                dR = ld33(W, w + I[h_["W_GR"]] + 9 * b)
+                dRi = dR @ ld33(P, I[h_["FL_ROT"]] + 9 * b)
+                dc = ld3(W, w + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["B_IPOS"]] + 3 * b)
+                Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+                dVw = ld3(W, w + I[h_["W_GV"]] + 6 * b)
+                drel = ld3(W, w + I[h_["W_GV"]] + 6 * b + 3) + dVw.cross(c) + Vw.cross(dc)
+                dlw = dRi.transpose() @ Vw + Ri.transpose() @ dVw
+                dlv = dRi.transpose() @ rel + Ri.transpose() @ drel
+                fw = Ri @ f
+                dfw = dRi @ f + Ri @ (df * dlv)
+                add3(W, tF + 6 * b, dRi @ t + Ri @ (dt * dlw) + dc.cross(fw) + c.cross(dfw))
+                add3(W, tF + 6 * b + 3, dfw)
         ke, kd, kf, mu = scal(I, P, sc["KE"]), scal(I, P, sc["KD"]), scal(I, P, sc["KF"]), scal(I, P, sc["MU"])
         for k in range(I[NPT]):
             b, pt, dp = contact_point(I, P, W, w, k)
@@ -1002,8 +1239,7 @@ def kernels(fp: str):
             if c < 0:
                 f = contact_force(I, P, pt, dp)
                 Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
-                dpt = ld3(W, w + I[h_["W_GP"]] + 3 * b) + ld33(W, w + I[h_["W_GR"]] + 9 * b) @ ld3(
-                    P, I[h_["PT_POS"]] + 3 * k)
+                dpt = contact_point_tangent(I, P, W, w, k, b)
                 ddp = ld3(W, w + I[h_["W_GV"]] + 6 * b + 3) + ld3(W, w + I[h_["W_GV"]] + 6 * b).cross(pt) \
                     + Vw.cross(dpt)
                 dc = dpt[2]
@@ -1080,7 +1316,8 @@ def kernels(fp: str):
                     W[w + I[h_["W_GCIB"]] + 9 * par + k] += W[w + I[h_["W_GCIB"]] + 9 * b + k]
 
     @ti.func
-    def joint_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, TU: ti.template(), eu):
+    def joint_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), ue,
+                             TU: ti.template(), eu):
         """d tau into W_GTAU (TU[eu + k]: the control tangent)."""
         nq, nv = I[NQ], I[NV]
         x, tx = w + I[h_["W_X"]], w + I[h_["W_GX"]]
@@ -1102,8 +1339,31 @@ def kernels(fp: str):
                 if iget(I, h_["J_LIMITED"], j) != 0:
                     if q < pget(I, P, h_["J_LO"], j) or pget(I, P, h_["J_HI"], j) < q:
                         W[tt + d] -= lke * W[tx + qa] + lkd * W[tx + nq + d]
+            if pget(I, P, h_["J_FRIC"], j) > 0:
+                d = iget(I, h_["J_DADR"], j)
+                c, dc = friction(I, P, W, x, j)
+                W[tt + d] -= (c + dc * W[x + nq + d]) * W[tx + nq + d]
+        for t in range(I[h_["NT"]]):
+            _f, a, bb = tendon_force(I, P, W, x, t)
+            df = F(0.0)
+            for i in range(iget(I, h_["T_NUM"], t)):
+                ei = iget(I, h_["T_ADR"], t) + i
+                cf = pget(I, P, h_["TJ_COEF"], ei)
+                df += cf * (a * W[tx + iget(I, h_["TJ_QADR"], ei)] + bb * W[tx + nq + iget(I, h_["TJ_DADR"], ei)])
+            for i in range(iget(I, h_["T_NUM"], t)):
+                ei = iget(I, h_["T_ADR"], t) + i
+                W[tt + iget(I, h_["TJ_DADR"], ei)] += pget(I, P, h_["TJ_COEF"], ei) * df
         for k in range(I[NU]):
-            W[tt + iget(I, h_["A_DOF"], k)] += pget(I, P, h_["A_GEAR"], k) * TU[eu + k]
+            _force, g, b1, b2 = actuator_force(I, P, W, x, U, ue, k)
+            gear = pget(I, P, h_["A_GEAR"], k)
+            dforce = g * TU[eu + k]
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                ei = iget(I, h_["A_PADR"], k) + i
+                cf = pget(I, P, h_["AP_COEF"], ei)
+                dforce += cf * (b1 * W[tx + iget(I, h_["AP_QADR"], ei)] + b2 * W[tx + nq + iget(I, h_["AP_DADR"], ei)])
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                ei = iget(I, h_["A_PADR"], k) + i
+                W[tt + iget(I, h_["AP_DADR"], ei)] += gear * pget(I, P, h_["AP_COEF"], ei) * dforce
 
     @ti.func
     def mass_matrix_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w):
@@ -1129,6 +1389,12 @@ def kernels(fp: str):
                 if i != j:
                     W[tt + i] -= dm * W[oq + j]
                 i = iget(I, h_["D_PARENT"], i)
+        hh = scal(I, P, sc["H"])
+        for j in range(I[NJ]):
+            if pget(I, P, h_["J_FRIC"], j) > 0:
+                _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
+                d = iget(I, h_["J_DADR"], j)
+                W[tt + d] -= hh * dc * W[w + I[h_["W_GX"]] + I[NQ] + d] * W[oq + d]
 
     @ti.func
     def integrate_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w):
@@ -1176,7 +1442,8 @@ def kernels(fp: str):
                 W[txn + qa] = W[tx + qa] + hh * W[txn + nq + d]
 
     @ti.func
-    def substep_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, TU: ti.template(), eu):
+    def substep_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), ue,
+                        TU: ti.template(), eu):
         """W_GX (tangent of the substep's input) -> W_GXN; needs the primal intermediates in W."""
         for k in range(I[h_["W_GX"]] + I[NX], I[h_["WS"]]):
             W[w + k] = F(0.0)
@@ -1184,7 +1451,7 @@ def kernels(fp: str):
         body_inertias_tangent(I, P, W, w)
         external_forces_tangent(I, P, W, w)
         bias_forces_tangent(I, P, W, w)
-        joint_forces_tangent(I, P, W, w, TU, eu)
+        joint_forces_tangent(I, P, W, w, U, ue, TU, eu)
         mass_matrix_tangent(I, P, W, w)
         solve(I, W, w, w + I[h_["W_GTAU"]])
         integrate_tangent(I, P, W, w)
@@ -1227,7 +1494,7 @@ def kernels(fp: str):
                 for k in range(nx):
                     W[w + I[h_["W_X"]] + k] = TAPE[(e * S + s) * nx + k]
                 substep(I, P, W, w, U, e)
-                substep_adjoint(I, P, W, w, GU, e)
+                substep_adjoint(I, P, W, w, U, GU, e)
                 for k in range(nx):
                     W[gxn + k] = W[w + I[h_["W_GX"]] + k]
             for k in range(nx):
@@ -1248,7 +1515,7 @@ def kernels(fp: str):
                     o = (e * npr + pr) * nx
                     for k in range(nx):
                         W[w + I[h_["W_GX"]] + k] = TX[o + k]
-                    substep_tangent(I, P, W, w, TU, (e * npr + pr) * nu)
+                    substep_tangent(I, P, W, w, U, e * nu, TU, (e * npr + pr) * nu)
                     for k in range(nx):
                         TX[o + k] = W[w + I[h_["W_GXN"]] + k]
                 for k in range(nx):
