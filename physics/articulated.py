@@ -42,14 +42,18 @@ compile time grows quadratically with kernel size; they take substeps x chunks l
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import articulated_ad as ad
+from . import articulated_kernels as ak
 from .articulated_model import ArticulatedModel, quat_to_mat
+from ._launch import FastKernel
 from .base import Simulator
 
 __all__ = ["ArticulatedSim", "ContactParams", "ArticulatedModel"]
@@ -504,6 +508,177 @@ def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | No
     return g, outs
 
 
+@functools.lru_cache(maxsize=None)
+def _fast_kernels(fp: str) -> dict:
+    return {name: FastKernel(k) for name, k in ak.kernels(fp).items()}
+
+
+# --------------------------------------------------------------------------- generic engine tables
+def generic_refusal(model: ArticulatedModel) -> str | None:
+    """Why the generic kernels cannot run this model yet (None: they can)."""
+    return None
+
+
+class Tables:
+    """The model packed for :mod:`articulated_kernels`: int table I, float table P, and the
+    per-env workspace size (see the kernels' HEADER for the slots)."""
+
+    def __init__(self, model: ArticulatedModel, h: float, substeps: int, contact: ContactParams | None,
+                 implicit_damping: bool, limit_ke: float, limit_kd: float):
+        K = ak
+        nb, nj, nq, nv, nu = len(model.bodies), len(model.joints), model.nq, model.nv, model.nu
+        eye = np.eye(3)
+        pts = []  # (kind, body, local point, distance, geom rotation, ellipsoid size)
+        if contact is not None and model.ground is not None:
+            pts = [(K.POINT, b, lp, dist, eye, np.zeros(3)) for (b, lp, dist) in contact_points(model)
+                   if model.chain_dofs(b)]
+            pts += [(K.ELLIPSOID, g.body, g.pos, 0.0, quat_to_mat(g.quat), g.size[:3]) for g in model.geoms
+                    if g.type == "ellipsoid" and g.contact and g.body and model.chain_dofs(g.body)]
+        head = {k: 0 for k in K.HEADER}
+        head.update(NB=nb, NJ=nj, NQ=nq, NV=nv, NU=nu, NPT=len(pts), NX=nq + nv, NT=len(model.tendons),
+                    SUBSTEPS=substeps, FLUID=int(model.fluid is not None))
+        ints, floats = [], []
+
+        def table(store, name, values):
+            head[name] = len(store) + (len(K.HEADER) if store is ints else 0)
+            store.extend(values)
+
+        dof_body = [0] * nv
+        dof_parent = [-1] * nv
+        last = [-1] * nb
+        for b in range(1, nb):
+            prev = last[model.bodies[b].parent]
+            for d in model.body_dofs(b):
+                dof_body[d], dof_parent[d], prev = b, prev, d
+            last[b] = prev
+        bodies = model.bodies
+        table(ints, "B_PARENT", [max(bd.parent, 0) for bd in bodies])
+        table(ints, "B_JADR", [bd.joints[0] if bd.joints else 0 for bd in bodies])
+        table(ints, "B_JNUM", [len(bd.joints) for bd in bodies])
+        table(ints, "B_DADR", [model.body_dofs(b)[0] if model.body_dofs(b) else 0 for b in range(nb)])
+        table(ints, "B_DNUM", [len(model.body_dofs(b)) for b in range(nb)])
+        for b, bd in enumerate(bodies):
+            if bd.joints != list(range(bd.joints[0], bd.joints[0] + len(bd.joints))) if bd.joints else False:
+                raise ValueError(f"body {bd.name!r}: its joints are not numbered consecutively")
+        types = {"hinge": K.HINGE, "slide": K.SLIDE, "free": K.FREE}
+        table(ints, "J_TYPE", [types[j.type] for j in model.joints])
+        table(ints, "J_QADR", [j.qadr for j in model.joints])
+        table(ints, "J_DADR", [j.dadr for j in model.joints])
+        table(ints, "J_LIMITED", [int(j.range is not None and limit_ke > 0 and j.type != "free") for j in model.joints])
+        table(ints, "D_BODY", dof_body)
+        table(ints, "D_PARENT", dof_parent)
+        table(ints, "PT_BODY", [p[1] for p in pts])
+        table(ints, "PT_KIND", [p[0] for p in pts])
+        tj = [(model.joints[ji], float(coef)) for t in model.tendons for ji, coef in t.joints]
+        table(ints, "T_ADR", list(np.cumsum([0] + [len(t.joints) for t in model.tendons])[:-1]))
+        table(ints, "T_NUM", [len(t.joints) for t in model.tendons])
+        table(ints, "T_LIMITED", [int(t.range is not None and limit_ke > 0) for t in model.tendons])
+        table(ints, "TJ_QADR", [j.qadr for j, _ in tj])
+        table(ints, "TJ_DADR", [j.dadr for j, _ in tj])
+        paths = [model.tendons[a.tendon].joints if a.tendon is not None else [(a.joint, 1.0)] for a in model.actuators]
+        ap = [(model.joints[ji], float(coef)) for path in paths for ji, coef in path]
+        table(ints, "A_PADR", list(np.cumsum([0] + [len(p) for p in paths])[:-1]))
+        table(ints, "A_PNUM", [len(p) for p in paths])
+        table(ints, "A_SERVO", [int(a.bias is not None or a.forcerange is not None) for a in model.actuators])
+        table(ints, "A_CLIP", [int(a.forcerange is not None) for a in model.actuators])
+        table(ints, "AP_QADR", [j.qadr for j, _ in ap])
+        table(ints, "AP_DADR", [j.dadr for j, _ in ap])
+
+        def flat(rows, width):
+            return [float(v) for r in rows for v in np.asarray(r, float).reshape(width)]
+
+        sub = [[] for _ in range(nb)]
+        for b in range(nb - 1, 0, -1):
+            sub[b].append(b)
+            sub[bodies[b].parent].extend(sub[b])
+        masses = [float(bd.mass) for bd in bodies]
+        table(floats, "B_POS", flat([bd.pos for bd in bodies], 3))
+        table(floats, "B_ROT", flat([quat_to_mat(bd.quat) for bd in bodies], 9))
+        table(floats, "B_MASS", masses + [sum(masses[c] for c in sub[b]) for b in range(nb)])
+        table(floats, "B_IPOS", flat([bd.ipos for bd in bodies], 3))
+        table(floats, "B_INERTIA", flat([bd.inertia for bd in bodies], 9))
+        table(floats, "B_GSCALE", [1.0 - float(bd.gravcomp) for bd in bodies])
+        js = model.joints
+        table(floats, "J_AXIS", flat([j.axis for j in js], 3))
+        table(floats, "J_POS", flat([j.pos for j in js], 3))
+        table(floats, "J_REF", [float(j.ref) for j in js])
+        table(floats, "J_STIFF", [float(j.stiffness) for j in js])
+        table(floats, "J_SPRINGREF", [float(j.springref) for j in js])
+        table(floats, "J_LO", [float(j.range[0]) if j.range is not None else 0.0 for j in js])
+        table(floats, "J_HI", [float(j.range[1]) if j.range is not None else 0.0 for j in js])
+        table(floats, "J_FRIC", [float(j.frictionloss) if j.type != "free" else 0.0 for j in js])
+        damp = [0.0] * nv
+        diag = [0.0] * nv
+        for j in js:
+            for d in range(j.dadr, j.dadr + j.nv):
+                damp[d] = float(j.damping)
+                diag[d] = float(j.armature) + (h * float(j.damping) if implicit_damping else 0.0)
+        table(floats, "D_DAMP", damp)
+        table(floats, "D_DIAG", diag)
+        table(floats, "PT_POS", flat([p[2] for p in pts], 3))
+        table(floats, "PT_DIST", [float(p[3]) for p in pts])
+        table(floats, "PT_ROT", flat([p[4] for p in pts], 9))
+        table(floats, "PT_SIZE", flat([p[5] for p in pts], 3))
+        ts = model.tendons
+        table(floats, "TJ_COEF", [coef for _, coef in tj])
+        table(floats, "T_STIFF", [float(t.stiffness) for t in ts])
+        # no stiffness: an infinite dead band, so the spring never acts
+        table(floats, "T_SLO", [float(t.lengthspring[0]) if t.stiffness else -np.inf for t in ts])
+        table(floats, "T_SHI", [float(t.lengthspring[1]) if t.stiffness else np.inf for t in ts])
+        table(floats, "T_DAMP", [float(t.damping) for t in ts])
+        table(floats, "T_RLO", [float(t.range[0]) if t.range is not None else 0.0 for t in ts])
+        table(floats, "T_RHI", [float(t.range[1]) if t.range is not None else 0.0 for t in ts])
+        table(floats, "AP_COEF", [coef for _, coef in ap])
+        acts = model.actuators
+        table(floats, "A_GEAR", [float(a.gear) for a in acts])
+        table(floats, "A_GAIN", [float(a.gain) for a in acts])
+        table(floats, "A_BIAS", flat([a.bias if a.bias is not None else (0.0, 0.0, 0.0) for a in acts], 3))
+        table(floats, "A_FR", flat([a.forcerange if a.forcerange is not None else (0.0, 0.0) for a in acts], 2))
+        rot, lin, ang = [], [], []
+        rho, visc = (float(model.fluid[0]), float(model.fluid[1])) if model.fluid is not None else (0.0, 0.0)
+        for bd in bodies:
+            if model.fluid is None or bd.parent < 0 or bd.mass < 1e-15:
+                rot.append(eye)
+                lin.append([0.0] * 4)
+                ang.append([0.0] * 4)
+                continue
+            Rq, box = _fluid_box(bd)
+            diam = sum(box) / 3.0
+            rot.append(Rq)
+            lin.append([3.0 * math.pi * diam * visc]
+                       + [0.5 * rho * box[(k + 1) % 3] * box[(k + 2) % 3] for k in range(3)])
+            ang.append([math.pi * diam ** 3 * visc]
+                       + [rho * box[k] * (box[(k + 1) % 3] ** 4 + box[(k + 2) % 3] ** 4) / 64.0 for k in range(3)])
+        table(floats, "FL_ROT", flat(rot, 9))
+        table(floats, "FL_LIN", flat(lin, 4))
+        table(floats, "FL_ANG", flat(ang, 4))
+        c = contact or ContactParams()
+        wind = model.fluid[2] if model.fluid is not None else (0.0, 0.0, 0.0)
+        scal = dict(H=h, GX=model.gravity[0], GY=model.gravity[1], GZ=model.gravity[2], KE=c.ke, KD=c.kd,
+                    KF=c.kf, MU=c.mu, GROUND=model.ground if model.ground is not None else 0.0, LKE=limit_ke,
+                    LKD=limit_kd, FRIC_V0=model.friction_v0, WX=wind[0], WY=wind[1], WZ=wind[2])
+        table(floats, "SCAL", [float(scal[k]) for k in K.SCALARS])
+        # the per-env workspace: primal intermediates, then (from W_GZERO on) adjoint accumulators
+        nx = nq + nv
+        sizes = [("W_X", nx), ("W_XN", nx), ("W_R", 9 * nb), ("W_P", 3 * nb), ("W_V", 6 * nb), ("W_S", 6 * nv),
+                 ("W_SD", 6 * nv), ("W_JR", 9 * nj), ("W_JP", 3 * nj), ("W_JV", 6 * nj), ("W_C", 3 * nb),
+                 ("W_H", 3 * nb), ("W_IB", 9 * nb), ("W_CH", 3 * nb), ("W_CIB", 9 * nb), ("W_FX", 6 * nb),
+                 ("W_A", 6 * nb), ("W_F", 6 * nb), ("W_TAU", nv), ("W_M", nv * nv), ("W_QACC", nv),
+                 ("W_GXN", nx), ("W_GZERO", 0), ("W_GX", nx), ("W_GR", 9 * nb), ("W_GP", 3 * nb), ("W_GV", 6 * nb),
+                 ("W_GS", 6 * nv), ("W_GSD", 6 * nv), ("W_GH", 3 * nb), ("W_GIB", 9 * nb), ("W_GCH", 3 * nb),
+                 ("W_GCIB", 9 * nb), ("W_GA", 6 * nb), ("W_GF", 6 * nb), ("W_GTAU", nv)]
+        off = 0
+        for name, size in sizes:
+            head[name] = off
+            off += size
+        head["WS"] = off
+        self.head = head
+        self.ints = [head[k] for k in K.HEADER] + ints
+        self.floats = floats
+        self.ws = off
+        self.num_points = len(pts)
+
+
 # --------------------------------------------------------------------------- the simulator
 def _ensure_taichi():
     """Initialise taichi the package's way if nobody has (direct use without mt.make)."""
@@ -536,18 +711,34 @@ class ArticulatedSim(Simulator):
         self.dtype = dtype
         self.device = torch.device(device)
         self.contact = contact
+        self._implicit, self._lke, self._lkd = bool(implicit_damping), float(limit_ke), float(limit_kd)
         self.nq, self.nv, self.nu = model.nq, model.nv, model.nu
         self.state_dim = self.nq + self.nv
         self.control_dim = self.nu
         self.launches = 0
+        fp = "f64" if dtype == torch.float64 else "f32"
+        #: why this model runs on the traced per-model kernels (None: the generic kernels run it)
+        self.traced_because = generic_refusal(model)
+        if os.environ.get("MBMIX_ARTICULATED_ENGINE", "") == "traced" and self.traced_because is None:
+            self.traced_because = "MBMIX_ARTICULATED_ENGINE=traced"
+        self._dummy1 = torch.zeros(1, dtype=dtype, device=self.device)
+        if self.traced_because is None:
+            self.tables = Tables(model, self.h, self.substeps, contact, implicit_damping, float(limit_ke),
+                                 float(limit_kd))
+            self._I = torch.tensor(self.tables.ints, dtype=torch.int32, device=self.device)
+            self._P = torch.tensor(self.tables.floats, dtype=dtype, device=self.device)
+            fast = _fast_kernels(fp)
+            self._fwd = fast["forward"].bind(("forward", fp), fixed=(0, 1))
+            self._adj = fast["adjoint"].bind(("adjoint", fp), fixed=(0, 1))
+            self._tan = fast["tangent"].bind(("tangent", fp), fixed=(0, 1))
+            self._work = {}
+            self._k = None
+            return
         g, outs = build_substep(model, self.h, contact, implicit_damping, float(limit_ke), float(limit_kd))
         self.graph_nodes = len(g.nodes)
-        fp = "f64" if dtype == torch.float64 else "f32"
         self._k = ad.generate(g, self.state_dim, max(self.nu, 0), outs, self.substeps, fp,
                               tag=f"{model.name}".replace("-", "_").replace(" ", "_")[:24])
         self._empty_tape = torch.zeros((1, 1, 1), dtype=dtype, device=self.device)
-        self._dummy2 = torch.zeros((1, 1), dtype=dtype, device=self.device)
-        self._dummy3 = torch.zeros((1, 1, 1), dtype=dtype, device=self.device)
 
     # -- helpers
     def _c(self, control, n):
@@ -560,11 +751,52 @@ class ArticulatedSim(Simulator):
 
     @property
     def launches_per_step(self) -> int:
-        """Kernel launches of one forward control step (1, or substeps x chunks)."""
-        return 1 if self._k.K == 1 else self.substeps * self._k.K
+        """Kernel launches of one forward control step (1, or substeps x chunks on the traced kernels)."""
+        return 1 if self._k is None or self._k.K == 1 else self.substeps * self._k.K
+
+    # -- the generic kernels (one launch per control step, VJP and JVP)
+    def _workspace(self, n):
+        W = self._work.get(n)
+        if W is None:
+            if len(self._work) > 4:
+                self._work.clear()
+            W = self._work[n] = torch.empty(n * self.tables.ws, dtype=self.dtype, device=self.device)
+        return W
+
+    def _flat_ctrl(self, control):
+        return control.reshape(-1).contiguous() if self.nu else self._dummy1
+
+    def _step_generic(self, state, control, record):
+        n = state.shape[0]
+        out = torch.empty_like(state)
+        ctrl = self._flat_ctrl(control)
+        tape = self._buf(n * self.substeps * self.state_dim) if record else self._dummy1
+        self._fwd(self._I, self._P, state.reshape(-1), ctrl, out.view(-1), tape, self._workspace(n), n, int(record))
+        self.launches += 1
+        return out, ((tape, ctrl, n) if record else None)
+
+    def _vjp_generic(self, tape, cotangent):
+        tp, ctrl, n = tape
+        gs = self._buf(n, self.state_dim)
+        gc = self._buf(n * max(self.nu, 1))
+        self._adj(self._I, self._P, tp, ctrl, cotangent.contiguous().view(-1), gs.view(-1), gc,
+                  self._workspace(n), n)
+        self.launches += 1
+        return gs, gc.view(n, -1)[:, :self.nu]
+
+    def _jvp_generic(self, state, control, t_state, t_control):
+        n, p = t_state.shape[0], t_state.shape[1]
+        out = t_state.contiguous().clone()
+        tc = t_control.reshape(-1).contiguous() if self.nu else self._dummy1
+        self._tan(self._I, self._P, state.contiguous().view(-1), self._flat_ctrl(control), out.view(-1), tc,
+                  self._workspace(n), n, p)
+        self.launches += 1
+        return out
 
     def step(self, state, control, record=False):
         state = state.contiguous()
+        if self._k is None:
+            return self._step_generic(state, control.contiguous(), record)
         n = state.shape[0]
         ctrl = self._c(control, n)
         k = self._k
@@ -588,6 +820,8 @@ class ArticulatedSim(Simulator):
         return out, ((X, ctrl) if record else None)
 
     def vjp_tape(self, tape, cotangent):
+        if self._k is None:
+            return self._vjp_generic(tape, cotangent)
         tp, ctrl = tape
         n = tp.shape[0]
         k = self._k
@@ -624,6 +858,9 @@ class ArticulatedSim(Simulator):
         if single:
             t_state, t_control = t_state[:, None], t_control[:, None]
         n, p = t_state.shape[0], t_state.shape[1]
+        if self._k is None:
+            out = self._jvp_generic(state, control, t_state, t_control)
+            return out[:, 0] if single else out
         ctrl = self._c(control, n)
         if self.nu == 0:
             t_control = torch.zeros((n, p, 1), dtype=self.dtype, device=self.device)

@@ -1,153 +1,236 @@
-"""Benchmark of the articulated simulator: control steps/s per task at 1, 16 and 64 envs
-(forward only, and forward with the VJP), exact full one-step Jacobians/s, and MuJoCo's
-mjd_transitionFD Jacobians/s for the same model and control step side by side (one FD
-Jacobian per substep, chained: A = A_S ... A_1, B = sum_k A_S ... A_{k+1} B_k).
+"""Benchmark of the articulated simulator side by side with MuJoCo, in one process.
 
-    python tools/bench_articulated.py [--tasks cartpole-swingup,hopper,cheetah,ant]
-                                      [--envs 1,16,64] [--out docs/benchmarks_articulated.md]
+For each task, from a *landed* state (reset, then 40 random control steps: feet on the
+ground) and a *free* state (the reset state, raised 1 m so nothing touches):
 
-Compile time is excluded (one warm-up call per kernel); the Taichi offline cache makes later
-runs start fast. Float64 unless --dtype float32.
+* forward control steps per second at 1 and 64 envs, and forward + VJP;
+* (fwd+VJP)/fwd, the cost of the VJP relative to the forward;
+* exact full one-step Jacobians per second (our tangent kernel, 64 envs) against MuJoCo's
+  ``mjd_transitionFD`` (centred differences) chained over the substeps of a control step;
+* MuJoCo's own forward (``mj_step`` x substeps) on the same model file and state;
+* kernel launches per control step.
+
+Rates are per CPU second (``time.process_time``, all threads; MuJoCo runs one thread) and per
+wall second. With ``--traced`` the previous per-model traced kernels are measured in the same
+process too (their compile is slow for ant and humanoid). ``--compile`` measures the cold
+compile (fresh Taichi offline cache, all tasks in one process) and each task's warm start in
+subprocesses, in CPU seconds.
+
+    python tools/bench_articulated.py [--tasks cartpole-swingup,hopper,cheetah,ant,humanoid]
+        [--envs 1,64] [--traced] [--compile] [--out docs/benchmarks_articulated.md]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
 
 
-NOTES = """
-Notes:
-
-- Launches per control step: models whose substep graph fits one kernel (cart-pole, hopper)
-  run a whole control step in ONE kernel launch; larger ones are split into chunks (cheetah 2,
-  ant 8, humanoid 17 per substep) because Taichi 1.7's compile time grows quadratically with
-  kernel size, so they pay substeps x chunks launches (~100-200 us each on this CPU). That
-  launch overhead, not arithmetic, dominates cheetah/ant/humanoid at 1 env.
-- Jacobians use one (env, probe) thread per column (ds + da probes, all substeps); forward+VJP
-  recomputes each chunk's primal from the tape.
-- First-use compile times (cold Taichi offline cache, 2 cores, forward + VJP + Jacobian
-  kernels): cart-pole/hopper a few seconds, cheetah ~15 s, ant ~80 s, humanoid ~4-5 min;
-  cached runs start in under a second per kernel.
-"""
-
-
-def _rate(fn, min_time=1.0, min_reps=3):
+def rate(fn, min_time=0.5, min_reps=3):
+    """(calls per CPU second, calls per wall second) after one warm-up call."""
     fn()
-    reps, t0 = 0, time.perf_counter()
+    reps, c0, t0 = 0, time.process_time(), time.perf_counter()
     while True:
         fn()
         reps += 1
         el = time.perf_counter() - t0
         if el >= min_time and reps >= min_reps:
-            return reps / el
+            return reps / max(time.process_time() - c0, 1e-9), reps / el
 
 
-def mujoco_fd_rate(xml_path, substeps, min_time=1.0):
+def mujoco_rates(path, qpos, qvel, substeps, min_time):
+    """MuJoCo forward control steps/s and chained-FD Jacobians/s from one state (1 thread)."""
     import mujoco
-    mm = mujoco.MjModel.from_xml_path(xml_path)
+    mm = mujoco.MjModel.from_xml_path(path)
     d = mujoco.MjData(mm)
     nv, nu = mm.nv, mm.nu
-    rng = np.random.default_rng(0)
-    d.ctrl[:] = rng.uniform(-0.5, 0.5, nu)
-    mujoco.mj_forward(mm, d)
     A = np.zeros((2 * nv, 2 * nv))
     B = np.zeros((2 * nv, nu))
 
-    def one():
+    def load():
+        d.qpos[:] = qpos
+        d.qvel[:] = qvel
+        d.ctrl[:] = 0.1
+        d.time = 0.0
+
+    def fwd():
+        load()
+        mujoco.mj_step(mm, d, nstep=substeps)
+
+    def jac():
+        load()
         At = np.eye(2 * nv)
         Bt = np.zeros((2 * nv, nu))
-        d2 = mujoco.MjData(mm)
-        d2.qpos[:] = d.qpos
-        d2.qvel[:] = d.qvel
-        d2.ctrl[:] = d.ctrl
         for _ in range(substeps):
-            mujoco.mjd_transitionFD(mm, d2, 1e-6, True, A, B, None, None)
+            mujoco.mjd_transitionFD(mm, d, 1e-6, True, A, B, None, None)
             At = A @ At
             Bt = A @ Bt + B
-            mujoco.mj_step(mm, d2)
-        return At, Bt
+            mujoco.mj_step(mm, d)
 
-    return _rate(one, min_time), mm.opt.timestep
+    return rate(fwd, min_time)[0], rate(jac, min_time)[0]
+
+
+def sim_rates(sim, s, c, min_time):
+    cot = torch.randn_like(s)
+
+    def fwd():
+        sim.step(s, c)
+
+    def fwd_vjp():
+        _, tape = sim.step(s, c, record=True)
+        sim.vjp_tape(tape, cot)
+
+    l0 = sim.launches
+    sim.step(s, c)
+    lf = sim.launches - l0
+    _, tape = sim.step(s, c, record=True)
+    l0 = sim.launches
+    sim.vjp_tape(tape, cot)
+    lb = lf + sim.launches - l0
+    n = s.shape[0]
+    f = rate(fwd, min_time)
+    fv = rate(fwd_vjp, min_time)
+    return {"fwd": f[0] * n, "fwd_wall": f[1] * n, "fv": fv[0] * n, "fv_wall": fv[1] * n, "lf": lf, "lb": lb}
+
+
+def states(mt, task, seed=1):
+    """(landed, free) states of one env: 40 random steps from reset, and the reset raised 1 m."""
+    env = mt.make(task, num_envs=1, seed=seed, dtype="float64")
+    free = env.get_state().clone()
+    if env.task.model.joints[0].type == "free":
+        free[:, 2] += 1.0
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(40):
+        env.step(torch.rand(1, env.act_dim, generator=g, dtype=env.dtype) * 2 - 1)
+    return env, env.get_state().clone(), free
+
+
+def measure(args):
+    import mbmix_taichi as mt
+    from mbmix_taichi.physics.articulated import ArticulatedSim
+
+    rows = []
+    for task in args.tasks.split(","):
+        env1, landed, free = states(mt, task)
+        m = env1.task.model
+        sim_g = env1.sim
+        sims = {"generic": sim_g}
+        if args.traced:
+            os.environ["MBMIX_ARTICULATED_ENGINE"] = "traced"
+            t0 = time.process_time()
+            sims["traced"] = ArticulatedSim(m, dt=sim_g.dt, substeps=sim_g.substeps, dtype=torch.float64,
+                                            contact=sim_g.contact, implicit_damping=sim_g._implicit,
+                                            limit_ke=sim_g._lke, limit_kd=sim_g._lkd)
+            os.environ.pop("MBMIX_ARTICULATED_ENGINE")
+            print(f"{task}: traced kernels built in {time.process_time() - t0:.1f} CPU s", flush=True)
+        nq = m.nq
+        mj_f, mj_j = {}, {}
+        for name, st in (("landed", landed), ("free", free)):
+            mj_f[name], mj_j[name] = mujoco_rates(m.source, st[0, :nq].numpy(), st[0, nq:].numpy(), sim_g.substeps,
+                                                  args.min_time)
+        c1 = env1.task.control(torch.full((1, env1.act_dim), 0.1, dtype=torch.float64))
+        for engine, sim in sims.items():
+            for n in [int(x) for x in args.envs.split(",")]:
+                s = landed.repeat(n, 1)
+                c = c1.repeat(n, 1)
+                r = sim_rates(sim, s, c, args.min_time)
+                row = dict(task=task, engine=engine, n=n, S=sim.substeps, **r, mj_fwd=mj_f["landed"])
+                if n == max(int(x) for x in args.envs.split(",")):
+                    for name, st in (("landed", landed), ("free", free)):
+                        sj = st.repeat(n, 1)
+                        row[f"jac_{name}"] = rate(lambda: sim.jacobian(sj, c), args.min_time)[0] * n
+                        row[f"mj_jac_{name}"] = mj_j[name]
+                rows.append(row)
+                print(f"{task:17s} {engine:7s} N={n:3d} launches fwd/fwd+vjp {r['lf']}/{r['lb']}  steps per CPU-s: "
+                      f"fwd {r['fwd']:9.0f} fwd+vjp {r['fv']:9.0f} (ratio {r['fwd'] / r['fv']:.2f})  wall: fwd "
+                      f"{r['fwd_wall']:9.0f} fwd+vjp {r['fv_wall']:9.0f}  MuJoCo fwd {mj_f['landed']:8.0f}"
+                      + (f"  Jacobians/CPU-s landed {row['jac_landed']:8.0f} (MuJoCo FD {mj_j['landed']:7.0f}) free "
+                         f"{row['jac_free']:8.0f} (MuJoCo FD {mj_j['free']:7.0f})" if "jac_landed" in row else ""),
+                      flush=True)
+    return rows
+
+
+def compile_times(tasks):
+    """Cold compile of every task's kernels in one fresh-cache process, then each task's warm start."""
+    code = ("import sys, torch, mbmix_taichi as mt\n"
+            "for t in sys.argv[1].split(','):\n"
+            "    e = mt.make(t, num_envs=2, seed=0, dtype='float64'); s = e.get_state()\n"
+            "    c = torch.zeros(2, e.act_dim, dtype=torch.float64); e.sim.step(s, c)\n"
+            "    _, tp = e.sim.step(s, c, record=True); e.sim.vjp_tape(tp, torch.ones_like(s)); e.sim.jacobian(s, c)\n")
+
+    def run(task_list, cache):
+        env = dict(os.environ, TI_OFFLINE_CACHE_FILE_PATH=cache)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, "-c", code, task_list], env=env, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+    with tempfile.TemporaryDirectory() as cache:
+        cold = run(tasks, cache)
+        warm = {t: run(t, cache) for t in tasks.split(",")}
+    return cold, warm
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", default="cartpole-swingup,hopper,cheetah,ant")
-    ap.add_argument("--envs", default="1,16,64")
-    ap.add_argument("--dtype", default="float64")
-    ap.add_argument("--min-time", type=float, default=1.0)
+    ap.add_argument("--tasks", default="cartpole-swingup,hopper,cheetah,ant,humanoid")
+    ap.add_argument("--envs", default="1,64")
+    ap.add_argument("--min-time", type=float, default=0.5)
+    ap.add_argument("--traced", action="store_true", help="also measure the traced per-model kernels")
+    ap.add_argument("--compile", action="store_true", help="measure cold compile and warm start (subprocesses)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    import mbmix_taichi as mt
-    from mbmix_taichi.tasks._rigid import asset
-
-    envs = [int(x) for x in args.envs.split(",")]
-    rows = []
-    for task in args.tasks.split(","):
-        for n in envs:
-            env = mt.make(task, num_envs=n, seed=0, dtype=args.dtype)
-            sim = env.sim
-            s = env.get_state()
-            a = torch.rand(n, env.act_dim, dtype=env.dtype) * 2 - 1
-            c = env.task.control(a).contiguous()
-            cot = torch.randn_like(s)
-
-            def fwd():
-                sim.step(s, c)
-
-            def fwd_vjp():
-                _, tape = sim.step(s, c, record=True)
-                sim.vjp_tape(tape, cot)
-
-            def jac():
-                sim.jacobian(s, c)
-
-            l0 = sim.launches
-            sim.step(s, c)
-            lps = sim.launches - l0
-            f = _rate(fwd, args.min_time)
-            fv = _rate(fwd_vjp, args.min_time)
-            j = _rate(jac, args.min_time) * n
-            rows.append((task, n, sim.substeps, lps, f * n, fv * n, j))
-            print(f"{task:18s} N={n:3d} launches/step={lps:4d} steps/s fwd={f * n:10.1f} fwd+vjp={fv * n:10.1f} "
-                  f"jacobians/s={j:9.1f}", flush=True)
-    mj = []
-    for task in args.tasks.split(","):
-        env = mt.make(task, num_envs=1, seed=0, dtype=args.dtype)
-        path = getattr(env.task.model, "source", "")
-        r, h = mujoco_fd_rate(path, env.sim.substeps, args.min_time)
-        mj.append((task, env.sim.substeps, r))
-        print(f"{task:18s} mujoco mjd_transitionFD chained over {env.sim.substeps} substeps: {r:9.1f} jacobians/s",
-              flush=True)
-    if args.out:
-        cmd = "python tools/bench_articulated.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        lines = ["# Articulated simulator benchmark", "",
-                 f"Command: `{cmd}`", "",
-                 f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-                 f"Python {platform.python_version()}, torch {torch.__version__}, dtype {args.dtype}, Taichi CPU (x64).",
-                 "Rates are control steps (dt = 1/60 s, all substeps) per second summed over the batch; "
-                 "Jacobians are exact full one-step Jacobians ([ds, ds] and [ds, da]) per second. "
-                 "Compile time excluded.", "",
-                 "| task | envs | substeps | launches/step | steps/s forward | steps/s forward+VJP | Jacobians/s |",
-                 "|---|---:|---:|---:|---:|---:|---:|"]
-        for t, n, S, lps, f, fv, j in rows:
-            lines.append(f"| {t} | {n} | {S} | {lps} | {f:.1f} | {fv:.1f} | {j:.1f} |")
-        lines += ["", "MuJoCo (single thread) for the same model file and control step: `mjd_transitionFD` "
-                  "(centred finite differences, eps 1e-6) once per substep, chained into one control-step Jacobian. "
-                  "MuJoCo's dynamics differ (its own contact model), so this compares cost, not values.", "",
-                  "| task | substeps | MuJoCo FD Jacobians/s |", "|---|---:|---:|"]
-        for t, S, r in mj:
-            lines.append(f"| {t} | {S} | {r:.1f} |")
-        lines.append(NOTES)
-        with open(args.out, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
-        print("wrote", args.out)
+    torch.set_num_threads(1)
+    rows = measure(args)
+    comp = compile_times(args.tasks) if args.compile else None
+    if comp:
+        print(f"cold compile, all tasks, fresh cache: {comp[0]:.1f} CPU s; warm start:",
+              ", ".join(f"{t} {v:.1f}" for t, v in comp[1].items()))
+    if not args.out:
+        return
+    cmd = "python tools/bench_articulated.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    L = ["# Articulated simulator benchmark", "", f"Command: `{cmd}`", "",
+         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared, noisy), Python "
+         f"{platform.python_version()}, torch {torch.__version__}, Taichi CPU (x64), float64. MuJoCo "
+         f"{__import__('mujoco').__version__}, one thread.", "",
+         "Rates are control steps (dt = 1/60 s, all substeps) per CPU second (process time, both Taichi threads "
+         "counted), then per wall second; the state is a landed one (40 random steps after reset: feet on the "
+         "ground). MuJoCo runs the same model file from the same qpos/qvel with its own contact model: this "
+         "compares cost, not values.", "",
+         "| task | engine | envs | substeps | launches/step fwd, fwd+VJP | fwd steps/CPU-s | fwd+VJP steps/CPU-s | "
+         "(fwd+VJP)/fwd | fwd steps/wall-s | fwd+VJP steps/wall-s | MuJoCo fwd steps/CPU-s | ours/MuJoCo fwd |",
+         "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        L.append(f"| {r['task']} | {r['engine']} | {r['n']} | {r['S']} | {r['lf']}, {r['lb']} | {r['fwd']:.0f} | "
+                 f"{r['fv']:.0f} | {r['fwd'] / r['fv']:.2f} | {r['fwd_wall']:.0f} | {r['fv_wall']:.0f} | "
+                 f"{r['mj_fwd']:.0f} | {r['fwd'] / r['mj_fwd']:.2f} |")
+    L += ["", "Exact full one-step Jacobians ([ds, ds] and [ds, da], tangent kernel) per CPU second at the largest "
+          "batch, against MuJoCo's `mjd_transitionFD` (centred differences, eps 1e-6) once per substep, chained "
+          "into a control-step Jacobian, from the landed state and from a free state (reset raised 1 m: no "
+          "contact, no limit active).", "",
+          "| task | engine | envs | Jacobians/CPU-s landed | MuJoCo FD landed | ratio | Jacobians/CPU-s free | "
+          "MuJoCo FD free | ratio |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if "jac_landed" in r:
+            L.append(f"| {r['task']} | {r['engine']} | {r['n']} | {r['jac_landed']:.0f} | {r['mj_jac_landed']:.0f} | "
+                     f"{r['jac_landed'] / r['mj_jac_landed']:.2f} | {r['jac_free']:.0f} | {r['mj_jac_free']:.0f} | "
+                     f"{r['jac_free'] / r['mj_jac_free']:.2f} |")
+    if comp:
+        L += ["", f"Compile (generic kernels: forward, adjoint, tangent, float64), CPU seconds in subprocesses: cold, "
+              f"with a fresh Taichi offline cache, every task above in one process: **{comp[0]:.1f} s**. Warm start "
+              "(make the env, one step, VJP and Jacobian, interpreter and imports included): "
+              + ", ".join(f"{t} {v:.1f} s" for t, v in comp[1].items()) + "."]
+    with open(args.out, "w") as fh:
+        fh.write("\n".join(L) + "\n")
+    print("wrote", args.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1524 @@
+"""Generic Taichi kernels for a control step of any articulated model: the substep pipeline
+and its exact adjoint and tangent, stage by stage, reading the model as data.
+
+One set of kernels serves every model (compiled once per float type and arch, then cached):
+the topology (parent body, joint types, dof addresses, the dof tree) and every parameter are
+read from two flat tables that :class:`~mbmix_taichi.physics.articulated.Layout` packs, and
+each env gets a flat workspace for the substep's intermediates. A launch runs a whole
+control step (the substep loop is inside the kernel), one parallel loop over envs (or env x
+probe for tangents), with bodies and dofs serial inside it.
+
+The substep is a pipeline of stage functions in MJX's order, each with its adjoint beside it
+(and its tangent, in the tangent kernel):
+
+    kinematics        body frames R, p, twists V, dof motion subspaces S and their rates Sd
+    body_inertias     world-frame spatial inertias (m, h = m c, Ibar) about the origin
+    external_forces   gravity and the ground-contact penalty as wrenches about the origin
+    bias_forces       recursive Newton-Euler with qacc = 0; composite inertias
+    joint_forces      tau = -S.F + damping, springs, limits, motors
+    mass_matrix       CRBA over the dof tree, plus armature and implicit damping
+    factor_solve      M = L^T D L in MuJoCo's tree order (no fill-in), qacc = M^-1 tau
+    integrate         semi-implicit Euler; free joints by the quaternion exponential
+
+The adjoint kernel recomputes each substep's primal from the state the forward recorded
+(one state per substep) and runs the stages' adjoints in reverse. The solve's adjoint uses
+the factors it already has: tau_bar = M^-1 qacc_bar, M_bar = -tau_bar qacc^T.
+Derivatives of branches (contact on/off, stick/slip, limits) are those of the active branch.
+
+Twists are (w, v) and wrenches (n, f), world frame, about the world origin. All literals go
+through ``F(...)``: Taichi rounds a bare float literal to float32 first.
+"""
+
+import functools
+
+import taichi as ti
+
+# ------------------------------------------------------------------ table layout (shared with Layout)
+#: integer header slots: sizes, flags, and the offsets of every table (ints in I, floats in P,
+#: per-env workspace in W)
+HEADER = [
+    "NB", "NJ", "NQ", "NV", "NU", "NPT", "NX", "NT", "SUBSTEPS", "WS", "FLUID",
+    # int tables
+    "B_PARENT", "B_JADR", "B_JNUM", "B_DADR", "B_DNUM", "J_TYPE", "J_QADR", "J_DADR", "J_LIMITED",
+    "D_BODY", "D_PARENT", "PT_BODY", "PT_KIND", "T_ADR", "T_NUM", "T_LIMITED", "TJ_QADR", "TJ_DADR",
+    "A_PADR", "A_PNUM", "A_SERVO", "A_CLIP", "AP_QADR", "AP_DADR",
+    # float tables
+    "B_POS", "B_ROT", "B_MASS", "B_IPOS", "B_INERTIA", "B_GSCALE", "J_AXIS", "J_POS", "J_REF",
+    "J_STIFF", "J_SPRINGREF", "J_LO", "J_HI", "J_FRIC", "D_DAMP", "D_DIAG", "PT_POS", "PT_DIST", "PT_ROT",
+    "PT_SIZE", "TJ_COEF", "T_STIFF", "T_SLO", "T_SHI", "T_DAMP", "T_RLO", "T_RHI", "AP_COEF", "A_GEAR",
+    "A_GAIN", "A_BIAS", "A_FR", "FL_ROT", "FL_LIN", "FL_ANG", "SCAL",
+    # workspace (primal)
+    "W_X", "W_XN", "W_R", "W_P", "W_V", "W_S", "W_SD", "W_JR", "W_JP", "W_JV", "W_C", "W_H", "W_IB",
+    "W_CH", "W_CIB", "W_FX", "W_A", "W_F", "W_TAU", "W_M", "W_QACC",
+    # workspace (adjoint / tangent); everything from W_GZERO to WS is zeroed per adjoint substep
+    "W_GXN", "W_GZERO", "W_GX", "W_GR", "W_GP", "W_GV", "W_GS", "W_GSD", "W_GH", "W_GIB", "W_GCH",
+    "W_GCIB", "W_GA", "W_GF", "W_GTAU",
+]
+H = {name: i for i, name in enumerate(HEADER)}
+#: scalar slots of P at P[I[SCAL] + k]
+SCALARS = ["H", "GX", "GY", "GZ", "KE", "KD", "KF", "MU", "GROUND", "LKE", "LKD", "FRIC_V0", "WX", "WY", "WZ"]
+S_ = {name: i for i, name in enumerate(SCALARS)}
+HINGE, SLIDE, FREE = 0, 1, 2
+POINT, ELLIPSOID = 0, 1  # contact point kinds: a fixed point of the body, an ellipsoid's lowest point
+
+NB, NJ, NQ, NV, NU, NPT, NX = (H[k] for k in ("NB", "NJ", "NQ", "NV", "NU", "NPT", "NX"))
+
+
+@functools.lru_cache(maxsize=None)
+def kernels(fp: str):
+    """The kernels for one float type ("f32" or "f64"): forward, adjoint, tangent."""
+    F = ti.f64 if fp == "f64" else ti.f32
+    arr_f = ti.types.ndarray(dtype=F, ndim=1)
+    arr_i = ti.types.ndarray(dtype=ti.i32, ndim=1)
+    h_ = H
+    sc = S_
+
+    # ------------------------------------------------------------ small algebra over flat arrays
+    @ti.func
+    def ld3(A: ti.template(), o):
+        return ti.Vector([A[o], A[o + 1], A[o + 2]], dt=F)
+
+    @ti.func
+    def st3(A: ti.template(), o, v):
+        for k in ti.static(range(3)):
+            A[o + k] = v[k]
+
+    @ti.func
+    def add3(A: ti.template(), o, v):
+        for k in ti.static(range(3)):
+            A[o + k] += v[k]
+
+    @ti.func
+    def ld33(A: ti.template(), o):
+        return ti.Matrix([[A[o], A[o + 1], A[o + 2]], [A[o + 3], A[o + 4], A[o + 5]],
+                          [A[o + 6], A[o + 7], A[o + 8]]], dt=F)
+
+    @ti.func
+    def st33(A: ti.template(), o, M):
+        for i, k in ti.static(ti.ndrange(3, 3)):
+            A[o + 3 * i + k] = M[i, k]
+
+    @ti.func
+    def add33(A: ti.template(), o, M):
+        for i, k in ti.static(ti.ndrange(3, 3)):
+            A[o + 3 * i + k] += M[i, k]
+
+    @ti.func
+    def col(M, i):
+        return ti.Vector([M[0, i], M[1, i], M[2, i]], dt=F)
+
+    @ti.func
+    def skew(a):
+        return ti.Matrix([[F(0.0), -a[2], a[1]], [a[2], F(0.0), -a[0]], [-a[1], a[0], F(0.0)]], dt=F)
+
+    @ti.func
+    def quat_mat(w, x, y, z):
+        return ti.Matrix([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                          [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                          [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]], dt=F)
+
+    @ti.func
+    def quat_mat_adjoint(u, G):
+        """d<G, quat_mat(u)>/du, u = (w, x, y, z)."""
+        w, x, y, z = u[0], u[1], u[2], u[3]
+        return 2 * ti.Vector([
+            -z * G[0, 1] + y * G[0, 2] + z * G[1, 0] - x * G[1, 2] - y * G[2, 0] + x * G[2, 1],
+            y * G[0, 1] + z * G[0, 2] + y * G[1, 0] - 2 * x * G[1, 1] - w * G[1, 2] + z * G[2, 0] + w * G[2, 1]
+            - 2 * x * G[2, 2],
+            -2 * y * G[0, 0] + x * G[0, 1] + w * G[0, 2] + x * G[1, 0] + z * G[1, 2] - w * G[2, 0] + z * G[2, 1]
+            - 2 * y * G[2, 2],
+            -2 * z * G[0, 0] - w * G[0, 1] + x * G[0, 2] + w * G[1, 0] - 2 * z * G[1, 1] + y * G[1, 2] + x * G[2, 0]
+            + y * G[2, 1]], dt=F)
+
+    @ti.func
+    def qmul(a, b):
+        return ti.Vector([a[0] * b[0] - a[1] * b[1] - a[2] * b[2] - a[3] * b[3],
+                          a[0] * b[1] + a[1] * b[0] + a[2] * b[3] - a[3] * b[2],
+                          a[0] * b[2] - a[1] * b[3] + a[2] * b[0] + a[3] * b[1],
+                          a[0] * b[3] + a[1] * b[2] - a[2] * b[1] + a[3] * b[0]], dt=F)
+
+    @ti.func
+    def qconj(a):
+        return ti.Vector([a[0], -a[1], -a[2], -a[3]], dt=F)
+
+    # spatial algebra: twists (w, v), wrenches (n, f), inertias (m, h, Ib)
+    @ti.func
+    def crm(w, v, sw, sv):
+        return w.cross(sw), w.cross(sv) + v.cross(sw)
+
+    @ti.func
+    def crm_adjoint(w, v, sw, sv, gy1, gy2):
+        """Adjoint of (y1, y2) = crm((w, v), (sw, sv)): (gw, gv, gsw, gsv)."""
+        return (sw.cross(gy1) + sv.cross(gy2), sw.cross(gy2),
+                gy1.cross(w) + gy2.cross(v), gy2.cross(w))
+
+    @ti.func
+    def crf(w, v, n, f):
+        return w.cross(n) + v.cross(f), w.cross(f)
+
+    @ti.func
+    def crf_adjoint(w, v, n, f, gy1, gy2):
+        """Adjoint of (y1, y2) = crf((w, v), (n, f)): (gw, gv, gn, gf)."""
+        return n.cross(gy1) + f.cross(gy2), f.cross(gy1), gy1.cross(w), gy1.cross(v) + gy2.cross(w)
+
+    @ti.func
+    def iapply(m, hv, Ib, w, v):
+        return Ib @ w + hv.cross(v), m * v - hv.cross(w)
+
+    @ti.func
+    def iapply_adjoint(m, hv, Ib, w, v, gy1, gy2):
+        """Adjoint of iapply: (g_hv, g_Ib, gw, gv); the inertia is symmetric, so (gw, gv) = I gy."""
+        ghv = v.cross(gy1) - w.cross(gy2)
+        gIb = gy1.outer_product(w)
+        gw, gv = iapply(m, hv, Ib, gy1, gy2)
+        return ghv, gIb, gw, gv
+
+    # ------------------------------------------------------------ addressing
+    @ti.func
+    def iget(I: ti.template(), slot, k):
+        return I[I[slot] + k]
+
+    @ti.func
+    def pget(I: ti.template(), P: ti.template(), slot, k):
+        return P[I[slot] + k]
+
+    @ti.func
+    def cmass(I: ti.template(), P: ti.template(), b):
+        """Composite (subtree) mass of body b: stored after the body masses."""
+        return P[I[h_["B_MASS"]] + I[NB] + b]
+
+    @ti.func
+    def scal(I: ti.template(), P: ti.template(), name_k):
+        return P[I[h_["SCAL"]] + name_k]
+
+    # ================================================================== stages: primal
+    @ti.func
+    def kinematics(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        nb = I[NB]
+        nq = I[NQ]
+        x = w + I[h_["W_X"]]
+        oR, op, oV = w + I[h_["W_R"]], w + I[h_["W_P"]], w + I[h_["W_V"]]
+        oS, oSd = w + I[h_["W_S"]], w + I[h_["W_SD"]]
+        st33(W, oR, ti.Matrix.identity(F, 3))
+        st3(W, op, ti.Vector([0, 0, 0], dt=F))
+        for k in range(6):
+            W[oV + k] = F(0.0)
+        for b in range(1, nb):
+            par = iget(I, h_["B_PARENT"], b)
+            Rp = ld33(W, oR + 9 * par)
+            R = Rp @ ld33(P, I[h_["B_ROT"]] + 9 * b)
+            p = ld3(W, op + 3 * par) + Rp @ ld3(P, I[h_["B_POS"]] + 3 * b)
+            Vw = ld3(W, oV + 6 * par)
+            Vv = ld3(W, oV + 6 * par + 3)
+            ja = iget(I, h_["B_JADR"], b)
+            for jj in range(iget(I, h_["B_JNUM"], b)):
+                j = ja + jj
+                st33(W, w + I[h_["W_JR"]] + 9 * j, R)
+                st3(W, w + I[h_["W_JP"]] + 3 * j, p)
+                st3(W, w + I[h_["W_JV"]] + 6 * j, Vw)
+                st3(W, w + I[h_["W_JV"]] + 6 * j + 3, Vv)
+                typ = iget(I, h_["J_TYPE"], j)
+                qa = iget(I, h_["J_QADR"], j)
+                d = iget(I, h_["J_DADR"], j)
+                if typ == FREE:
+                    p = ld3(W, x + qa)
+                    qt = ti.Vector([W[x + qa + 3], W[x + qa + 4], W[x + qa + 5], W[x + qa + 6]], dt=F)
+                    inv = 1 / ti.sqrt(ti.max(qt.dot(qt), F(1e-30)))
+                    u = qt * inv
+                    R = quat_mat(u[0], u[1], u[2], u[3])
+                    for i in ti.static(range(3)):
+                        e = ti.Vector([0, 0, 0], dt=F)
+                        e[i] = F(1.0)
+                        st3(W, oS + 6 * (d + i), ti.Vector([0, 0, 0], dt=F))
+                        st3(W, oS + 6 * (d + i) + 3, e)
+                        for k in ti.static(range(6)):
+                            W[oSd + 6 * (d + i) + k] = F(0.0)
+                    Vv += ld3(W, x + nq + d)
+                    for i in ti.static(range(3)):
+                        a = col(R, i)
+                        sv = p.cross(a)
+                        st3(W, oS + 6 * (d + 3 + i), a)
+                        st3(W, oS + 6 * (d + 3 + i) + 3, sv)
+                        y1, y2 = crm(Vw, Vv, a, sv)
+                        st3(W, oSd + 6 * (d + 3 + i), y1)
+                        st3(W, oSd + 6 * (d + 3 + i) + 3, y2)
+                    for i in ti.static(range(3)):
+                        qd = W[x + nq + d + 3 + i]
+                        Vw += col(R, i) * qd
+                        Vv += p.cross(col(R, i)) * qd
+                else:
+                    axis = ld3(P, I[h_["J_AXIS"]] + 3 * j)
+                    a = R @ axis
+                    th = W[x + qa] - pget(I, P, h_["J_REF"], j)
+                    sw = ti.Vector([0, 0, 0], dt=F)
+                    sv = a
+                    if typ == SLIDE:
+                        p = p + a * th
+                    else:
+                        jp = ld3(P, I[h_["J_POS"]] + 3 * j)
+                        anchor = p + R @ jp
+                        K = skew(axis)
+                        R = R @ (ti.Matrix.identity(F, 3) + ti.sin(th) * K + (1 - ti.cos(th)) * (K @ K))
+                        p = anchor - R @ jp
+                        sw = a
+                        sv = anchor.cross(a)
+                    st3(W, oS + 6 * d, sw)
+                    st3(W, oS + 6 * d + 3, sv)
+                    y1, y2 = crm(Vw, Vv, sw, sv)
+                    st3(W, oSd + 6 * d, y1)
+                    st3(W, oSd + 6 * d + 3, y2)
+                    qd = W[x + nq + d]
+                    Vw += sw * qd
+                    Vv += sv * qd
+            st33(W, oR + 9 * b, R)
+            st3(W, op + 3 * b, p)
+            st3(W, oV + 6 * b, Vw)
+            st3(W, oV + 6 * b + 3, Vv)
+
+    @ti.func
+    def body_inertias(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        for b in range(1, I[NB]):
+            m = pget(I, P, h_["B_MASS"], b)
+            R = ld33(W, w + I[h_["W_R"]] + 9 * b)
+            c = ld3(W, w + I[h_["W_P"]] + 3 * b) + R @ ld3(P, I[h_["B_IPOS"]] + 3 * b)
+            Ib = R @ ld33(P, I[h_["B_INERTIA"]] + 9 * b) @ R.transpose() + m * (
+                c.dot(c) * ti.Matrix.identity(F, 3) - c.outer_product(c))
+            st3(W, w + I[h_["W_C"]] + 3 * b, c)
+            st3(W, w + I[h_["W_H"]] + 3 * b, m * c)
+            st33(W, w + I[h_["W_IB"]] + 9 * b, Ib)
+
+    @ti.func
+    def ellipsoid_low(Rg, size):
+        """The lowest point of an ellipsoid relative to its centre: -Rg D^2 n / |D n|, n = Rg^T z."""
+        n = ti.Vector([Rg[2, 0], Rg[2, 1], Rg[2, 2]], dt=F)
+        D2n = size * size * n
+        s = D2n.dot(n)
+        sn = ti.sqrt(ti.max(s, F(1e-30)))
+        return -(Rg @ D2n) / sn, n, D2n, s, sn
+
+    @ti.func
+    def contact_point(I: ti.template(), P: ti.template(), W: ti.template(), w, k):
+        """(body, world point, its velocity) of contact point k: a point of the body shifted down
+        by its radius (sphere centres, capsule ends, box corners), or an ellipsoid's lowest point."""
+        b = iget(I, h_["PT_BODY"], k)
+        R = ld33(W, w + I[h_["W_R"]] + 9 * b)
+        pt = ld3(W, w + I[h_["W_P"]] + 3 * b) + R @ ld3(P, I[h_["PT_POS"]] + 3 * k)
+        if iget(I, h_["PT_KIND"], k) == ELLIPSOID:
+            low, _n, _d, _s, _sn = ellipsoid_low(R @ ld33(P, I[h_["PT_ROT"]] + 9 * k), ld3(P, I[h_["PT_SIZE"]] + 3 * k))
+            pt += low
+        pt[2] -= pget(I, P, h_["PT_DIST"], k)
+        Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+        dp = ld3(W, w + I[h_["W_V"]] + 6 * b + 3) + Vw.cross(pt)
+        return b, pt, dp
+
+    @ti.func
+    def contact_point_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, k, b):
+        """The tangent of contact point k's world position (from W_GR, W_GP)."""
+        dR = ld33(W, w + I[h_["W_GR"]] + 9 * b)
+        dpt = ld3(W, w + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["PT_POS"]] + 3 * k)
+        if iget(I, h_["PT_KIND"], k) == ELLIPSOID:
+            Rl = ld33(P, I[h_["PT_ROT"]] + 9 * k)
+            size = ld3(P, I[h_["PT_SIZE"]] + 3 * k)
+            Rg = ld33(W, w + I[h_["W_R"]] + 9 * b) @ Rl
+            dRg = dR @ Rl
+            _low, n, D2n, s, sn = ellipsoid_low(Rg, size)
+            dn = ti.Vector([dRg[2, 0], dRg[2, 1], dRg[2, 2]], dt=F)
+            dD2n = size * size * dn
+            dsn = F(0.0)
+            if s > F(1e-30):
+                dsn = (dD2n.dot(n) + D2n.dot(dn)) / (2 * sn)
+            dpt += -(dRg @ D2n + Rg @ dD2n) / sn + (Rg @ D2n) * (dsn / (sn * sn))
+        return dpt
+
+    @ti.func
+    def contact_point_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, k, b, gpt):
+        """Adds contact point k's position adjoint gpt into W_GR, W_GP of its body."""
+        lp = ld3(P, I[h_["PT_POS"]] + 3 * k)
+        add3(W, w + I[h_["W_GP"]] + 3 * b, gpt)
+        gR = gpt.outer_product(lp)
+        if iget(I, h_["PT_KIND"], k) == ELLIPSOID:
+            Rl = ld33(P, I[h_["PT_ROT"]] + 9 * k)
+            size = ld3(P, I[h_["PT_SIZE"]] + 3 * k)
+            Rg = ld33(W, w + I[h_["W_R"]] + 9 * b) @ Rl
+            _low, n, D2n, s, sn = ellipsoid_low(Rg, size)
+            g = -gpt / sn
+            gRg = g.outer_product(D2n)
+            gD2n = Rg.transpose() @ g
+            gsn = gpt.dot(Rg @ D2n) / (sn * sn)
+            if s > F(1e-30):
+                gs = gsn / (2 * sn)
+                gD2n += gs * n
+                gn = gs * D2n + size * size * gD2n
+                for c in ti.static(range(3)):
+                    gRg[2, c] += gn[c]
+            else:
+                gn = size * size * gD2n
+                for c in ti.static(range(3)):
+                    gRg[2, c] += gn[c]
+            gR += gRg @ Rl.transpose()
+        add33(W, w + I[h_["W_GR"]] + 9 * b, gR)
+
+    @ti.func
+    def contact_force(I: ti.template(), P: ti.template(), pt, dp):
+        """dflex's penalty contact force at a point below the ground (zero above it)."""
+        ke, kd, kf, mu = scal(I, P, sc["KE"]), scal(I, P, sc["KD"]), scal(I, P, sc["KF"]), scal(I, P, sc["MU"])
+        c = pt[2] - scal(I, P, sc["GROUND"])
+        f = ti.Vector([0, 0, 0], dt=F)
+        if c < 0:
+            vtn = ti.sqrt(ti.max(dp[0] * dp[0] + dp[1] * dp[1], F(1e-20)))
+            lim = -mu * ke * c
+            scale = kf
+            if kf * vtn >= lim:  # sliding: Coulomb's cap
+                scale = lim / vtn
+            f = ti.Vector([-scale * dp[0], -scale * dp[1], -(ke * c + ti.min(dp[2], F(0.0)) * kd * (-c))], dt=F)
+        return f
+
+    @ti.func
+    def tendon_force(I: ti.template(), P: ti.template(), W: ti.template(), x, t):
+        """(f, df/dL, df/dLdot) of fixed tendon t: spring outside its dead band, damper, limit."""
+        nq = I[NQ]
+        L = F(0.0)
+        Ld = F(0.0)
+        for i in range(iget(I, h_["T_NUM"], t)):
+            e = iget(I, h_["T_ADR"], t) + i
+            cf = pget(I, P, h_["TJ_COEF"], e)
+            L += cf * W[x + iget(I, h_["TJ_QADR"], e)]
+            Ld += cf * W[x + nq + iget(I, h_["TJ_DADR"], e)]
+        stiff = pget(I, P, h_["T_STIFF"], t)
+        damp = pget(I, P, h_["T_DAMP"], t)
+        f = -damp * Ld
+        a = F(0.0)
+        bb = -damp
+        if pget(I, P, h_["T_SHI"], t) < L:
+            f += stiff * (pget(I, P, h_["T_SHI"], t) - L)
+            a -= stiff
+        elif L < pget(I, P, h_["T_SLO"], t):
+            f += stiff * (pget(I, P, h_["T_SLO"], t) - L)
+            a -= stiff
+        if iget(I, h_["T_LIMITED"], t) != 0:
+            lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
+            lo, hi = pget(I, P, h_["T_RLO"], t), pget(I, P, h_["T_RHI"], t)
+            if L < lo:
+                f += lke * (lo - L) - lkd * Ld
+                a -= lke
+                bb -= lkd
+            elif hi < L:
+                f += lke * (hi - L) - lkd * Ld
+                a -= lke
+                bb -= lkd
+        return f, a, bb
+
+    @ti.func
+    def actuator_force(I: ti.template(), P: ti.template(), W: ti.template(), x, U: ti.template(), ui, k):
+        """(force along actuator k's transmission, d force/d ctrl, d force/d length, d force/d velocity):
+        ctrl for a motor; a servo's gain * ctrl + b0 + b1 length + b2 velocity, clipped to forcerange."""
+        force = U[ui + k]
+        g = F(1.0)
+        b1 = F(0.0)
+        b2 = F(0.0)
+        if iget(I, h_["A_SERVO"], k) != 0:
+            gear = pget(I, P, h_["A_GEAR"], k)
+            g = pget(I, P, h_["A_GAIN"], k)
+            b1 = pget(I, P, h_["A_BIAS"], 3 * k + 1) * gear
+            b2 = pget(I, P, h_["A_BIAS"], 3 * k + 2) * gear
+            force = g * force + pget(I, P, h_["A_BIAS"], 3 * k)
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                e = iget(I, h_["A_PADR"], k) + i
+                cf = pget(I, P, h_["AP_COEF"], e)
+                force += b1 * cf * W[x + iget(I, h_["AP_QADR"], e)] + b2 * cf * W[x + I[NQ] + iget(I, h_["AP_DADR"], e)]
+            if iget(I, h_["A_CLIP"], k) != 0:
+                lo, hi = pget(I, P, h_["A_FR"], 2 * k), pget(I, P, h_["A_FR"], 2 * k + 1)
+                if force < lo:
+                    force, g, b1, b2 = lo, F(0.0), F(0.0), F(0.0)
+                elif hi < force:
+                    force, g, b1, b2 = hi, F(0.0), F(0.0), F(0.0)
+        return force, g, b1, b2
+
+    @ti.func
+    def friction(I: ti.template(), P: ti.template(), W: ti.template(), x, j):
+        """(c, dc/dqvel) of joint j's smoothed dry friction -c qvel, c = fl / sqrt(qvel^2 + v0^2)."""
+        qd = W[x + I[NQ] + iget(I, h_["J_DADR"], j)]
+        den = qd * qd + scal(I, P, sc["FRIC_V0"]) ** 2
+        c = pget(I, P, h_["J_FRIC"], j) / ti.sqrt(den)
+        return c, -c * qd / den
+
+    @ti.func
+    def fluid(I: ti.template(), P: ti.template(), W: ti.template(), w, b):
+        """MuJoCo's inertia-box fluid model on body b, in its principal frame Ri at its centre c:
+        viscous and quadratic drag of the twist relative to the wind. Returns the pieces the
+        tangent and adjoint reuse: (Ri, c, vc - wind, lw, lv, f, t, f', t') with f' = df/dlv."""
+        Ri = ld33(W, w + I[h_["W_R"]] + 9 * b) @ ld33(P, I[h_["FL_ROT"]] + 9 * b)
+        c = ld3(W, w + I[h_["W_C"]] + 3 * b)
+        Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+        rel = ld3(W, w + I[h_["W_V"]] + 6 * b + 3) + Vw.cross(c) - ti.Vector(
+            [scal(I, P, sc["WX"]), scal(I, P, sc["WY"]), scal(I, P, sc["WZ"])], dt=F)
+        lw = Ri.transpose() @ Vw
+        lv = Ri.transpose() @ rel
+        cv, cl = pget(I, P, h_["FL_LIN"], 4 * b), ld3(P, I[h_["FL_LIN"]] + 4 * b + 1)
+        ca, cq = pget(I, P, h_["FL_ANG"], 4 * b), ld3(P, I[h_["FL_ANG"]] + 4 * b + 1)
+        f = -cv * lv - cl * ti.abs(lv) * lv
+        t = -ca * lw - cq * ti.abs(lw) * lw
+        return Ri, c, rel, lw, lv, f, t, -cv - 2 * cl * ti.abs(lv), -ca - 2 * cq * ti.abs(lw)
+
+    @ti.func
+    def external_forces(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        g = ti.Vector([scal(I, P, sc["GX"]), scal(I, P, sc["GY"]), scal(I, P, sc["GZ"])], dt=F)
+        ofx = w + I[h_["W_FX"]]
+        for b in range(1, I[NB]):
+            gb = g * pget(I, P, h_["B_GSCALE"], b)
+            st3(W, ofx + 6 * b, ld3(W, w + I[h_["W_H"]] + 3 * b).cross(gb))
+            st3(W, ofx + 6 * b + 3, pget(I, P, h_["B_MASS"], b) * gb)
+            if I[h_["FLUID"]] != 0:
+                Ri, c, _rel, _lw, _lv, f, t, _df, _dt = fluid(I, P, W, w, b)
+                fw = Ri @ f
+                add3(W, ofx + 6 * b, Ri @ t + c.cross(fw))
+                add3(W, ofx + 6 * b + 3, fw)
+        for k in range(I[NPT]):
+            b, pt, dp = contact_point(I, P, W, w, k)
+            f = contact_force(I, P, pt, dp)
+            add3(W, ofx + 6 * b, pt.cross(f))
+            add3(W, ofx + 6 * b + 3, f)
+
+    @ti.func
+    def bias_forces(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        """Recursive Newton-Euler with qacc = 0 (W_F: the accumulated body wrenches), and the
+        composite inertias (W_CH, W_CIB; composite masses are constants in the model)."""
+        nb, nq = I[NB], I[NQ]
+        x = w + I[h_["W_X"]]
+        oA, oF = w + I[h_["W_A"]], w + I[h_["W_F"]]
+        for k in range(6):
+            W[oA + k] = F(0.0)
+        for b in range(1, nb):
+            par = iget(I, h_["B_PARENT"], b)
+            aw = ld3(W, oA + 6 * par)
+            av = ld3(W, oA + 6 * par + 3)
+            da = iget(I, h_["B_DADR"], b)
+            for dd in range(iget(I, h_["B_DNUM"], b)):
+                d = da + dd
+                qd = W[x + nq + d]
+                aw += ld3(W, w + I[h_["W_SD"]] + 6 * d) * qd
+                av += ld3(W, w + I[h_["W_SD"]] + 6 * d + 3) * qd
+            st3(W, oA + 6 * b, aw)
+            st3(W, oA + 6 * b + 3, av)
+            m = pget(I, P, h_["B_MASS"], b)
+            hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
+            Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
+            Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+            Vv = ld3(W, w + I[h_["W_V"]] + 6 * b + 3)
+            n1, f1 = iapply(m, hv, Ib, aw, av)
+            gn, gf = iapply(m, hv, Ib, Vw, Vv)
+            n2, f2 = crf(Vw, Vv, gn, gf)
+            st3(W, oF + 6 * b, n1 + n2 - ld3(W, w + I[h_["W_FX"]] + 6 * b))
+            st3(W, oF + 6 * b + 3, f1 + f2 - ld3(W, w + I[h_["W_FX"]] + 6 * b + 3))
+            st3(W, w + I[h_["W_CH"]] + 3 * b, hv)
+            st33(W, w + I[h_["W_CIB"]] + 9 * b, Ib)
+        for bb in range(1, nb):
+            b = nb - bb
+            par = iget(I, h_["B_PARENT"], b)
+            if par > 0:
+                for k in range(6):
+                    W[oF + 6 * par + k] += W[oF + 6 * b + k]
+                for k in range(3):
+                    W[w + I[h_["W_CH"]] + 3 * par + k] += W[w + I[h_["W_CH"]] + 3 * b + k]
+                for k in range(9):
+                    W[w + I[h_["W_CIB"]] + 9 * par + k] += W[w + I[h_["W_CIB"]] + 9 * b + k]
+
+    @ti.func
+    def joint_forces(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e):
+        """tau = -S.F - damping qvel - stiffness (q - springref) + limit penalty + gear ctrl."""
+        nq, nv = I[NQ], I[NV]
+        x = w + I[h_["W_X"]]
+        ot = w + I[h_["W_TAU"]]
+        for d in range(nv):
+            b = iget(I, h_["D_BODY"], d)
+            Sw = ld3(W, w + I[h_["W_S"]] + 6 * d)
+            Sv = ld3(W, w + I[h_["W_S"]] + 6 * d + 3)
+            W[ot + d] = -(Sw.dot(ld3(W, w + I[h_["W_F"]] + 6 * b)) + Sv.dot(ld3(W, w + I[h_["W_F"]] + 6 * b + 3))) \
+                - pget(I, P, h_["D_DAMP"], d) * W[x + nq + d]
+        lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
+        for j in range(I[NJ]):
+            if iget(I, h_["J_TYPE"], j) != FREE:
+                d = iget(I, h_["J_DADR"], j)
+                q = W[x + iget(I, h_["J_QADR"], j)]
+                W[ot + d] -= pget(I, P, h_["J_STIFF"], j) * (q - pget(I, P, h_["J_SPRINGREF"], j))
+                if iget(I, h_["J_LIMITED"], j) != 0:
+                    lo, hi = pget(I, P, h_["J_LO"], j), pget(I, P, h_["J_HI"], j)
+                    if q < lo:
+                        W[ot + d] += lke * (lo - q) - lkd * W[x + nq + d]
+                    elif hi < q:
+                        W[ot + d] += lke * (hi - q) - lkd * W[x + nq + d]
+            if pget(I, P, h_["J_FRIC"], j) > 0:
+                c, _dc = friction(I, P, W, x, j)
+                W[ot + iget(I, h_["J_DADR"], j)] -= c * W[x + nq + iget(I, h_["J_DADR"], j)]
+        for t in range(I[h_["NT"]]):
+            f, _a, _b = tendon_force(I, P, W, x, t)
+            for i in range(iget(I, h_["T_NUM"], t)):
+                ei = iget(I, h_["T_ADR"], t) + i
+                W[ot + iget(I, h_["TJ_DADR"], ei)] += pget(I, P, h_["TJ_COEF"], ei) * f
+        for k in range(I[NU]):
+            force, _g, _b1, _b2 = actuator_force(I, P, W, x, U, e * I[NU], k)
+            gear = pget(I, P, h_["A_GEAR"], k)
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                ei = iget(I, h_["A_PADR"], k) + i
+                W[ot + iget(I, h_["AP_DADR"], ei)] += gear * pget(I, P, h_["AP_COEF"], ei) * force
+
+    @ti.func
+    def mass_matrix(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        nv = I[NV]
+        oM = w + I[h_["W_M"]]
+        oS = w + I[h_["W_S"]]
+        for j in range(nv):
+            b = iget(I, h_["D_BODY"], j)
+            fn, ff = iapply(cmass(I, P, b), ld3(W, w + I[h_["W_CH"]] + 3 * b), ld33(W, w + I[h_["W_CIB"]] + 9 * b),
+                            ld3(W, oS + 6 * j), ld3(W, oS + 6 * j + 3))
+            i = j
+            while i >= 0:
+                W[oM + j * nv + i] = ld3(W, oS + 6 * i).dot(fn) + ld3(W, oS + 6 * i + 3).dot(ff)
+                i = iget(I, h_["D_PARENT"], i)
+            W[oM + j * nv + j] += pget(I, P, h_["D_DIAG"], j)
+        hh = scal(I, P, sc["H"])
+        for j in range(I[NJ]):
+            if pget(I, P, h_["J_FRIC"], j) > 0:  # smoothed dry friction is implicit, like damping
+                c, _dc = friction(I, P, W, w + I[h_["W_X"]], j)
+                d = iget(I, h_["J_DADR"], j)
+                W[oM + d * nv + d] += hh * c
+
+    @ti.func
+    def factor(I: ti.template(), W: ti.template(), w):
+        """M = L^T D L in place (MuJoCo's mj_factorM): D on the diagonal, L below it."""
+        nv = I[NV]
+        oM = w + I[h_["W_M"]]
+        for kk in range(nv):
+            k = nv - 1 - kk
+            i = iget(I, h_["D_PARENT"], k)
+            while i >= 0:
+                tmp = W[oM + k * nv + i] / W[oM + k * nv + k]
+                j = i
+                while j >= 0:
+                    W[oM + i * nv + j] -= W[oM + k * nv + j] * tmp
+                    j = iget(I, h_["D_PARENT"], j)
+                W[oM + k * nv + i] = tmp
+                i = iget(I, h_["D_PARENT"], i)
+
+    @ti.func
+    def solve(I: ti.template(), W: ti.template(), w, ox):
+        """x <- M^-1 x with the factors in W_M (x at W[ox:ox+nv])."""
+        nv = I[NV]
+        oM = w + I[h_["W_M"]]
+        for kk in range(nv):
+            k = nv - 1 - kk
+            i = iget(I, h_["D_PARENT"], k)
+            while i >= 0:
+                W[ox + i] -= W[oM + k * nv + i] * W[ox + k]
+                i = iget(I, h_["D_PARENT"], i)
+        for k in range(nv):
+            W[ox + k] /= W[oM + k * nv + k]
+        for k in range(nv):
+            i = iget(I, h_["D_PARENT"], k)
+            while i >= 0:
+                W[ox + k] -= W[oM + k * nv + i] * W[ox + i]
+                i = iget(I, h_["D_PARENT"], i)
+
+    @ti.func
+    def quat_step(q0, w1, hh):
+        """q0 * exp(hh w1 / 2), normalised; returns (result, r, qn, inv) for the adjoint."""
+        half = F(0.5) * hh
+        x2 = w1.dot(w1) * (half * half)
+        cth = F(0.0)
+        sinc = F(0.0)
+        if x2 < F(1e-6):
+            cth = 1 - x2 * F(0.5) + x2 * x2 * F(1.0 / 24.0)
+            sinc = 1 - x2 * F(1.0 / 6.0) + x2 * x2 * F(1.0 / 120.0)
+        else:
+            xs = ti.sqrt(x2)
+            cth = ti.cos(xs)
+            sinc = ti.sin(xs) / xs
+        r = ti.Vector([cth, w1[0] * half * sinc, w1[1] * half * sinc, w1[2] * half * sinc], dt=F)
+        qn = qmul(q0, r)
+        inv = 1 / ti.sqrt(ti.max(qn.dot(qn), F(1e-30)))
+        return qn * inv, r, qn, inv
+
+    @ti.func
+    def integrate(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        nq, nv = I[NQ], I[NV]
+        x, xn = w + I[h_["W_X"]], w + I[h_["W_XN"]]
+        hh = scal(I, P, sc["H"])
+        for d in range(nv):
+            W[xn + nq + d] = W[x + nq + d] + hh * W[w + I[h_["W_QACC"]] + d]
+        for j in range(I[NJ]):
+            qa, d = iget(I, h_["J_QADR"], j), iget(I, h_["J_DADR"], j)
+            if iget(I, h_["J_TYPE"], j) == FREE:
+                for i in ti.static(range(3)):
+                    W[xn + qa + i] = W[x + qa + i] + hh * W[xn + nq + d + i]
+                q0 = ti.Vector([W[x + qa + 3], W[x + qa + 4], W[x + qa + 5], W[x + qa + 6]], dt=F)
+                qo, _r, _qn, _inv = quat_step(q0, ld3(W, xn + nq + d + 3), hh)
+                for i in ti.static(range(4)):
+                    W[xn + qa + 3 + i] = qo[i]
+            else:
+                W[xn + qa] = W[x + qa] + hh * W[xn + nq + d]
+
+    @ti.func
+    def substep(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e):
+        kinematics(I, P, W, w)
+        body_inertias(I, P, W, w)
+        external_forces(I, P, W, w)
+        bias_forces(I, P, W, w)
+        joint_forces(I, P, W, w, U, e)
+        mass_matrix(I, P, W, w)
+        factor(I, W, w)
+        oq = w + I[h_["W_QACC"]]
+        for d in range(I[NV]):
+            W[oq + d] = W[w + I[h_["W_TAU"]] + d]
+        solve(I, W, w, oq)
+        integrate(I, P, W, w)
+
+    # ================================================================== stages: adjoint
+    @ti.func
+    def integrate_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        """From W_GXN (cotangent of the next state) to W_GX (its direct part) and W_GTAU
+        (= qacc_bar, before the solve's adjoint)."""
+        nq, nv = I[NQ], I[NV]
+        x, xn = w + I[h_["W_X"]], w + I[h_["W_XN"]]
+        gxn, gx, gt = w + I[h_["W_GXN"]], w + I[h_["W_GX"]], w + I[h_["W_GTAU"]]
+        hh = scal(I, P, sc["H"])
+        for d in range(nv):
+            W[gt + d] = W[gxn + nq + d]  # v1_bar (completed below by the positions' share)
+        for j in range(I[NJ]):
+            qa, d = iget(I, h_["J_QADR"], j), iget(I, h_["J_DADR"], j)
+            if iget(I, h_["J_TYPE"], j) == FREE:
+                for i in ti.static(range(3)):
+                    W[gx + qa + i] += W[gxn + qa + i]
+                    W[gt + d + i] += hh * W[gxn + qa + i]
+                q0 = ti.Vector([W[x + qa + 3], W[x + qa + 4], W[x + qa + 5], W[x + qa + 6]], dt=F)
+                w1 = ld3(W, xn + nq + d + 3)
+                qo, r, qn, inv = quat_step(q0, w1, hh)
+                go = ti.Vector([W[gxn + qa + 3], W[gxn + qa + 4], W[gxn + qa + 5], W[gxn + qa + 6]], dt=F)
+                gqn = (go - qo * qo.dot(go)) * inv
+                if qn.dot(qn) < F(1e-30):
+                    gqn = go * inv
+                gq0 = qmul(gqn, qconj(r))
+                gr = qmul(qconj(q0), gqn)
+                for i in ti.static(range(4)):
+                    W[gx + qa + 3 + i] += gq0[i]
+                half = F(0.5) * hh
+                x2 = w1.dot(w1) * (half * half)
+                sinc = F(0.0)
+                dcth = F(0.0)
+                dsinc = F(0.0)
+                if x2 < F(1e-6):
+                    sinc = 1 - x2 * F(1.0 / 6.0) + x2 * x2 * F(1.0 / 120.0)
+                    dcth = F(-0.5) + x2 * F(1.0 / 12.0)
+                    dsinc = F(-1.0 / 6.0) + x2 * F(1.0 / 60.0)
+                else:
+                    xs = ti.sqrt(x2)
+                    sinc = ti.sin(xs) / xs
+                    dcth = -ti.sin(xs) / (2 * xs)
+                    dsinc = (xs * ti.cos(xs) - ti.sin(xs)) / (xs * xs) / (2 * xs)
+                grv = ti.Vector([gr[1], gr[2], gr[3]], dt=F)
+                gx2 = gr[0] * dcth + half * grv.dot(w1) * dsinc
+                gw1 = grv * (half * sinc) + w1 * (2 * half * half * gx2)
+                for i in ti.static(range(3)):
+                    W[gt + d + 3 + i] += gw1[i]
+            else:
+                W[gx + qa] += W[gxn + qa]
+                W[gt + d] += hh * W[gxn + qa]
+        for d in range(nv):
+            W[gx + nq + d] += W[gt + d]
+            W[gt + d] *= hh
+
+    @ti.func
+    def mbar(W: ti.template(), oq, gt, j, i):
+        """d loss / d M[j, i] for the one stored entry of a symmetric pair (j >= i)."""
+        val = -W[gt + j] * W[oq + i]
+        if i != j:
+            val -= W[gt + i] * W[oq + j]
+        return val
+
+    @ti.func
+    def joint_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(),
+                             GU: ti.template(), e):
+        nq, nv = I[NQ], I[NV]
+        x = w + I[h_["W_X"]]
+        gt, gx = w + I[h_["W_GTAU"]], w + I[h_["W_GX"]]
+        for d in range(nv):
+            b = iget(I, h_["D_BODY"], d)
+            g = W[gt + d]
+            add3(W, w + I[h_["W_GF"]] + 6 * b, -g * ld3(W, w + I[h_["W_S"]] + 6 * d))
+            add3(W, w + I[h_["W_GF"]] + 6 * b + 3, -g * ld3(W, w + I[h_["W_S"]] + 6 * d + 3))
+            add3(W, w + I[h_["W_GS"]] + 6 * d, -g * ld3(W, w + I[h_["W_F"]] + 6 * b))
+            add3(W, w + I[h_["W_GS"]] + 6 * d + 3, -g * ld3(W, w + I[h_["W_F"]] + 6 * b + 3))
+            W[gx + nq + d] -= pget(I, P, h_["D_DAMP"], d) * g
+        lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
+        for j in range(I[NJ]):
+            if iget(I, h_["J_TYPE"], j) != FREE:
+                d = iget(I, h_["J_DADR"], j)
+                qa = iget(I, h_["J_QADR"], j)
+                q = W[x + qa]
+                g = W[gt + d]
+                W[gx + qa] -= pget(I, P, h_["J_STIFF"], j) * g
+                if iget(I, h_["J_LIMITED"], j) != 0:
+                    if q < pget(I, P, h_["J_LO"], j) or pget(I, P, h_["J_HI"], j) < q:
+                        W[gx + qa] -= lke * g
+                        W[gx + nq + d] -= lkd * g
+            if pget(I, P, h_["J_FRIC"], j) > 0:
+                d = iget(I, h_["J_DADR"], j)
+                c, dc = friction(I, P, W, x, j)
+                W[gx + nq + d] -= (c + dc * W[x + nq + d]) * W[gt + d]
+        for t in range(I[h_["NT"]]):
+            _f, a, bb = tendon_force(I, P, W, x, t)
+            gf = F(0.0)
+            for i in range(iget(I, h_["T_NUM"], t)):
+                ei = iget(I, h_["T_ADR"], t) + i
+                gf += pget(I, P, h_["TJ_COEF"], ei) * W[gt + iget(I, h_["TJ_DADR"], ei)]
+            for i in range(iget(I, h_["T_NUM"], t)):
+                ei = iget(I, h_["T_ADR"], t) + i
+                cf = pget(I, P, h_["TJ_COEF"], ei)
+                W[gx + iget(I, h_["TJ_QADR"], ei)] += cf * a * gf
+                W[gx + nq + iget(I, h_["TJ_DADR"], ei)] += cf * bb * gf
+        for k in range(I[NU]):
+            _force, g, b1, b2 = actuator_force(I, P, W, x, U, e * I[NU], k)
+            gear = pget(I, P, h_["A_GEAR"], k)
+            gf = F(0.0)
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                ei = iget(I, h_["A_PADR"], k) + i
+                gf += gear * pget(I, P, h_["AP_COEF"], ei) * W[gt + iget(I, h_["AP_DADR"], ei)]
+            GU[e * I[NU] + k] += g * gf
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                ei = iget(I, h_["A_PADR"], k) + i
+                cf = pget(I, P, h_["AP_COEF"], ei)
+                W[gx + iget(I, h_["AP_QADR"], ei)] += b1 * cf * gf
+                W[gx + nq + iget(I, h_["AP_DADR"], ei)] += b2 * cf * gf
+
+    @ti.func
+    def mass_matrix_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        """CRBA's adjoint: into W_GS and the composite inertias' W_GCH, W_GCIB."""
+        nv = I[NV]
+        oS, gS = w + I[h_["W_S"]], w + I[h_["W_GS"]]
+        oq, gt = w + I[h_["W_QACC"]], w + I[h_["W_GTAU"]]
+        for j in range(nv):
+            b = iget(I, h_["D_BODY"], j)
+            m = cmass(I, P, b)
+            hv = ld3(W, w + I[h_["W_CH"]] + 3 * b)
+            Ib = ld33(W, w + I[h_["W_CIB"]] + 9 * b)
+            sw, sv = ld3(W, oS + 6 * j), ld3(W, oS + 6 * j + 3)
+            fn, ff = iapply(m, hv, Ib, sw, sv)
+            gfn = ti.Vector([0, 0, 0], dt=F)
+            gff = ti.Vector([0, 0, 0], dt=F)
+            i = j
+            while i >= 0:
+                g = mbar(W, oq, gt, j, i)
+                gfn += g * ld3(W, oS + 6 * i)
+                gff += g * ld3(W, oS + 6 * i + 3)
+                add3(W, gS + 6 * i, g * fn)
+                add3(W, gS + 6 * i + 3, g * ff)
+                i = iget(I, h_["D_PARENT"], i)
+            ghv, gIb, gw, gv = iapply_adjoint(m, hv, Ib, sw, sv, gfn, gff)
+            add3(W, gS + 6 * j, gw)
+            add3(W, gS + 6 * j + 3, gv)
+            add3(W, w + I[h_["W_GCH"]] + 3 * b, ghv)
+            add33(W, w + I[h_["W_GCIB"]] + 9 * b, gIb)
+        hh = scal(I, P, sc["H"])
+        for j in range(I[NJ]):
+            if pget(I, P, h_["J_FRIC"], j) > 0:
+                _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
+                d = iget(I, h_["J_DADR"], j)
+                W[w + I[h_["W_GX"]] + I[NQ] + d] += mbar(W, oq, gt, d, d) * hh * dc
+
+    @ti.func
+    def bias_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        """RNEA's adjoint: accumulated wrenches and composite inertias back to each body's
+        own, then each body's wrench into its inertia (W_GH, W_GIB), twist (W_GV), the dof
+        rates (W_GSD) and velocities; W_GF keeps each body's local wrench adjoint."""
+        nb, nq = I[NB], I[NQ]
+        x, gx = w + I[h_["W_X"]], w + I[h_["W_GX"]]
+        gF, gA = w + I[h_["W_GF"]], w + I[h_["W_GA"]]
+        for b in range(1, nb):
+            par = iget(I, h_["B_PARENT"], b)
+            if par > 0:
+                for k in range(6):
+                    W[gF + 6 * b + k] += W[gF + 6 * par + k]
+                for k in range(3):
+                    W[w + I[h_["W_GCH"]] + 3 * b + k] += W[w + I[h_["W_GCH"]] + 3 * par + k]
+                for k in range(9):
+                    W[w + I[h_["W_GCIB"]] + 9 * b + k] += W[w + I[h_["W_GCIB"]] + 9 * par + k]
+        for b in range(1, nb):
+            add3(W, w + I[h_["W_GH"]] + 3 * b, ld3(W, w + I[h_["W_GCH"]] + 3 * b))
+            add33(W, w + I[h_["W_GIB"]] + 9 * b, ld33(W, w + I[h_["W_GCIB"]] + 9 * b))
+        for bb in range(1, nb):
+            b = nb - bb
+            m = pget(I, P, h_["B_MASS"], b)
+            hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
+            Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
+            Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+            Vv = ld3(W, w + I[h_["W_V"]] + 6 * b + 3)
+            aw = ld3(W, w + I[h_["W_A"]] + 6 * b)
+            av = ld3(W, w + I[h_["W_A"]] + 6 * b + 3)
+            g1 = ld3(W, gF + 6 * b)
+            g2 = ld3(W, gF + 6 * b + 3)
+            # F = I a + V x* (I V) - Fext
+            ghv, gIb, gaw, gav = iapply_adjoint(m, hv, Ib, aw, av, g1, g2)
+            gn, gf = iapply(m, hv, Ib, Vw, Vv)
+            gVw, gVv, ggn, ggf = crf_adjoint(Vw, Vv, gn, gf, g1, g2)
+            ghv2, gIb2, gVw2, gVv2 = iapply_adjoint(m, hv, Ib, Vw, Vv, ggn, ggf)
+            add3(W, w + I[h_["W_GH"]] + 3 * b, ghv + ghv2)
+            add33(W, w + I[h_["W_GIB"]] + 9 * b, gIb + gIb2)
+            add3(W, w + I[h_["W_GV"]] + 6 * b, gVw + gVw2)
+            add3(W, w + I[h_["W_GV"]] + 6 * b + 3, gVv + gVv2)
+            aw_bar = ld3(W, gA + 6 * b) + gaw
+            av_bar = ld3(W, gA + 6 * b + 3) + gav
+            # a_b = a_parent + sum_d Sd_d qvel_d
+            da = iget(I, h_["B_DADR"], b)
+            for dd in range(iget(I, h_["B_DNUM"], b)):
+                d = da + dd
+                qd = W[x + nq + d]
+                add3(W, w + I[h_["W_GSD"]] + 6 * d, aw_bar * qd)
+                add3(W, w + I[h_["W_GSD"]] + 6 * d + 3, av_bar * qd)
+                W[gx + nq + d] += aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
+                    + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3))
+            par = iget(I, h_["B_PARENT"], b)
+            if par > 0:
+                add3(W, gA + 6 * par, aw_bar)
+                add3(W, gA + 6 * par + 3, av_bar)
+
+    @ti.func
+    def external_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        """Fext enters F with a minus sign: its adjoint is -W_GF (the local wrench adjoint)."""
+        g = ti.Vector([scal(I, P, sc["GX"]), scal(I, P, sc["GY"]), scal(I, P, sc["GZ"])], dt=F)
+        gF = w + I[h_["W_GF"]]
+        for b in range(1, I[NB]):
+            gb = g * pget(I, P, h_["B_GSCALE"], b)
+            add3(W, w + I[h_["W_GH"]] + 3 * b, -gb.cross(ld3(W, gF + 6 * b)))
+            if I[h_["FLUID"]] != 0:
+                Ri, c, rel, lw, lv, f, t, df, dt = fluid(I, P, W, w, b)
+                gn = -ld3(W, gF + 6 * b)
+                gfw = -ld3(W, gF + 6 * b + 3) + gn.cross(c)
+                fw = Ri @ f
+                gc = fw.cross(gn)
+                gRi = gfw.outer_product(f) + gn.outer_product(t)
+                glv = df * (Ri.transpose() @ gfw)
+                glw = dt * (Ri.transpose() @ gn)
+                gRi += rel.outer_product(glv) + ld3(W, w + I[h_["W_V"]] + 6 * b).outer_product(glw)
+                grel = Ri @ glv
+                Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+                add3(W, w + I[h_["W_GV"]] + 6 * b, Ri @ glw + c.cross(grel))
+                add3(W, w + I[h_["W_GV"]] + 6 * b + 3, grel)
+                gc += grel.cross(Vw)
+                add3(W, w + I[h_["W_GP"]] + 3 * b, gc)
+                add33(W, w + I[h_["W_GR"]] + 9 * b, gc.outer_product(ld3(P, I[h_["B_IPOS"]] + 3 * b))
+                      + gRi @ ld33(P, I[h_["FL_ROT"]] + 9 * b).transpose())
+        ke, kd, kf, mu = scal(I, P, sc["KE"]), scal(I, P, sc["KD"]), scal(I, P, sc["KF"]), scal(I, P, sc["MU"])
+        for k in range(I[NPT]):
+            b, pt, dp = contact_point(I, P, W, w, k)
+            c = pt[2] - scal(I, P, sc["GROUND"])
+            if c < 0:
+                f = contact_force(I, P, pt, dp)
+                gn = -ld3(W, gF + 6 * b)
+                gf = -ld3(W, gF + 6 * b + 3) + gn.cross(pt)
+                gpt = f.cross(gn)
+                # f = (-scale dp_x, -scale dp_y, -(ke c + min(dp_z, 0) kd (-c)))
+                vt2 = dp[0] * dp[0] + dp[1] * dp[1]
+                vtn = ti.sqrt(ti.max(vt2, F(1e-20)))
+                lim = -mu * ke * c
+                slip = kf * vtn >= lim
+                scale = kf
+                if slip:
+                    scale = lim / vtn
+                gdp = ti.Vector([-gf[0] * scale, -gf[1] * scale, F(0.0)], dt=F)
+                gscale = -(gf[0] * dp[0] + gf[1] * dp[1])
+                mz = ti.min(dp[2], F(0.0))
+                gc = -gf[2] * ke + gf[2] * mz * kd
+                if dp[2] < 0:
+                    gdp[2] += gf[2] * kd * c
+                if slip:
+                    gc += -mu * ke * gscale / vtn
+                    if vt2 > F(1e-20):
+                        gvt2 = -gscale * lim / (vtn * vtn) / (2 * vtn)
+                        gdp[0] += 2 * dp[0] * gvt2
+                        gdp[1] += 2 * dp[1] * gvt2
+                gpt[2] += gc
+                # dp = v + w x pt
+                Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+                add3(W, w + I[h_["W_GV"]] + 6 * b, pt.cross(gdp))
+                add3(W, w + I[h_["W_GV"]] + 6 * b + 3, gdp)
+                gpt += gdp.cross(Vw)
+                contact_point_adjoint(I, P, W, w, k, b, gpt)
+
+    @ti.func
+    def body_inertias_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        for b in range(1, I[NB]):
+            m = pget(I, P, h_["B_MASS"], b)
+            R = ld33(W, w + I[h_["W_R"]] + 9 * b)
+            c = ld3(W, w + I[h_["W_C"]] + 3 * b)
+            gh = ld3(W, w + I[h_["W_GH"]] + 3 * b)
+            gI = ld33(W, w + I[h_["W_GIB"]] + 9 * b)
+            gs = gI + gI.transpose()
+            gc = m * gh + m * (2 * c * (gI[0, 0] + gI[1, 1] + gI[2, 2]) - gs @ c)
+            add33(W, w + I[h_["W_GR"]] + 9 * b, gs @ R @ ld33(P, I[h_["B_INERTIA"]] + 9 * b)
+                  + gc.outer_product(ld3(P, I[h_["B_IPOS"]] + 3 * b)))
+            add3(W, w + I[h_["W_GP"]] + 3 * b, gc)
+
+    @ti.func
+    def kinematics_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        nb, nq = I[NB], I[NQ]
+        x, gx = w + I[h_["W_X"]], w + I[h_["W_GX"]]
+        oS, oSd, gS, gSd = w + I[h_["W_S"]], w + I[h_["W_SD"]], w + I[h_["W_GS"]], w + I[h_["W_GSD"]]
+        for bb in range(1, nb):
+            b = nb - bb
+            gR = ld33(W, w + I[h_["W_GR"]] + 9 * b)
+            gp = ld3(W, w + I[h_["W_GP"]] + 3 * b)
+            gVw = ld3(W, w + I[h_["W_GV"]] + 6 * b)
+            gVv = ld3(W, w + I[h_["W_GV"]] + 6 * b + 3)
+            ja = iget(I, h_["B_JADR"], b)
+            nj = iget(I, h_["B_JNUM"], b)
+            for jj in range(nj):
+                j = ja + nj - 1 - jj
+                Rin = ld33(W, w + I[h_["W_JR"]] + 9 * j)
+                pin = ld3(W, w + I[h_["W_JP"]] + 3 * j)
+                Vw = ld3(W, w + I[h_["W_JV"]] + 6 * j)
+                Vv = ld3(W, w + I[h_["W_JV"]] + 6 * j + 3)
+                typ = iget(I, h_["J_TYPE"], j)
+                qa = iget(I, h_["J_QADR"], j)
+                d = iget(I, h_["J_DADR"], j)
+                if typ == FREE:
+                    p = ld3(W, x + qa)
+                    qt = ti.Vector([W[x + qa + 3], W[x + qa + 4], W[x + qa + 5], W[x + qa + 6]], dt=F)
+                    n2 = qt.dot(qt)
+                    inv = 1 / ti.sqrt(ti.max(n2, F(1e-30)))
+                    u = qt * inv
+                    R = quat_mat(u[0], u[1], u[2], u[3])
+                    Vmv = Vv + ld3(W, x + nq + d)  # twist after the linear dofs (w unchanged)
+                    # V_out = V_mid + sum_i S_{3+i} qd_{3+i}; Sd_{3+i} = crm(V_mid, S_{3+i})
+                    gVmw = gVw
+                    gVmv = gVv
+                    for i in ti.static(range(3)):
+                        dd = d + 3 + i
+                        a = col(R, i)
+                        sv = p.cross(a)
+                        qd = W[x + nq + dd]
+                        W[gx + nq + dd] += gVw.dot(a) + gVv.dot(sv)
+                        gsw = ld3(W, gS + 6 * dd) + gVw * qd
+                        gsv = ld3(W, gS + 6 * dd + 3) + gVv * qd
+                        cw, cv, csw, csv = crm_adjoint(Vw, Vmv, a, sv, ld3(W, gSd + 6 * dd), ld3(W, gSd + 6 * dd + 3))
+                        gVmw += cw
+                        gVmv += cv
+                        gsw += csw
+                        gsv += csv
+                        # S = (a, p x a)
+                        ga = gsw + gsv.cross(p)
+                        gp += a.cross(gsv)
+                        for r in ti.static(range(3)):
+                            gR[r, i] += ga[r]
+                    for i in ti.static(range(3)):
+                        W[gx + nq + d + i] += gVmv[i]
+                        W[gx + qa + i] += gp[i]
+                    gu = quat_mat_adjoint(u, gR)
+                    gq = (gu - u * u.dot(gu)) * inv
+                    if n2 < F(1e-30):
+                        gq = gu * inv
+                    for i in ti.static(range(4)):
+                        W[gx + qa + 3 + i] += gq[i]
+                    gR = ti.Matrix.zero(F, 3, 3)
+                    gp = ti.Vector([0, 0, 0], dt=F)
+                    gVw, gVv = gVmw, gVmv
+                else:
+                    axis = ld3(P, I[h_["J_AXIS"]] + 3 * j)
+                    a = Rin @ axis
+                    th = W[x + qa] - pget(I, P, h_["J_REF"], j)
+                    qd = W[x + nq + d]
+                    sw = ti.Vector([0, 0, 0], dt=F)
+                    sv = a
+                    anchor = ti.Vector([0, 0, 0], dt=F)
+                    jp = ti.Vector([0, 0, 0], dt=F)
+                    if typ == HINGE:
+                        jp = ld3(P, I[h_["J_POS"]] + 3 * j)
+                        anchor = pin + Rin @ jp
+                        sw = a
+                        sv = anchor.cross(a)
+                    # V_out = V_in + S qd; Sd = crm(V_in, S)
+                    W[gx + nq + d] += gVw.dot(sw) + gVv.dot(sv)
+                    gsw = ld3(W, gS + 6 * d) + gVw * qd
+                    gsv = ld3(W, gS + 6 * d + 3) + gVv * qd
+                    cw, cv, csw, csv = crm_adjoint(Vw, Vv, sw, sv, ld3(W, gSd + 6 * d), ld3(W, gSd + 6 * d + 3))
+                    gVw += cw
+                    gVv += cv
+                    gsw += csw
+                    gsv += csv
+                    if typ == SLIDE:
+                        # p_out = p_in + a th; S = (0, a); R_out = R_in
+                        ga = gsv + gp * th
+                        W[gx + qa] += gp.dot(a)
+                        gR += ga.outer_product(axis)
+                    else:
+                        # S = (a, anchor x a); p_out = anchor - R_out jp; R_out = R_in Rot(th)
+                        ga = gsw + gsv.cross(anchor)
+                        ganchor = a.cross(gsv) + gp
+                        K = skew(axis)
+                        s_, c_ = ti.sin(th), ti.cos(th)
+                        Rot = ti.Matrix.identity(F, 3) + s_ * K + (1 - c_) * (K @ K)
+                        gRout = gR - gp.outer_product(jp)
+                        gRot = Rin.transpose() @ gRout
+                        dRot = c_ * K + s_ * (K @ K)
+                        gth = F(0.0)
+                        for r, s in ti.static(ti.ndrange(3, 3)):
+                            gth += gRot[r, s] * dRot[r, s]
+                        W[gx + qa] += gth
+                        gR = gRout @ Rot.transpose() + ganchor.outer_product(jp) + ga.outer_product(axis)
+                        gp = ganchor
+            # R_b0 = R_par Rq_b; p_b0 = p_par + R_par pos_b; V_b0 = V_par
+            par = iget(I, h_["B_PARENT"], b)
+            if par > 0:
+                add33(W, w + I[h_["W_GR"]] + 9 * par, gR @ ld33(P, I[h_["B_ROT"]] + 9 * b).transpose()
+                      + gp.outer_product(ld3(P, I[h_["B_POS"]] + 3 * b)))
+                add3(W, w + I[h_["W_GP"]] + 3 * par, gp)
+                add3(W, w + I[h_["W_GV"]] + 6 * par, gVw)
+                add3(W, w + I[h_["W_GV"]] + 6 * par + 3, gVv)
+
+    @ti.func
+    def substep_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(),
+                        GU: ti.template(), e):
+        """W_GXN (cotangent of the substep's output) -> W_GX; adds the control's share to GU.
+        Needs the primal intermediates of the same substep in W."""
+        for k in range(I[h_["W_GZERO"]], I[h_["WS"]]):
+            W[w + k] = F(0.0)
+        integrate_adjoint(I, P, W, w)
+        solve(I, W, w, w + I[h_["W_GTAU"]])
+        joint_forces_adjoint(I, P, W, w, U, GU, e)
+        mass_matrix_adjoint(I, P, W, w)
+        bias_forces_adjoint(I, P, W, w)
+        external_forces_adjoint(I, P, W, w)
+        body_inertias_adjoint(I, P, W, w)
+        kinematics_adjoint(I, P, W, w)
+
+    # ================================================================== stages: tangent
+    # Forward mode, one probe at a time after the substep's primal: the tangent of every
+    # intermediate goes in the slot its adjoint uses (W_GR holds dR, W_GF dF, ...).
+    @ti.func
+    def quat_mat_tangent(u, du):
+        w, x, y, z = u[0], u[1], u[2], u[3]
+        dw, dx, dy, dz = du[0], du[1], du[2], du[3]
+        return 2 * ti.Matrix([
+            [-2 * (y * dy + z * dz), x * dy + dx * y - w * dz - dw * z, x * dz + dx * z + w * dy + dw * y],
+            [x * dy + dx * y + w * dz + dw * z, -2 * (x * dx + z * dz), y * dz + dy * z - w * dx - dw * x],
+            [x * dz + dx * z - w * dy - dw * y, y * dz + dy * z + w * dx + dw * x, -2 * (x * dx + y * dy)]], dt=F)
+
+    @ti.func
+    def kinematics_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        nb, nq = I[NB], I[NQ]
+        x, tx = w + I[h_["W_X"]], w + I[h_["W_GX"]]
+        tR, tp, tV = w + I[h_["W_GR"]], w + I[h_["W_GP"]], w + I[h_["W_GV"]]
+        oS, tS, tSd = w + I[h_["W_S"]], w + I[h_["W_GS"]], w + I[h_["W_GSD"]]
+        for b in range(1, nb):
+            par = iget(I, h_["B_PARENT"], b)
+            dRp = ld33(W, tR + 9 * par)
+            dR = dRp @ ld33(P, I[h_["B_ROT"]] + 9 * b)
+            dp = ld3(W, tp + 3 * par) + dRp @ ld3(P, I[h_["B_POS"]] + 3 * b)
+            dVw = ld3(W, tV + 6 * par)
+            dVv = ld3(W, tV + 6 * par + 3)
+            ja = iget(I, h_["B_JADR"], b)
+            for jj in range(iget(I, h_["B_JNUM"], b)):
+                j = ja + jj
+                R = ld33(W, w + I[h_["W_JR"]] + 9 * j)
+                p = ld3(W, w + I[h_["W_JP"]] + 3 * j)
+                Vw = ld3(W, w + I[h_["W_JV"]] + 6 * j)
+                Vv = ld3(W, w + I[h_["W_JV"]] + 6 * j + 3)
+                typ = iget(I, h_["J_TYPE"], j)
+                qa = iget(I, h_["J_QADR"], j)
+                d = iget(I, h_["J_DADR"], j)
+                if typ == FREE:
+                    p = ld3(W, x + qa)
+                    dp = ld3(W, tx + qa)
+                    qt = ti.Vector([W[x + qa + 3], W[x + qa + 4], W[x + qa + 5], W[x + qa + 6]], dt=F)
+                    dqt = ti.Vector([W[tx + qa + 3], W[tx + qa + 4], W[tx + qa + 5], W[tx + qa + 6]], dt=F)
+                    n2 = qt.dot(qt)
+                    inv = 1 / ti.sqrt(ti.max(n2, F(1e-30)))
+                    u = qt * inv
+                    du = (dqt - u * u.dot(dqt)) * inv
+                    if n2 < F(1e-30):
+                        du = dqt * inv
+                    R = quat_mat(u[0], u[1], u[2], u[3])
+                    dR = quat_mat_tangent(u, du)
+                    for i in ti.static(range(6)):
+                        for k in ti.static(range(6)):
+                            W[tS + 6 * (d + i) + k] = F(0.0)
+                            W[tSd + 6 * (d + i) + k] = F(0.0)
+                    Vv += ld3(W, x + nq + d)
+                    dVv += ld3(W, tx + nq + d)
+                    for i in ti.static(range(3)):
+                        a, da = col(R, i), col(dR, i)
+                        sv = p.cross(a)
+                        dsv = dp.cross(a) + p.cross(da)
+                        st3(W, tS + 6 * (d + 3 + i), da)
+                        st3(W, tS + 6 * (d + 3 + i) + 3, dsv)
+                        y1, y2 = crm(dVw, dVv, a, sv)
+                        z1, z2 = crm(Vw, Vv, da, dsv)
+                        st3(W, tSd + 6 * (d + 3 + i), y1 + z1)
+                        st3(W, tSd + 6 * (d + 3 + i) + 3, y2 + z2)
+                    for i in ti.static(range(3)):
+                        qd = W[x + nq + d + 3 + i]
+                        dqd = W[tx + nq + d + 3 + i]
+                        a, da = col(R, i), col(dR, i)
+                        dVw += da * qd + a * dqd
+                        dVv += (dp.cross(a) + p.cross(da)) * qd + p.cross(a) * dqd
+                else:
+                    axis = ld3(P, I[h_["J_AXIS"]] + 3 * j)
+                    a, da = R @ axis, dR @ axis
+                    th = W[x + qa] - pget(I, P, h_["J_REF"], j)
+                    dth = W[tx + qa]
+                    sw = ti.Vector([0.0, 0.0, 0.0], dt=F)
+                    dsw = ti.Vector([0.0, 0.0, 0.0], dt=F)
+                    sv, dsv = a, da
+                    if typ == SLIDE:
+                        dp = dp + da * th + a * dth
+                    else:
+                        jp = ld3(P, I[h_["J_POS"]] + 3 * j)
+                        anchor = p + R @ jp
+                        danchor = dp + dR @ jp
+                        K = skew(axis)
+                        s_, c_ = ti.sin(th), ti.cos(th)
+                        Rot = ti.Matrix.identity(F, 3) + s_ * K + (1 - c_) * (K @ K)
+                        dR = dR @ Rot + R @ ((c_ * K + s_ * (K @ K)) * dth)
+                        dp = danchor - dR @ jp
+                        sw, dsw = a, da
+                        sv, dsv = anchor.cross(a), danchor.cross(a) + anchor.cross(da)
+                    st3(W, tS + 6 * d, dsw)
+                    st3(W, tS + 6 * d + 3, dsv)
+                    y1, y2 = crm(dVw, dVv, sw, sv)
+                    z1, z2 = crm(Vw, Vv, dsw, dsv)
+                    st3(W, tSd + 6 * d, y1 + z1)
+                    st3(W, tSd + 6 * d + 3, y2 + z2)
+                    qd, dqd = W[x + nq + d], W[tx + nq + d]
+                    dVw += dsw * qd + sw * dqd
+                    dVv += dsv * qd + sv * dqd
+            st33(W, tR + 9 * b, dR)
+            st3(W, tp + 3 * b, dp)
+            st3(W, tV + 6 * b, dVw)
+            st3(W, tV + 6 * b + 3, dVv)
+
+    @ti.func
+    def body_inertias_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        for b in range(1, I[NB]):
+            m = pget(I, P, h_["B_MASS"], b)
+            R = ld33(W, w + I[h_["W_R"]] + 9 * b)
+            dR = ld33(W, w + I[h_["W_GR"]] + 9 * b)
+            c = ld3(W, w + I[h_["W_C"]] + 3 * b)
+            dc = ld3(W, w + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["B_IPOS"]] + 3 * b)
+            Il = ld33(P, I[h_["B_INERTIA"]] + 9 * b)
+            X = dR @ Il @ R.transpose()
+            dIb = X + X.transpose() + m * (2 * c.dot(dc) * ti.Matrix.identity(F, 3) - dc.outer_product(c)
+                                           - c.outer_product(dc))
+            st3(W, w + I[h_["W_GH"]] + 3 * b, m * dc)
+            st33(W, w + I[h_["W_GIB"]] + 9 * b, dIb)
+
+    @ti.func
+    def external_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        """The tangent of Fext, into W_GF."""
+        g = ti.Vector([scal(I, P, sc["GX"]), scal(I, P, sc["GY"]), scal(I, P, sc["GZ"])], dt=F)
+        tF = w + I[h_["W_GF"]]
+        for b in range(1, I[NB]):
+            gb = g * pget(I, P, h_["B_GSCALE"], b)
+            st3(W, tF + 6 * b, ld3(W, w + I[h_["W_GH"]] + 3 * b).cross(gb))
+            st3(W, tF + 6 * b + 3, ti.Vector([0.0, 0.0, 0.0], dt=F))
+            if I[h_["FLUID"]] != 0:
+                Ri, c, rel, lw, lv, f, t, df, dt = fluid(I, P, W, w, b)
+                dR = ld33(W, w + I[h_["W_GR"]] + 9 * b)
+                dRi = dR @ ld33(P, I[h_["FL_ROT"]] + 9 * b)
+                dc = ld3(W, w + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["B_IPOS"]] + 3 * b)
+                Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+                dVw = ld3(W, w + I[h_["W_GV"]] + 6 * b)
+                drel = ld3(W, w + I[h_["W_GV"]] + 6 * b + 3) + dVw.cross(c) + Vw.cross(dc)
+                dlw = dRi.transpose() @ Vw + Ri.transpose() @ dVw
+                dlv = dRi.transpose() @ rel + Ri.transpose() @ drel
+                fw = Ri @ f
+                dfw = dRi @ f + Ri @ (df * dlv)
+                add3(W, tF + 6 * b, dRi @ t + Ri @ (dt * dlw) + dc.cross(fw) + c.cross(dfw))
+                add3(W, tF + 6 * b + 3, dfw)
+        ke, kd, kf, mu = scal(I, P, sc["KE"]), scal(I, P, sc["KD"]), scal(I, P, sc["KF"]), scal(I, P, sc["MU"])
+        for k in range(I[NPT]):
+            b, pt, dp = contact_point(I, P, W, w, k)
+            c = pt[2] - scal(I, P, sc["GROUND"])
+            if c < 0:
+                f = contact_force(I, P, pt, dp)
+                Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+                dpt = contact_point_tangent(I, P, W, w, k, b)
+                ddp = ld3(W, w + I[h_["W_GV"]] + 6 * b + 3) + ld3(W, w + I[h_["W_GV"]] + 6 * b).cross(pt) \
+                    + Vw.cross(dpt)
+                dc = dpt[2]
+                vt2 = dp[0] * dp[0] + dp[1] * dp[1]
+                vtn = ti.sqrt(ti.max(vt2, F(1e-20)))
+                dvtn = F(0.0)
+                if vt2 > F(1e-20):
+                    dvtn = (dp[0] * ddp[0] + dp[1] * ddp[1]) / vtn
+                lim = -mu * ke * c
+                scale = kf
+                dscale = F(0.0)
+                if kf * vtn >= lim:
+                    scale = lim / vtn
+                    dscale = -mu * ke * dc / vtn - lim * dvtn / (vtn * vtn)
+                mz = ti.min(dp[2], F(0.0))
+                dmz = F(0.0)
+                if dp[2] < 0:
+                    dmz = ddp[2]
+                df = ti.Vector([-dscale * dp[0] - scale * ddp[0], -dscale * dp[1] - scale * ddp[1],
+                                -ke * dc + kd * (dmz * c + mz * dc)], dt=F)
+                add3(W, tF + 6 * b, dpt.cross(f) + pt.cross(df))
+                add3(W, tF + 6 * b + 3, df)
+
+    @ti.func
+    def bias_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        nb, nq = I[NB], I[NQ]
+        x, tx = w + I[h_["W_X"]], w + I[h_["W_GX"]]
+        tA, tF = w + I[h_["W_GA"]], w + I[h_["W_GF"]]
+        for k in range(6):
+            W[tA + k] = F(0.0)
+        for b in range(1, nb):
+            par = iget(I, h_["B_PARENT"], b)
+            daw = ld3(W, tA + 6 * par)
+            dav = ld3(W, tA + 6 * par + 3)
+            da_ = iget(I, h_["B_DADR"], b)
+            for dd in range(iget(I, h_["B_DNUM"], b)):
+                d = da_ + dd
+                qd, dqd = W[x + nq + d], W[tx + nq + d]
+                daw += ld3(W, w + I[h_["W_GSD"]] + 6 * d) * qd + ld3(W, w + I[h_["W_SD"]] + 6 * d) * dqd
+                dav += ld3(W, w + I[h_["W_GSD"]] + 6 * d + 3) * qd + ld3(W, w + I[h_["W_SD"]] + 6 * d + 3) * dqd
+            st3(W, tA + 6 * b, daw)
+            st3(W, tA + 6 * b + 3, dav)
+            m = pget(I, P, h_["B_MASS"], b)
+            hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
+            Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
+            dhv = ld3(W, w + I[h_["W_GH"]] + 3 * b)
+            dIb = ld33(W, w + I[h_["W_GIB"]] + 9 * b)
+            aw = ld3(W, w + I[h_["W_A"]] + 6 * b)
+            av = ld3(W, w + I[h_["W_A"]] + 6 * b + 3)
+            Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+            Vv = ld3(W, w + I[h_["W_V"]] + 6 * b + 3)
+            dVw = ld3(W, w + I[h_["W_GV"]] + 6 * b)
+            dVv = ld3(W, w + I[h_["W_GV"]] + 6 * b + 3)
+            n1, f1 = iapply(F(0.0), dhv, dIb, aw, av)
+            n2, f2 = iapply(m, hv, Ib, daw, dav)
+            gn, gf = iapply(m, hv, Ib, Vw, Vv)
+            dgn1, dgf1 = iapply(F(0.0), dhv, dIb, Vw, Vv)
+            dgn2, dgf2 = iapply(m, hv, Ib, dVw, dVv)
+            n3, f3 = crf(dVw, dVv, gn, gf)
+            n4, f4 = crf(Vw, Vv, dgn1 + dgn2, dgf1 + dgf2)
+            st3(W, tF + 6 * b, n1 + n2 + n3 + n4 - ld3(W, tF + 6 * b))
+            st3(W, tF + 6 * b + 3, f1 + f2 + f3 + f4 - ld3(W, tF + 6 * b + 3))
+            st3(W, w + I[h_["W_GCH"]] + 3 * b, dhv)
+            st33(W, w + I[h_["W_GCIB"]] + 9 * b, dIb)
+        for bb in range(1, nb):
+            b = nb - bb
+            par = iget(I, h_["B_PARENT"], b)
+            if par > 0:
+                for k in range(6):
+                    W[tF + 6 * par + k] += W[tF + 6 * b + k]
+                for k in range(3):
+                    W[w + I[h_["W_GCH"]] + 3 * par + k] += W[w + I[h_["W_GCH"]] + 3 * b + k]
+                for k in range(9):
+                    W[w + I[h_["W_GCIB"]] + 9 * par + k] += W[w + I[h_["W_GCIB"]] + 9 * b + k]
+
+    @ti.func
+    def joint_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), ue,
+                             TU: ti.template(), eu):
+        """d tau into W_GTAU (TU[eu + k]: the control tangent)."""
+        nq, nv = I[NQ], I[NV]
+        x, tx = w + I[h_["W_X"]], w + I[h_["W_GX"]]
+        tt = w + I[h_["W_GTAU"]]
+        for d in range(nv):
+            b = iget(I, h_["D_BODY"], d)
+            oF, tF = w + I[h_["W_F"]] + 6 * b, w + I[h_["W_GF"]] + 6 * b
+            oS, tS = w + I[h_["W_S"]] + 6 * d, w + I[h_["W_GS"]] + 6 * d
+            W[tt + d] = -(ld3(W, tS).dot(ld3(W, oF)) + ld3(W, tS + 3).dot(ld3(W, oF + 3))
+                          + ld3(W, oS).dot(ld3(W, tF)) + ld3(W, oS + 3).dot(ld3(W, tF + 3))) \
+                - pget(I, P, h_["D_DAMP"], d) * W[tx + nq + d]
+        lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
+        for j in range(I[NJ]):
+            if iget(I, h_["J_TYPE"], j) != FREE:
+                d = iget(I, h_["J_DADR"], j)
+                qa = iget(I, h_["J_QADR"], j)
+                q = W[x + qa]
+                W[tt + d] -= pget(I, P, h_["J_STIFF"], j) * W[tx + qa]
+                if iget(I, h_["J_LIMITED"], j) != 0:
+                    if q < pget(I, P, h_["J_LO"], j) or pget(I, P, h_["J_HI"], j) < q:
+                        W[tt + d] -= lke * W[tx + qa] + lkd * W[tx + nq + d]
+            if pget(I, P, h_["J_FRIC"], j) > 0:
+                d = iget(I, h_["J_DADR"], j)
+                c, dc = friction(I, P, W, x, j)
+                W[tt + d] -= (c + dc * W[x + nq + d]) * W[tx + nq + d]
+        for t in range(I[h_["NT"]]):
+            _f, a, bb = tendon_force(I, P, W, x, t)
+            df = F(0.0)
+            for i in range(iget(I, h_["T_NUM"], t)):
+                ei = iget(I, h_["T_ADR"], t) + i
+                cf = pget(I, P, h_["TJ_COEF"], ei)
+                df += cf * (a * W[tx + iget(I, h_["TJ_QADR"], ei)] + bb * W[tx + nq + iget(I, h_["TJ_DADR"], ei)])
+            for i in range(iget(I, h_["T_NUM"], t)):
+                ei = iget(I, h_["T_ADR"], t) + i
+                W[tt + iget(I, h_["TJ_DADR"], ei)] += pget(I, P, h_["TJ_COEF"], ei) * df
+        for k in range(I[NU]):
+            _force, g, b1, b2 = actuator_force(I, P, W, x, U, ue, k)
+            gear = pget(I, P, h_["A_GEAR"], k)
+            dforce = g * TU[eu + k]
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                ei = iget(I, h_["A_PADR"], k) + i
+                cf = pget(I, P, h_["AP_COEF"], ei)
+                dforce += cf * (b1 * W[tx + iget(I, h_["AP_QADR"], ei)] + b2 * W[tx + nq + iget(I, h_["AP_DADR"], ei)])
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                ei = iget(I, h_["A_PADR"], k) + i
+                W[tt + iget(I, h_["AP_DADR"], ei)] += gear * pget(I, P, h_["AP_COEF"], ei) * dforce
+
+    @ti.func
+    def mass_matrix_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        """W_GTAU <- d tau - dM qacc (the right-hand side of the solve's tangent)."""
+        nv = I[NV]
+        oS, tS = w + I[h_["W_S"]], w + I[h_["W_GS"]]
+        oq, tt = w + I[h_["W_QACC"]], w + I[h_["W_GTAU"]]
+        for j in range(nv):
+            b = iget(I, h_["D_BODY"], j)
+            m = cmass(I, P, b)
+            hv = ld3(W, w + I[h_["W_CH"]] + 3 * b)
+            Ib = ld33(W, w + I[h_["W_CIB"]] + 9 * b)
+            sw, sv = ld3(W, oS + 6 * j), ld3(W, oS + 6 * j + 3)
+            fn, ff = iapply(m, hv, Ib, sw, sv)
+            dn1, df1 = iapply(F(0.0), ld3(W, w + I[h_["W_GCH"]] + 3 * b), ld33(W, w + I[h_["W_GCIB"]] + 9 * b), sw, sv)
+            dn2, df2 = iapply(m, hv, Ib, ld3(W, tS + 6 * j), ld3(W, tS + 6 * j + 3))
+            dfn, dff = dn1 + dn2, df1 + df2
+            i = j
+            while i >= 0:
+                dm = ld3(W, tS + 6 * i).dot(fn) + ld3(W, tS + 6 * i + 3).dot(ff) \
+                    + ld3(W, oS + 6 * i).dot(dfn) + ld3(W, oS + 6 * i + 3).dot(dff)
+                W[tt + j] -= dm * W[oq + i]
+                if i != j:
+                    W[tt + i] -= dm * W[oq + j]
+                i = iget(I, h_["D_PARENT"], i)
+        hh = scal(I, P, sc["H"])
+        for j in range(I[NJ]):
+            if pget(I, P, h_["J_FRIC"], j) > 0:
+                _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
+                d = iget(I, h_["J_DADR"], j)
+                W[tt + d] -= hh * dc * W[w + I[h_["W_GX"]] + I[NQ] + d] * W[oq + d]
+
+    @ti.func
+    def integrate_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        """W_GXN <- the tangent of the next state (W_GTAU holds d qacc)."""
+        nq, nv = I[NQ], I[NV]
+        x, xn = w + I[h_["W_X"]], w + I[h_["W_XN"]]
+        tx, txn, tq = w + I[h_["W_GX"]], w + I[h_["W_GXN"]], w + I[h_["W_GTAU"]]
+        hh = scal(I, P, sc["H"])
+        for d in range(nv):
+            W[txn + nq + d] = W[tx + nq + d] + hh * W[tq + d]
+        for j in range(I[NJ]):
+            qa, d = iget(I, h_["J_QADR"], j), iget(I, h_["J_DADR"], j)
+            if iget(I, h_["J_TYPE"], j) == FREE:
+                for i in ti.static(range(3)):
+                    W[txn + qa + i] = W[tx + qa + i] + hh * W[txn + nq + d + i]
+                q0 = ti.Vector([W[x + qa + 3], W[x + qa + 4], W[x + qa + 5], W[x + qa + 6]], dt=F)
+                dq0 = ti.Vector([W[tx + qa + 3], W[tx + qa + 4], W[tx + qa + 5], W[tx + qa + 6]], dt=F)
+                w1 = ld3(W, xn + nq + d + 3)
+                dw1 = ld3(W, txn + nq + d + 3)
+                qo, r, qn, inv = quat_step(q0, w1, hh)
+                half = F(0.5) * hh
+                x2 = w1.dot(w1) * (half * half)
+                dx2 = 2 * half * half * w1.dot(dw1)
+                sinc = F(0.0)
+                dcth = F(0.0)
+                dsinc = F(0.0)
+                if x2 < F(1e-6):
+                    sinc = 1 - x2 * F(1.0 / 6.0) + x2 * x2 * F(1.0 / 120.0)
+                    dcth = F(-0.5) + x2 * F(1.0 / 12.0)
+                    dsinc = F(-1.0 / 6.0) + x2 * F(1.0 / 60.0)
+                else:
+                    xs = ti.sqrt(x2)
+                    sinc = ti.sin(xs) / xs
+                    dcth = -ti.sin(xs) / (2 * xs)
+                    dsinc = (xs * ti.cos(xs) - ti.sin(xs)) / (xs * xs) / (2 * xs)
+                drv = dw1 * (half * sinc) + w1 * (half * dsinc * dx2)
+                dr = ti.Vector([dcth * dx2, drv[0], drv[1], drv[2]], dt=F)
+                dqn = qmul(dq0, r) + qmul(q0, dr)
+                do = (dqn - qo * qo.dot(dqn)) * inv
+                if qn.dot(qn) < F(1e-30):
+                    do = dqn * inv
+                for i in ti.static(range(4)):
+                    W[txn + qa + 3 + i] = do[i]
+            else:
+                W[txn + qa] = W[tx + qa] + hh * W[txn + nq + d]
+
+    @ti.func
+    def substep_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), ue,
+                        TU: ti.template(), eu):
+        """W_GX (tangent of the substep's input) -> W_GXN; needs the primal intermediates in W."""
+        for k in range(I[h_["W_GX"]] + I[NX], I[h_["WS"]]):
+            W[w + k] = F(0.0)
+        kinematics_tangent(I, P, W, w)
+        body_inertias_tangent(I, P, W, w)
+        external_forces_tangent(I, P, W, w)
+        bias_forces_tangent(I, P, W, w)
+        joint_forces_tangent(I, P, W, w, U, ue, TU, eu)
+        mass_matrix_tangent(I, P, W, w)
+        solve(I, W, w, w + I[h_["W_GTAU"]])
+        integrate_tangent(I, P, W, w)
+
+    # ================================================================== kernels
+    @ti.kernel
+    def forward(I: arr_i, P: arr_f, X: arr_f, U: arr_f, OUT: arr_f, TAPE: arr_f, W: arr_f, n: ti.i32,
+                record: ti.i32):
+        """OUT[e] = step(X[e], U[e]); with record, TAPE[e, s] = the state entering substep s."""
+        for e in range(n):
+            nx, S, ws = I[NX], I[h_["SUBSTEPS"]], I[h_["WS"]]
+            w = e * ws
+            x = w + I[h_["W_X"]]
+            for k in range(nx):
+                W[x + k] = X[e * nx + k]
+            for s in range(S):
+                if record != 0:
+                    for k in range(nx):
+                        TAPE[(e * S + s) * nx + k] = W[x + k]
+                substep(I, P, W, w, U, e)
+                for k in range(nx):
+                    W[x + k] = W[w + I[h_["W_XN"]] + k]
+            for k in range(nx):
+                OUT[e * nx + k] = W[x + k]
+
+    @ti.kernel
+    def adjoint(I: arr_i, P: arr_f, TAPE: arr_f, U: arr_f, COT: arr_f, GX: arr_f, GU: arr_f, W: arr_f,
+                n: ti.i32):
+        """(GX[e], GU[e]) = COT[e]^T d step / d(state, control), from the recorded TAPE."""
+        for e in range(n):
+            nx, nu, S, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["WS"]]
+            w = e * ws
+            for k in range(nu):
+                GU[e * nu + k] = F(0.0)
+            gxn = w + I[h_["W_GXN"]]
+            for k in range(nx):
+                W[gxn + k] = COT[e * nx + k]
+            for ss in range(S):
+                s = S - 1 - ss
+                for k in range(nx):
+                    W[w + I[h_["W_X"]] + k] = TAPE[(e * S + s) * nx + k]
+                substep(I, P, W, w, U, e)
+                substep_adjoint(I, P, W, w, U, GU, e)
+                for k in range(nx):
+                    W[gxn + k] = W[w + I[h_["W_GX"]] + k]
+            for k in range(nx):
+                GX[e * nx + k] = W[gxn + k]
+
+    @ti.kernel
+    def tangent(I: arr_i, P: arr_f, X: arr_f, U: arr_f, TX: arr_f, TU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32):
+        """TX[e, k] <- d step(X[e], U[e]) along (TX[e, k], TU[e, k]) for the npr probes k of env e."""
+        for e in range(n):
+            nx, nu, S, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["WS"]]
+            w = e * ws
+            x = w + I[h_["W_X"]]
+            for k in range(nx):
+                W[x + k] = X[e * nx + k]
+            for s in range(S):
+                substep(I, P, W, w, U, e)
+                for pr in range(npr):
+                    o = (e * npr + pr) * nx
+                    for k in range(nx):
+                        W[w + I[h_["W_GX"]] + k] = TX[o + k]
+                    substep_tangent(I, P, W, w, U, e * nu, TU, (e * npr + pr) * nu)
+                    for k in range(nx):
+                        TX[o + k] = W[w + I[h_["W_GXN"]] + k]
+                for k in range(nx):
+                    W[x + k] = W[w + I[h_["W_XN"]] + k]
+
+    return {"forward": forward, "adjoint": adjoint, "tangent": tangent}
