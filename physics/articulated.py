@@ -1,7 +1,7 @@
 """Batched differentiable articulated rigid bodies in generalized coordinates.
 
 State ``[qpos (nq), qvel (nv)]`` in MuJoCo's layout (see articulated_model.py); control
-``[ctrl (nu)]``, one value per motor (physical units before the gear). One control step is
+``[ctrl (nu)]``, one value per actuator (physical units before the gear). One control step is
 ``substeps`` substeps of length ``h = dt / substeps``; each substep is
 
     kinematics      body poses from qpos (hinge, slide, free joints), joint motion
@@ -31,32 +31,29 @@ geom's radius, and each ellipsoid's lowest point, penetration c = z - ground < 0
     f_normal  = -ke c - kd c min(v_n, 0)                 (pushes out, damps approach)
     f_fric    = -min(kf |v_t|, -mu ke c) v_t / |v_t|     (viscous up to a Coulomb cap)
 
-The substep is written once over symbolic scalars and transformed into three Taichi
-kernels (primal with tape, tangent, adjoint; see articulated_ad.py): exact VJP, JVP and
-Jacobians of the whole control step, each one parallel loop over envs (or envs x probes)
-with all bodies and substeps serial inside it. Small models (up to articulated_ad.CHUNK
-graph nodes per substep: cart-pole, hopper, the MuJoCo test models) take ONE kernel launch
-per call. Larger substeps are split into chunks, each its own kernel, because Taichi 1.7's
-compile time grows quadratically with kernel size; they take substeps x chunks launches
-(cheetah 3, ant 8, humanoid 17 chunks) - see ``launches_per_step``.
+The substep runs in the generic kernels of :mod:`articulated_kernels` (primal, tangent and
+adjoint stage by stage): one set of kernels for every model, compiled once per float type,
+reading the model from the tables :class:`ArticulatedTables` packs. Each call (a control
+step, its VJP from the recorded tape, or a batch of JVP probes) is ONE kernel launch, a
+parallel loop over envs with the substeps, bodies and dofs serial inside it.
 """
 from __future__ import annotations
 
 import functools
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from . import articulated_ad as ad
+from mbmix_taichi import _ti
+
 from . import articulated_kernels as ak
-from .articulated_model import ArticulatedModel, quat_to_mat
 from ._launch import FastKernel
+from .articulated_model import ArticulatedModel, quat_to_mat
 from .base import Simulator
 
-__all__ = ["ArticulatedSim", "ContactParams", "ArticulatedModel"]
+__all__ = ["ArticulatedSim", "ArticulatedTables", "ContactParams", "ArticulatedModel", "contact_points"]
 
 
 @dataclass
@@ -68,77 +65,6 @@ class ContactParams:
     kd: float = 1e3
     kf: float = 1e3
     mu: float = 0.5
-
-
-# --------------------------------------------------------------------------- small algebra
-def _v(a, b, f):
-    return [f(x, y) for x, y in zip(a, b)]
-
-
-def vadd(a, b):
-    return [x + y for x, y in zip(a, b)]
-
-
-def vsub(a, b):
-    return [x - y for x, y in zip(a, b)]
-
-
-def vscale(a, s):
-    return [x * s for x in a]
-
-
-def dot(a, b):
-    out = a[0] * b[0]
-    for x, y in zip(a[1:], b[1:]):
-        out = out + x * y
-    return out
-
-
-def cross(a, b):
-    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
-
-
-def matvec(M, v):
-    return [dot(row, v) for row in M]
-
-
-def matmul(A, B):
-    return [[dot(A[i], [B[0][j], B[1][j], B[2][j]]) for j in range(3)] for i in range(3)]
-
-
-def transpose(A):
-    return [[A[j][i] for j in range(3)] for i in range(3)]
-
-
-def crm(V, S):
-    """Spatial motion cross product V x S (twists (w, v))."""
-    w, v = V[:3], V[3:]
-    sw, sv = S[:3], S[3:]
-    return cross(w, sw) + vadd(cross(w, sv), cross(v, sw))
-
-
-def crf(V, F):
-    """Spatial force cross product V x* F (wrenches (n, f))."""
-    w, v = V[:3], V[3:]
-    n, f = F[:3], F[3:]
-    return vadd(cross(w, n), cross(v, f)) + cross(w, f)
-
-
-def inertia_apply(I, V):
-    """(m, h = m c, Ibar) applied to twist (w, v): (Ibar w + h x v, m v - h x w)."""
-    m, h, Ib = I
-    w, v = V[:3], V[3:]
-    return vadd(matvec(Ib, w), cross(h, v)) + vsub(vscale(v, m), cross(h, w))
-
-
-def quat_to_mat_sym(w, x, y, z):
-    return [[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]]
-
-
-def _skew(a):
-    return np.array([[0.0, -a[2], a[1]], [a[2], 0.0, -a[0]], [-a[1], a[0], 0.0]])
 
 
 # --------------------------------------------------------------------------- contact points
@@ -172,354 +98,13 @@ def _fluid_box(body):
     return Rq, box
 
 
-def _absx(x):
-    """|x| x, exact and differentiable."""
-    return ad.select(ad.less(x, 0.0), -(x * x), x * x)
-
-
-def _fluid_forces(model, R, P, V, Fext):
-    """MuJoCo's inertia-box fluid model (mj_inertiaBoxFluidModel): viscous (Stokes) and
-    quadratic drag on each body's equivalent inertia box, in its principal frame, at its
-    centre of mass, relative to the wind. Added to Fext as world wrenches about the origin."""
-    rho, mu, wind = float(model.fluid[0]), float(model.fluid[1]), [float(x) for x in model.fluid[2]]
-    for b in range(1, len(model.bodies)):
-        body = model.bodies[b]
-        if body.mass < 1e-15:
-            continue
-        Rq, box = _fluid_box(body)
-        Ri = matmul(R[b], [[float(x) for x in row] for row in Rq])
-        RiT = transpose(Ri)
-        c = vadd(P[b], matvec(R[b], [float(x) for x in body.ipos]))
-        w = V[b][:3]
-        vc = vadd(V[b][3:], cross(w, c))
-        lw = matvec(RiT, w)
-        lv = matvec(RiT, vsub(vc, wind))
-        t = [0.0, 0.0, 0.0]
-        f = [0.0, 0.0, 0.0]
-        if mu > 0:
-            diam = (box[0] + box[1] + box[2]) / 3.0
-            t = vscale(lw, -math.pi * diam ** 3 * mu)
-            f = vscale(lv, -3.0 * math.pi * diam * mu)
-        if rho > 0:
-            for k in range(3):
-                i, j = (k + 1) % 3, (k + 2) % 3
-                f[k] = f[k] - 0.5 * rho * box[i] * box[j] * _absx(lv[k])
-                t[k] = t[k] - rho * box[k] * (box[i] ** 4 + box[j] ** 4) / 64.0 * _absx(lw[k])
-        fw, tw = matvec(Ri, f), matvec(Ri, t)
-        Fext[b] = vadd(Fext[b], vadd(tw, cross(c, fw)) + fw)
-
-
-# --------------------------------------------------------------------------- one substep
-def build_substep(model: ArticulatedModel, h: float, contact: ContactParams | None,
-                  implicit_damping: bool, limit_ke: float, limit_kd: float):
-    """Trace one substep; returns (graph, outputs [nq + nv] Syms)."""
-    g = ad.Graph()
-    nq, nv, nu = model.nq, model.nv, model.nu
-    q = [g.input("x", i) for i in range(nq)]
-    qd = [g.input("x", nq + i) for i in range(nv)]
-    u = [g.input("u", i) for i in range(nu)]
-    nb = len(model.bodies)
-    grav = [float(x) for x in model.gravity]
-
-    # ---- kinematics, motion subspaces, velocities, cdof_dot
-    R = [None] * nb
-    P = [None] * nb
-    V = [None] * nb
-    S = [None] * nv          # world twist of each dof
-    Sd = [None] * nv         # its time derivative (MuJoCo's cdof_dot)
-    dof_body = [0] * nv
-    R[0] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
-    P[0] = [0.0, 0.0, 0.0]
-    V[0] = [0.0] * 6
-    zero = g.constant(0.0)
-    for b in range(1, nb):
-        body = model.bodies[b]
-        par = body.parent
-        Rq = quat_to_mat(body.quat)
-        Rb = matmul(R[par], [[float(x) for x in row] for row in Rq])
-        pb = vadd(P[par], matvec(R[par], [float(x) for x in body.pos]))
-        Vb = list(V[par])
-        for ji in body.joints:
-            j = model.joints[ji]
-            if j.type == "free":
-                qa = j.qadr
-                pb = q[qa:qa + 3]
-                w_, x_, y_, z_ = q[qa + 3:qa + 7]
-                n2 = w_ * w_ + x_ * x_ + y_ * y_ + z_ * z_
-                inv = 1.0 / ad.sqrt(ad.smax(n2, 1e-30))
-                Rb = quat_to_mat_sym(w_ * inv, x_ * inv, y_ * inv, z_ * inv)
-                d0 = j.dadr
-                for i in range(3):
-                    e = [0.0, 0.0, 0.0]
-                    e[i] = 1.0
-                    S[d0 + i] = [0.0, 0.0, 0.0] + e
-                    Sd[d0 + i] = [0.0] * 6
-                    dof_body[d0 + i] = b
-                for i in range(3):
-                    Vb = vadd(Vb, vscale(S[d0 + i], qd[d0 + i]))
-                for i in range(3):
-                    a = [Rb[0][i], Rb[1][i], Rb[2][i]]
-                    S[d0 + 3 + i] = a + cross(pb, a)
-                    dof_body[d0 + 3 + i] = b
-                for i in range(3):
-                    Sd[d0 + 3 + i] = crm(Vb, S[d0 + 3 + i])
-                for i in range(3):
-                    Vb = vadd(Vb, vscale(S[d0 + 3 + i], qd[d0 + 3 + i]))
-                continue
-            d = j.dadr
-            dof_body[d] = b
-            axis = matvec(Rb, [float(x) for x in j.axis])
-            ang = q[j.qadr] - float(j.ref)
-            if j.type == "slide":
-                pb = vadd(pb, vscale(axis, ang))
-                S[d] = [0.0, 0.0, 0.0] + axis
-            else:
-                anchor = vadd(pb, matvec(Rb, [float(x) for x in j.pos]))
-                K = _skew(j.axis)
-                K2 = K @ K
-                s_, c_ = ad.sin(ang), ad.cos(ang)
-                one_c = 1.0 - c_
-                Rot = [[float(i == k) + s_ * float(K[i, k]) + one_c * float(K2[i, k]) for k in range(3)] for i in range(3)]
-                Rb = matmul(Rb, Rot)
-                pb = vsub(anchor, matvec(Rb, [float(x) for x in j.pos]))
-                S[d] = axis + cross(anchor, axis)
-            Sd[d] = crm(Vb, S[d])
-            Vb = vadd(Vb, vscale(S[d], qd[d]))
-        R[b], P[b], V[b] = Rb, pb, Vb
-
-    # ---- body inertias in world frame (m, h = m c, Ibar about the origin)
-    Ibody = [None] * nb
-    for b in range(1, nb):
-        body = model.bodies[b]
-        m = float(body.mass)
-        c = vadd(P[b], matvec(R[b], [float(x) for x in body.ipos]))
-        Il = [[float(x) for x in row] for row in body.inertia]
-        Ic = matmul(matmul(R[b], Il), transpose(R[b]))
-        cc = dot(c, c)
-        Ib = [[Ic[i][k] + m * ((cc if i == k else 0.0) - c[i] * c[k]) for k in range(3)] for i in range(3)]
-        Ibody[b] = (m, vscale(c, m), Ib)
-
-    def iadd(A, B):
-        return (A[0] + B[0], vadd(A[1], B[1]), [vadd(A[2][i], B[2][i]) for i in range(3)])
-
-    # ---- external forces: gravity + ground contact (world wrenches about the origin)
-    Fext = [None] * nb
-    for b in range(1, nb):
-        m, hv, _ = Ibody[b]
-        gb = vscale(grav, 1.0 - float(model.bodies[b].gravcomp)) if model.bodies[b].gravcomp else grav
-        Fext[b] = cross(hv, gb) + vscale(gb, m)
-    if model.fluid is not None:
-        _fluid_forces(model, R, P, V, Fext)
-    if contact is not None and model.ground is not None:
-        ke, kd, kf, mu = (float(contact.ke), float(contact.kd), float(contact.kf), float(contact.mu))
-        pts = []
-        for (b, lp, dist) in contact_points(model):
-            if model.chain_dofs(b):  # a body welded to the world cannot be pushed
-                p = vadd(P[b], matvec(R[b], [float(x) for x in lp]))
-                pts.append((b, [p[0], p[1], p[2] - dist]))
-        for gm in model.geoms:
-            if gm.type == "ellipsoid" and gm.contact and gm.body and model.chain_dofs(gm.body):
-                # the ellipsoid's lowest point: centre - Rg D^2 n / |D n|, n = Rg^T z (geom frame)
-                b = gm.body
-                Rg = matmul(R[b], [[float(x) for x in row] for row in quat_to_mat(gm.quat)])
-                pc = vadd(P[b], matvec(R[b], [float(x) for x in gm.pos]))
-                D2n = [float(gm.size[k]) ** 2 * Rg[2][k] for k in range(3)]
-                sn = ad.sqrt(ad.smax(dot(D2n, Rg[2]), 1e-30))
-                pts.append((b, vsub(pc, vscale(matvec(Rg, D2n), 1.0 / sn))))
-        for (b, p) in pts:
-            w, vo = V[b][:3], V[b][3:]
-            dp = vadd(vo, cross(w, p))
-            cpen = p[2] - float(model.ground)
-            active = ad.less(cpen, 0.0)
-            fn = cpen * ke
-            fd = ad.smin(dp[2], 0.0) * kd * (0.0 - cpen)
-            vt2 = dp[0] * dp[0] + dp[1] * dp[1]
-            vtn = ad.sqrt(ad.smax(vt2, 1e-20))
-            lim = (0.0 - mu * ke) * cpen
-            stick = ad.less(kf * vtn, lim)
-            scale = ad.select(stick, kf, lim / vtn)
-            f = [ad.select(active, -(scale * dp[0]), zero), ad.select(active, -(scale * dp[1]), zero),
-                 ad.select(active, -(fn + fd), zero)]
-            Fext[b] = vadd(Fext[b], cross(p, f) + f)
-
-    # ---- RNEA with qacc = 0
-    A = [None] * nb
-    A[0] = [0.0] * 6
-    F = [None] * nb
-    for b in range(1, nb):
-        a = list(A[model.bodies[b].parent])
-        for d in model.body_dofs(b):
-            a = vadd(a, vscale(Sd[d], qd[d]))
-        A[b] = a
-        F[b] = vsub(vadd(inertia_apply(Ibody[b], a), crf(V[b], inertia_apply(Ibody[b], V[b]))), Fext[b])
-    Icomp = list(Ibody)
-    for b in range(nb - 1, 0, -1):
-        par = model.bodies[b].parent
-        if par > 0:
-            F[par] = vadd(F[par], F[b])
-            Icomp[par] = iadd(Icomp[par], Icomp[b])
-
-    # ---- generalized forces
-    tau = [None] * nv
-    fric = {}
-    for d in range(nv):
-        tau[d] = 0.0 - dot(S[d], F[dof_body[d]])
-    for j in model.joints:
-        if j.type == "free":
-            if j.damping:
-                for d in range(j.dadr, j.dadr + 6):
-                    tau[d] = tau[d] - float(j.damping) * qd[d]
-            continue
-        d, qi = j.dadr, q[j.qadr]
-        if j.damping:
-            tau[d] = tau[d] - float(j.damping) * qd[d]
-        if j.frictionloss:
-            # smoothed dry friction: a damper c(qd) = fl / sqrt(qd^2 + v0^2), implicit like damping
-            c = float(j.frictionloss) / ad.sqrt(qd[d] * qd[d] + float(model.friction_v0) ** 2)
-            fric[d] = c
-            tau[d] = tau[d] - c * qd[d]
-        if j.stiffness:
-            tau[d] = tau[d] - float(j.stiffness) * (qi - float(j.springref))
-        if j.range is not None and limit_ke > 0:
-            lo, hi = float(j.range[0]), float(j.range[1])
-            below, above = ad.less(qi, lo), ad.less(hi, qi)
-            f = ad.select(below, limit_ke * (lo - qi), ad.select(above, limit_ke * (hi - qi), zero))
-            if limit_kd:
-                f = f - ad.select(below, limit_kd * qd[d], ad.select(above, limit_kd * qd[d], zero))
-            tau[d] = tau[d] + f
-    for t in model.tendons:
-        L = sum_ = None
-        for ji, coef in t.joints:
-            j = model.joints[ji]
-            a, b = float(coef) * q[j.qadr], float(coef) * qd[j.dadr]
-            L, sum_ = (a, b) if L is None else (L + a, sum_ + b)
-        f = zero
-        if t.stiffness:
-            lo, hi = float(t.lengthspring[0]), float(t.lengthspring[1])
-            f = f + ad.select(ad.less(hi, L), float(t.stiffness) * (hi - L),
-                              ad.select(ad.less(L, lo), float(t.stiffness) * (lo - L), zero))
-        if t.damping:
-            f = f - float(t.damping) * sum_
-        if t.range is not None and limit_ke > 0:
-            lo, hi = float(t.range[0]), float(t.range[1])
-            below, above = ad.less(L, lo), ad.less(hi, L)
-            f = f + ad.select(below, limit_ke * (lo - L), ad.select(above, limit_ke * (hi - L), zero))
-            if limit_kd:
-                f = f - ad.select(below, limit_kd * sum_, ad.select(above, limit_kd * sum_, zero))
-        for ji, coef in t.joints:
-            d = model.joints[ji].dadr
-            tau[d] = tau[d] + float(coef) * f
-    for k, act in enumerate(model.actuators):
-        path = (model.tendons[act.tendon].joints if act.tendon is not None else [(act.joint, 1.0)])
-        gear = float(act.gear)
-        if act.bias is None and act.forcerange is None:
-            force = u[k]
-        else:
-            force = float(act.gain) * u[k]
-            if act.bias is not None:
-                b0, b1, b2 = (float(x) for x in act.bias)
-                for ji, coef in path:
-                    j = model.joints[ji]
-                    if b1:
-                        force = force + b1 * gear * float(coef) * q[j.qadr]
-                    if b2:
-                        force = force + b2 * gear * float(coef) * qd[j.dadr]
-                if b0:
-                    force = force + b0
-            if act.forcerange is not None:
-                lo, hi = float(act.forcerange[0]), float(act.forcerange[1])
-                force = ad.select(ad.less(force, lo), g.constant(lo),
-                                  ad.select(ad.less(hi, force), g.constant(hi), force))
-        for ji, coef in path:
-            d = model.joints[ji].dadr
-            tau[d] = tau[d] + gear * float(coef) * force
-
-    # ---- mass matrix (CRBA)
-    Mx = [[g.constant(0.0) for _ in range(nv)] for _ in range(nv)]
-    for jd in range(nv):
-        Fj = inertia_apply(Icomp[dof_body[jd]], S[jd])
-        for i in model.chain_dofs(dof_body[jd]):
-            if i > jd:
-                continue
-            val = dot(S[i], Fj)
-            Mx[i][jd] = val
-            Mx[jd][i] = val
-    for j in model.joints:
-        for d in range(j.dadr, j.dadr + j.nv):
-            extra = float(j.armature) + (h * float(j.damping) if implicit_damping else 0.0)
-            if extra:
-                Mx[d][d] = Mx[d][d] + extra
-            if d in fric:
-                Mx[d][d] = Mx[d][d] + h * fric[d]
-
-    # ---- solve: M = L^T D L, processed from the last dof (MuJoCo's order, no fill-in)
-    anc = [set() for _ in range(nv)]
-    for d in range(nv):
-        anc[d] = set(i for i in model.chain_dofs(dof_body[d]) if i < d)
-    L = [row[:] for row in Mx]
-    for k in range(nv - 1, -1, -1):
-        ak = sorted(anc[k], reverse=True)
-        for i in ak:
-            a = L[k][i] / L[k][k]
-            for jj in sorted(anc[i] | {i}):
-                L[i][jj] = L[i][jj] - L[k][jj] * a
-            L[k][i] = a
-    x = list(tau)
-    for k in range(nv - 1, -1, -1):
-        for i in anc[k]:
-            x[i] = x[i] - L[k][i] * x[k]
-    for k in range(nv):
-        x[k] = x[k] / L[k][k]
-    for k in range(nv):
-        for i in sorted(anc[k]):
-            x[k] = x[k] - L[k][i] * x[i]
-    qacc = x
-
-    # ---- semi-implicit Euler
-    qd_new = [qd[d] + h * qacc[d] for d in range(nv)]
-    q_new = list(q)
-    for j in model.joints:
-        qa, da = j.qadr, j.dadr
-        if j.type != "free":
-            q_new[qa] = q[qa] + h * qd_new[da]
-            continue
-        for i in range(3):
-            q_new[qa + i] = q[qa + i] + h * qd_new[da + i]
-        w = qd_new[da + 3:da + 6]
-        half = 0.5 * h
-        x2 = (w[0] * w[0] + w[1] * w[1] + w[2] * w[2]) * (half * half)
-        small = ad.less(x2, 1e-6)
-        xs = ad.sqrt(ad.smax(x2, 1e-6))
-        cth = ad.select(small, 1.0 - x2 * 0.5 + x2 * x2 * (1.0 / 24.0), ad.cos(xs))
-        sinc = ad.select(small, 1.0 - x2 * (1.0 / 6.0) + x2 * x2 * (1.0 / 120.0), ad.sin(xs) / xs)
-        r = [cth] + [wi * (half) * sinc for wi in w]
-        q0 = q[qa + 3:qa + 7]
-        pw, px, py, pz = q0
-        rw, rx, ry, rz = r
-        qn = [pw * rw - px * rx - py * ry - pz * rz,
-              pw * rx + px * rw + py * rz - pz * ry,
-              pw * ry - px * rz + py * rw + pz * rx,
-              pw * rz + px * ry - py * rx + pz * rw]
-        n2 = qn[0] * qn[0] + qn[1] * qn[1] + qn[2] * qn[2] + qn[3] * qn[3]
-        inv = 1.0 / ad.sqrt(ad.smax(n2, 1e-30))
-        for i in range(4):
-            q_new[qa + 3 + i] = qn[i] * inv
-    outs = [g.sym(v) for v in q_new + qd_new]
-    return g, outs
-
-
 @functools.lru_cache(maxsize=None)
 def _fast_kernels(fp: str) -> dict:
     return {name: FastKernel(k) for name, k in ak.kernels(fp).items()}
 
 
 # --------------------------------------------------------------------------- generic engine tables
-def generic_refusal(model: ArticulatedModel) -> str | None:
-    """Why the generic kernels cannot run this model yet (None: they can)."""
-    return None
-
-
-class Tables:
+class ArticulatedTables:
     """The model packed for :mod:`articulated_kernels`: int table I, float table P, and the
     per-env workspace size (see the kernels' HEADER for the slots)."""
 
@@ -680,14 +265,6 @@ class Tables:
 
 
 # --------------------------------------------------------------------------- the simulator
-def _ensure_taichi():
-    """Initialise taichi the package's way if nobody has (direct use without mt.make)."""
-    import taichi as ti
-    if ti.lang.impl.get_runtime().prog is None:
-        from mbmix_taichi import _ti
-        _ti.init("auto")
-
-
 class ArticulatedSim(Simulator):
     """One control step of an :class:`ArticulatedModel`, batched over envs (see module doc).
 
@@ -698,11 +275,13 @@ class ArticulatedSim(Simulator):
     """
 
     jacobian_chunk = 512
+    #: kernel launches of one control step, of its VJP and of one batch of JVP probes
+    launches_per_step = 1
 
     def __init__(self, model: ArticulatedModel, dt: float, substeps: int = 1, dtype=torch.float64,
                  device="cpu", contact: ContactParams | None = None, implicit_damping: bool = True,
                  limit_ke: float = 0.0, limit_kd: float = 0.0):
-        _ensure_taichi()
+        _ti.ensure()
         model.finalize()
         self.model = model
         self.dt = float(dt)
@@ -711,71 +290,56 @@ class ArticulatedSim(Simulator):
         self.dtype = dtype
         self.device = torch.device(device)
         self.contact = contact
-        self._implicit, self._lke, self._lkd = bool(implicit_damping), float(limit_ke), float(limit_kd)
+        self.implicit_damping, self.limit_ke, self.limit_kd = bool(implicit_damping), float(limit_ke), float(limit_kd)
         self.nq, self.nv, self.nu = model.nq, model.nv, model.nu
         self.state_dim = self.nq + self.nv
         self.control_dim = self.nu
         self.launches = 0
+        self.tables = ArticulatedTables(model, self.h, self.substeps, contact, implicit_damping, self.limit_ke,
+                                        self.limit_kd)
+        self._I = torch.tensor(self.tables.ints, dtype=torch.int32, device=self.device)
+        self._P = torch.tensor(self.tables.floats, dtype=dtype, device=self.device)
         fp = "f64" if dtype == torch.float64 else "f32"
-        #: why this model runs on the traced per-model kernels (None: the generic kernels run it)
-        self.traced_because = generic_refusal(model)
-        if os.environ.get("MBMIX_ARTICULATED_ENGINE", "") == "traced" and self.traced_because is None:
-            self.traced_because = "MBMIX_ARTICULATED_ENGINE=traced"
+        fast = _fast_kernels(fp)
+        # the tables are bound once per simulator; later launches set only the per-call arguments
+        self._fwd = fast["forward"].bind(("forward", fp), fixed=(0, 1))
+        self._adj = fast["adjoint"].bind(("adjoint", fp), fixed=(0, 1))
+        self._tan = fast["tangent"].bind(("tangent", fp), fixed=(0, 1))
+        self._work = {}
         self._dummy1 = torch.zeros(1, dtype=dtype, device=self.device)
-        if self.traced_because is None:
-            self.tables = Tables(model, self.h, self.substeps, contact, implicit_damping, float(limit_ke),
-                                 float(limit_kd))
-            self._I = torch.tensor(self.tables.ints, dtype=torch.int32, device=self.device)
-            self._P = torch.tensor(self.tables.floats, dtype=dtype, device=self.device)
-            fast = _fast_kernels(fp)
-            self._fwd = fast["forward"].bind(("forward", fp), fixed=(0, 1))
-            self._adj = fast["adjoint"].bind(("adjoint", fp), fixed=(0, 1))
-            self._tan = fast["tangent"].bind(("tangent", fp), fixed=(0, 1))
-            self._work = {}
-            self._k = None
-            return
-        g, outs = build_substep(model, self.h, contact, implicit_damping, float(limit_ke), float(limit_kd))
-        self.graph_nodes = len(g.nodes)
-        self._k = ad.generate(g, self.state_dim, max(self.nu, 0), outs, self.substeps, fp,
-                              tag=f"{model.name}".replace("-", "_").replace(" ", "_")[:24])
-        self._empty_tape = torch.zeros((1, 1, 1), dtype=dtype, device=self.device)
+
+    def bytes_per_env(self, record: bool = False) -> int:
+        item = torch.empty((), dtype=self.dtype).element_size()
+        return item * (self.tables.ws + 4 * self.state_dim + (self.substeps * self.state_dim if record else 0))
 
     # -- helpers
-    def _c(self, control, n):
-        if self.nu == 0:
-            return torch.zeros((n, 1), dtype=self.dtype, device=self.device)
-        return control.contiguous()
-
     def _buf(self, *shape):
         return torch.empty(shape, dtype=self.dtype, device=self.device)
 
-    @property
-    def launches_per_step(self) -> int:
-        """Kernel launches of one forward control step (1, or substeps x chunks on the traced kernels)."""
-        return 1 if self._k is None or self._k.K == 1 else self.substeps * self._k.K
-
-    # -- the generic kernels (one launch per control step, VJP and JVP)
     def _workspace(self, n):
+        """Scratch for n envs' substep intermediates (kept between calls of the same batch size)."""
         W = self._work.get(n)
         if W is None:
             if len(self._work) > 4:
                 self._work.clear()
-            W = self._work[n] = torch.empty(n * self.tables.ws, dtype=self.dtype, device=self.device)
+            W = self._work[n] = self._buf(n * self.tables.ws)
         return W
 
     def _flat_ctrl(self, control):
-        return control.reshape(-1).contiguous() if self.nu else self._dummy1
+        return control.contiguous().view(-1) if self.nu else self._dummy1
 
-    def _step_generic(self, state, control, record):
+    # -- the Simulator contract
+    def step(self, state, control, record=False):
+        state = state.contiguous()
         n = state.shape[0]
         out = torch.empty_like(state)
         ctrl = self._flat_ctrl(control)
         tape = self._buf(n * self.substeps * self.state_dim) if record else self._dummy1
-        self._fwd(self._I, self._P, state.reshape(-1), ctrl, out.view(-1), tape, self._workspace(n), n, int(record))
+        self._fwd(self._I, self._P, state.view(-1), ctrl, out.view(-1), tape, self._workspace(n), n, int(record))
         self.launches += 1
         return out, ((tape, ctrl, n) if record else None)
 
-    def _vjp_generic(self, tape, cotangent):
+    def vjp_tape(self, tape, cotangent):
         tp, ctrl, n = tape
         gs = self._buf(n, self.state_dim)
         gc = self._buf(n * max(self.nu, 1))
@@ -784,73 +348,6 @@ class ArticulatedSim(Simulator):
         self.launches += 1
         return gs, gc.view(n, -1)[:, :self.nu]
 
-    def _jvp_generic(self, state, control, t_state, t_control):
-        n, p = t_state.shape[0], t_state.shape[1]
-        out = t_state.contiguous().clone()
-        tc = t_control.reshape(-1).contiguous() if self.nu else self._dummy1
-        self._tan(self._I, self._P, state.contiguous().view(-1), self._flat_ctrl(control), out.view(-1), tc,
-                  self._workspace(n), n, p)
-        self.launches += 1
-        return out
-
-    def step(self, state, control, record=False):
-        state = state.contiguous()
-        if self._k is None:
-            return self._step_generic(state, control.contiguous(), record)
-        n = state.shape[0]
-        ctrl = self._c(control, n)
-        k = self._k
-        if k.K == 1:
-            out = torch.empty_like(state)
-            if record:
-                tape = self._buf(n, self.substeps, self.state_dim)
-                k.forward(state, ctrl, out, tape, 1)
-            else:
-                k.forward(state, ctrl, out, self._empty_tape, 0)
-            self.launches += 1
-            return out, ((tape, ctrl) if record else None)
-        X = self._buf(n, self.substeps + 1, self.state_dim)
-        X[:, 0] = state
-        W = self._buf(n, k.NCROSS)
-        for s in range(self.substeps):
-            for j in range(k.K):
-                getattr(k, f"f{j}")(X, ctrl, W, s)
-        self.launches += self.substeps * k.K
-        out = X[:, self.substeps].contiguous()
-        return out, ((X, ctrl) if record else None)
-
-    def vjp_tape(self, tape, cotangent):
-        if self._k is None:
-            return self._vjp_generic(tape, cotangent)
-        tp, ctrl = tape
-        n = tp.shape[0]
-        k = self._k
-        if k.K == 1:
-            gs = self._buf(n, self.state_dim)
-            gc = self._buf(n, max(self.nu, 1))
-            k.adjoint(tp, ctrl, cotangent.contiguous(), gs, gc)
-            self.launches += 1
-            return gs, gc[:, :self.nu]
-        nx = self.state_dim
-        gx = cotangent.contiguous().clone()
-        gc = torch.zeros((n, max(self.nu, 1)), dtype=self.dtype, device=self.device)
-        W = self._buf(n, k.NCROSS)
-        GW = self._buf(n, k.NCROSS)
-        GI = self._buf(n, nx + max(self.nu, 1))
-        for s in range(self.substeps - 1, -1, -1):
-            for j in range(k.K - 1):
-                getattr(k, f"f{j}")(tp, ctrl, W, s)
-            GW.zero_()
-            GI.zero_()
-            for j, (kind, idx) in k.OUT_SEED:
-                (GW if kind == "w" else GI)[:, idx] += gx[:, j]
-            for j in range(k.K - 1, -1, -1):
-                getattr(k, f"b{j}")(tp, ctrl, W, GW, GI, gx, s)
-            gx = GI[:, :nx].clone()
-            gc += GI[:, nx:]
-        self.launches += self.substeps * (2 * k.K - 1)
-        return gx, gc[:, :self.nu]
-
     def jvp(self, state, control, t_state, t_control):
         if self.nu:
             self.check_tangents(state, control, t_state, t_control)
@@ -858,27 +355,9 @@ class ArticulatedSim(Simulator):
         if single:
             t_state, t_control = t_state[:, None], t_control[:, None]
         n, p = t_state.shape[0], t_state.shape[1]
-        if self._k is None:
-            out = self._jvp_generic(state, control, t_state, t_control)
-            return out[:, 0] if single else out
-        ctrl = self._c(control, n)
-        if self.nu == 0:
-            t_control = torch.zeros((n, p, 1), dtype=self.dtype, device=self.device)
-        k = self._k
-        if k.K == 1:
-            out = self._buf(n, p, self.state_dim)
-            k.tangent(state.contiguous(), ctrl, t_state.contiguous(), t_control.contiguous(), out)
-            self.launches += 1
-        else:
-            nx = self.state_dim
-            TX = self._buf(n * p, 2 * nx)
-            TX[:, :nx] = state.repeat_interleave(p, dim=0)
-            TX[:, nx:] = t_state.reshape(n * p, nx)
-            tc = t_control.contiguous()
-            TW = self._buf(n * p, 2 * k.NCROSS)
-            for s in range(self.substeps):
-                for j in range(k.K):
-                    getattr(k, f"t{j}")(ctrl, tc, TX, TW, s)
-            self.launches += self.substeps * k.K
-            out = TX[:, nx:].reshape(n, p, nx)
+        out = t_state.contiguous().clone()
+        tc = t_control.contiguous().view(-1) if self.nu else self._dummy1
+        self._tan(self._I, self._P, state.contiguous().view(-1), self._flat_ctrl(control), out.view(-1), tc,
+                  self._workspace(n), n, p)
+        self.launches += 1
         return out[:, 0] if single else out

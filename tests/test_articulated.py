@@ -129,6 +129,29 @@ def test_one_launch_per_control_step(paths):
     assert sim.launches - before == 3
 
 
+def test_every_model_runs_on_one_compiled_kernel_set(paths):
+    """The kernels read the model as data: models of every kind (hinge/slide/free joints, tendons,
+    servos, fluid, contact) share one compiled forward, adjoint and tangent per float type, and a
+    new model compiles nothing; each call is one launch whatever the model size."""
+    from mbmix_taichi.physics import articulated_kernels as ak
+    from mbmix_taichi.physics.articulated import ContactParams
+    counts = None
+    for name in ["chain", "floating", "tendon", "servo", "fluid", "drop"]:
+        sim = ArticulatedSim(load_mjcf(paths[name]), dt=0.01, substeps=3, dtype=torch.float64,
+                             contact=ContactParams() if name == "drop" else None, limit_ke=100.0)
+        s = torch.tensor(sim.model.qpos0().tolist() + [0.1] * sim.nv, dtype=torch.float64).repeat(2, 1)
+        c = torch.full((2, sim.nu), 0.2, dtype=torch.float64)
+        before = sim.launches
+        out, tape = sim.step(s, c, record=True)
+        sim.vjp_tape(tape, torch.ones_like(s))
+        sim.jvp(s, c, torch.ones_like(s), torch.ones_like(c))
+        assert sim.launches - before == 3 and torch.isfinite(out).all()
+        now = {k: len(v._primal.compiled_kernels) for k, v in ak.kernels("f64").items()}
+        assert all(n == 1 for n in now.values()), now
+        counts = counts or now
+        assert now == counts, (name, now, counts)
+
+
 FRICTION = """<mujoco model="friction">
   <option timestep="0.002" gravity="0 0 0"/>
   <worldbody>

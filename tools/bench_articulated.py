@@ -11,13 +11,12 @@ ground) and a *free* state (the reset state, raised 1 m so nothing touches):
 * kernel launches per control step.
 
 Rates are per CPU second (``time.process_time``, all threads; MuJoCo runs one thread) and per
-wall second. With ``--traced`` the previous per-model traced kernels are measured in the same
-process too (their compile is slow for ant and humanoid). ``--compile`` measures the cold
+wall second. ``--compile`` measures the cold
 compile (fresh Taichi offline cache, all tasks in one process) and each task's warm start in
 subprocesses, in CPU seconds.
 
     python tools/bench_articulated.py [--tasks cartpole-swingup,hopper,cheetah,ant,humanoid]
-        [--envs 1,64] [--traced] [--compile] [--out docs/benchmarks_articulated.md]
+        [--envs 1,64] [--compile] [--out docs/benchmarks_articulated.md]
 """
 from __future__ import annotations
 
@@ -115,7 +114,6 @@ def states(mt, task, seed=1):
 
 def measure(args):
     import mbmix_taichi as mt
-    from mbmix_taichi.physics.articulated import ArticulatedSim
 
     rows = []
     for task in args.tasks.split(","):
@@ -123,14 +121,6 @@ def measure(args):
         m = env1.task.model
         sim_g = env1.sim
         sims = {"generic": sim_g}
-        if args.traced:
-            os.environ["MBMIX_ARTICULATED_ENGINE"] = "traced"
-            t0 = time.process_time()
-            sims["traced"] = ArticulatedSim(m, dt=sim_g.dt, substeps=sim_g.substeps, dtype=torch.float64,
-                                            contact=sim_g.contact, implicit_damping=sim_g._implicit,
-                                            limit_ke=sim_g._lke, limit_kd=sim_g._lkd)
-            os.environ.pop("MBMIX_ARTICULATED_ENGINE")
-            print(f"{task}: traced kernels built in {time.process_time() - t0:.1f} CPU s", flush=True)
         nq = m.nq
         mj_f, mj_j = {}, {}
         for name, st in (("landed", landed), ("free", free)):
@@ -184,7 +174,6 @@ def main(argv=None):
     ap.add_argument("--tasks", default="cartpole-swingup,hopper,cheetah,ant,humanoid")
     ap.add_argument("--envs", default="1,64")
     ap.add_argument("--min-time", type=float, default=0.5)
-    ap.add_argument("--traced", action="store_true", help="also measure the traced per-model kernels")
     ap.add_argument("--compile", action="store_true", help="measure cold compile and warm start (subprocesses)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
