@@ -35,7 +35,9 @@ The substep runs in the generic kernels of :mod:`articulated_kernels` (primal, t
 adjoint stage by stage): one set of kernels for every model, compiled once per float type,
 reading the model from the tables :class:`ArticulatedTables` packs. Each call (a control
 step, its VJP from the recorded tape, or a batch of JVP probes) is ONE kernel launch, a
-parallel loop over envs with the substeps, bodies and dofs serial inside it.
+parallel loop over envs with the substeps, bodies and dofs serial inside it; a VJP or a JVP
+first replays the step keeping every substep's intermediates, then runs the adjoint or tangent
+kernel over them (two launches; the tape is just the step's input).
 """
 from __future__ import annotations
 
@@ -275,7 +277,8 @@ class ArticulatedSim(Simulator):
     """
 
     jacobian_chunk = 512
-    #: kernel launches of one control step, of its VJP and of one batch of JVP probes
+    #: kernel launches of one control step (its VJP and a batch of JVP probes take two: the
+    #: forward again, keeping every substep's intermediates, then the adjoint or tangent)
     launches_per_step = 1
 
     def __init__(self, model: ArticulatedModel, dt: float, substeps: int = 1, dtype=torch.float64,
@@ -305,24 +308,33 @@ class ArticulatedSim(Simulator):
         self._fwd = fast["forward"].bind(("forward", fp), fixed=(0, 1))
         self._adj = fast["adjoint"].bind(("adjoint", fp), fixed=(0, 1))
         self._tan = fast["tangent"].bind(("tangent", fp), fixed=(0, 1))
-        self._work = {}
+        self._work = None
         self._dummy1 = torch.zeros(1, dtype=dtype, device=self.device)
 
     def bytes_per_env(self, record: bool = False) -> int:
+        """A step's scratch; with `record`, the VJP's too: every substep's intermediates (transient)."""
         item = torch.empty((), dtype=self.dtype).element_size()
-        return item * (self.tables.ws + 4 * self.state_dim + (self.substeps * self.state_dim if record else 0))
+        wp, ws = self.tables.head["W_GXN"], self.tables.ws
+        scratch = wp * self.substeps + (ws - wp) if record else wp
+        return item * (scratch + 4 * self.state_dim)
 
     # -- helpers
     def _buf(self, *shape):
         return torch.empty(shape, dtype=self.dtype, device=self.device)
 
-    def _workspace(self, n):
-        """Scratch for n envs' substep intermediates (kept between calls of the same batch size)."""
-        W = self._work.get(n)
-        if W is None:
-            if len(self._work) > 4:
-                self._work.clear()
-            W = self._work[n] = self._buf(n * self.tables.ws)
+    def _workspace(self, n, keep=False):
+        """Scratch for n envs (kept between calls, grown when needed): their primal intermediates,
+        one block per env, or per env and substep with `keep`; then the adjoint/tangent blocks."""
+        wp, ws = self.tables.head["W_GXN"], self.tables.ws
+        size = n * wp * (self.substeps if keep else 1) + (n * (ws - wp) if keep else 0)
+        if self._work is None or self._work.numel() < size:
+            self._work = self._buf(size)
+        return self._work
+
+    def _replay(self, state, ctrl, n):
+        """The forward again, keeping every substep's intermediates for an adjoint or tangent launch."""
+        W = self._workspace(n, keep=True)
+        self._fwd(self._I, self._P, state.contiguous().view(-1), ctrl, self._buf(n * self.state_dim), W, n, 1)
         return W
 
     def _flat_ctrl(self, control):
@@ -334,18 +346,18 @@ class ArticulatedSim(Simulator):
         n = state.shape[0]
         out = torch.empty_like(state)
         ctrl = self._flat_ctrl(control)
-        tape = self._buf(n * self.substeps * self.state_dim) if record else self._dummy1
-        self._fwd(self._I, self._P, state.view(-1), ctrl, out.view(-1), tape, self._workspace(n), n, int(record))
+        self._fwd(self._I, self._P, state.view(-1), ctrl, out.view(-1), self._workspace(n), n, 0)
         self.launches += 1
-        return out, ((tape, ctrl, n) if record else None)
+        # the tape is the step's input: the VJP replays the step (bit-identical) to get its intermediates
+        return out, ((state.clone(), ctrl.clone(), n) if record else None)
 
     def vjp_tape(self, tape, cotangent):
-        tp, ctrl, n = tape
+        st, ctrl, n = tape
         gs = self._buf(n, self.state_dim)
         gc = self._buf(n * max(self.nu, 1))
-        self._adj(self._I, self._P, tp, ctrl, cotangent.contiguous().view(-1), gs.view(-1), gc,
-                  self._workspace(n), n)
-        self.launches += 1
+        W = self._replay(st, ctrl, n)
+        self._adj(self._I, self._P, ctrl, cotangent.contiguous().view(-1), gs.view(-1), gc, W, n)
+        self.launches += 2
         return gs, gc.view(n, -1)[:, :self.nu]
 
     def jvp(self, state, control, t_state, t_control):
@@ -357,7 +369,8 @@ class ArticulatedSim(Simulator):
         n, p = t_state.shape[0], t_state.shape[1]
         out = t_state.contiguous().clone()
         tc = t_control.contiguous().view(-1) if self.nu else self._dummy1
-        self._tan(self._I, self._P, state.contiguous().view(-1), self._flat_ctrl(control), out.view(-1), tc,
-                  self._workspace(n), n, p)
-        self.launches += 1
+        ctrl = self._flat_ctrl(control)
+        W = self._replay(state, ctrl, n)
+        self._tan(self._I, self._P, ctrl, out.view(-1), tc, W, n, p)
+        self.launches += 2
         return out[:, 0] if single else out

@@ -312,10 +312,10 @@ def kernels(fp: str):
         return b, pt, dp
 
     @ti.func
-    def contact_point_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, k, b):
+    def contact_point_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, k, b):
         """The tangent of contact point k's world position (from W_GR, W_GP)."""
-        dR = ld33(W, w + I[h_["W_GR"]] + 9 * b)
-        dpt = ld3(W, w + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["PT_POS"]] + 3 * k)
+        dR = ld33(W, wa + I[h_["W_GR"]] + 9 * b)
+        dpt = ld3(W, wa + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["PT_POS"]] + 3 * k)
         if iget(I, h_["PT_KIND"], k) == ELLIPSOID:
             Rl = ld33(P, I[h_["PT_ROT"]] + 9 * k)
             size = ld3(P, I[h_["PT_SIZE"]] + 3 * k)
@@ -331,10 +331,10 @@ def kernels(fp: str):
         return dpt
 
     @ti.func
-    def contact_point_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, k, b, gpt):
+    def contact_point_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, k, b, gpt):
         """Adds contact point k's position adjoint gpt into W_GR, W_GP of its body."""
         lp = ld3(P, I[h_["PT_POS"]] + 3 * k)
-        add3(W, w + I[h_["W_GP"]] + 3 * b, gpt)
+        add3(W, wa + I[h_["W_GP"]] + 3 * b, gpt)
         gR = gpt.outer_product(lp)
         if iget(I, h_["PT_KIND"], k) == ELLIPSOID:
             Rl = ld33(P, I[h_["PT_ROT"]] + 9 * k)
@@ -356,7 +356,7 @@ def kernels(fp: str):
                 for c in ti.static(range(3)):
                     gRg[2, c] += gn[c]
             gR += gRg @ Rl.transpose()
-        add33(W, w + I[h_["W_GR"]] + 9 * b, gR)
+        add33(W, wa + I[h_["W_GR"]] + 9 * b, gR)
 
     @ti.func
     def contact_force(I: ti.template(), P: ti.template(), pt, dp):
@@ -674,12 +674,12 @@ def kernels(fp: str):
 
     # ================================================================== stages: adjoint
     @ti.func
-    def integrate_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
+    def integrate_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         """From W_GXN (cotangent of the next state) to W_GX (its direct part) and W_GTAU
         (= qacc_bar, before the solve's adjoint)."""
         nq, nv = I[NQ], I[NV]
         x, xn = w + I[h_["W_X"]], w + I[h_["W_XN"]]
-        gxn, gx, gt = w + I[h_["W_GXN"]], w + I[h_["W_GX"]], w + I[h_["W_GTAU"]]
+        gxn, gx, gt = wa + I[h_["W_GXN"]], wa + I[h_["W_GX"]], wa + I[h_["W_GTAU"]]
         hh = scal(I, P, sc["H"])
         for d in range(nv):
             W[gt + d] = W[gxn + nq + d]  # v1_bar (completed below by the positions' share)
@@ -735,18 +735,18 @@ def kernels(fp: str):
         return val
 
     @ti.func
-    def joint_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(),
+    def joint_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(),
                              GU: ti.template(), e):
         nq, nv = I[NQ], I[NV]
         x = w + I[h_["W_X"]]
-        gt, gx = w + I[h_["W_GTAU"]], w + I[h_["W_GX"]]
+        gt, gx = wa + I[h_["W_GTAU"]], wa + I[h_["W_GX"]]
         for d in range(nv):
             b = iget(I, h_["D_BODY"], d)
             g = W[gt + d]
-            add3(W, w + I[h_["W_GF"]] + 6 * b, -g * ld3(W, w + I[h_["W_S"]] + 6 * d))
-            add3(W, w + I[h_["W_GF"]] + 6 * b + 3, -g * ld3(W, w + I[h_["W_S"]] + 6 * d + 3))
-            add3(W, w + I[h_["W_GS"]] + 6 * d, -g * ld3(W, w + I[h_["W_F"]] + 6 * b))
-            add3(W, w + I[h_["W_GS"]] + 6 * d + 3, -g * ld3(W, w + I[h_["W_F"]] + 6 * b + 3))
+            add3(W, wa + I[h_["W_GF"]] + 6 * b, -g * ld3(W, w + I[h_["W_S"]] + 6 * d))
+            add3(W, wa + I[h_["W_GF"]] + 6 * b + 3, -g * ld3(W, w + I[h_["W_S"]] + 6 * d + 3))
+            add3(W, wa + I[h_["W_GS"]] + 6 * d, -g * ld3(W, w + I[h_["W_F"]] + 6 * b))
+            add3(W, wa + I[h_["W_GS"]] + 6 * d + 3, -g * ld3(W, w + I[h_["W_F"]] + 6 * b + 3))
             W[gx + nq + d] -= pget(I, P, h_["D_DAMP"], d) * g
         lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
         for j in range(I[NJ]):
@@ -790,11 +790,11 @@ def kernels(fp: str):
                 W[gx + nq + iget(I, h_["AP_DADR"], ei)] += b2 * cf * gf
 
     @ti.func
-    def mass_matrix_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
+    def mass_matrix_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         """CRBA's adjoint: into W_GS and the composite inertias' W_GCH, W_GCIB."""
         nv = I[NV]
-        oS, gS = w + I[h_["W_S"]], w + I[h_["W_GS"]]
-        oq, gt = w + I[h_["W_QACC"]], w + I[h_["W_GTAU"]]
+        oS, gS = w + I[h_["W_S"]], wa + I[h_["W_GS"]]
+        oq, gt = w + I[h_["W_QACC"]], wa + I[h_["W_GTAU"]]
         for j in range(nv):
             b = iget(I, h_["D_BODY"], j)
             m = cmass(I, P, b)
@@ -815,35 +815,35 @@ def kernels(fp: str):
             ghv, gIb, gw, gv = iapply_adjoint(m, hv, Ib, sw, sv, gfn, gff)
             add3(W, gS + 6 * j, gw)
             add3(W, gS + 6 * j + 3, gv)
-            add3(W, w + I[h_["W_GCH"]] + 3 * b, ghv)
-            add33(W, w + I[h_["W_GCIB"]] + 9 * b, gIb)
+            add3(W, wa + I[h_["W_GCH"]] + 3 * b, ghv)
+            add33(W, wa + I[h_["W_GCIB"]] + 9 * b, gIb)
         hh = scal(I, P, sc["H"])
         for j in range(I[NJ]):
             if pget(I, P, h_["J_FRIC"], j) > 0:
                 _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
                 d = iget(I, h_["J_DADR"], j)
-                W[w + I[h_["W_GX"]] + I[NQ] + d] += mbar(W, oq, gt, d, d) * hh * dc
+                W[wa + I[h_["W_GX"]] + I[NQ] + d] += mbar(W, oq, gt, d, d) * hh * dc
 
     @ti.func
-    def bias_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
+    def bias_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         """RNEA's adjoint: accumulated wrenches and composite inertias back to each body's
         own, then each body's wrench into its inertia (W_GH, W_GIB), twist (W_GV), the dof
         rates (W_GSD) and velocities; W_GF keeps each body's local wrench adjoint."""
         nb, nq = I[NB], I[NQ]
-        x, gx = w + I[h_["W_X"]], w + I[h_["W_GX"]]
-        gF, gA = w + I[h_["W_GF"]], w + I[h_["W_GA"]]
+        x, gx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
+        gF, gA = wa + I[h_["W_GF"]], wa + I[h_["W_GA"]]
         for b in range(1, nb):
             par = iget(I, h_["B_PARENT"], b)
             if par > 0:
                 for k in range(6):
                     W[gF + 6 * b + k] += W[gF + 6 * par + k]
                 for k in range(3):
-                    W[w + I[h_["W_GCH"]] + 3 * b + k] += W[w + I[h_["W_GCH"]] + 3 * par + k]
+                    W[wa + I[h_["W_GCH"]] + 3 * b + k] += W[wa + I[h_["W_GCH"]] + 3 * par + k]
                 for k in range(9):
-                    W[w + I[h_["W_GCIB"]] + 9 * b + k] += W[w + I[h_["W_GCIB"]] + 9 * par + k]
+                    W[wa + I[h_["W_GCIB"]] + 9 * b + k] += W[wa + I[h_["W_GCIB"]] + 9 * par + k]
         for b in range(1, nb):
-            add3(W, w + I[h_["W_GH"]] + 3 * b, ld3(W, w + I[h_["W_GCH"]] + 3 * b))
-            add33(W, w + I[h_["W_GIB"]] + 9 * b, ld33(W, w + I[h_["W_GCIB"]] + 9 * b))
+            add3(W, wa + I[h_["W_GH"]] + 3 * b, ld3(W, wa + I[h_["W_GCH"]] + 3 * b))
+            add33(W, wa + I[h_["W_GIB"]] + 9 * b, ld33(W, wa + I[h_["W_GCIB"]] + 9 * b))
         for bb in range(1, nb):
             b = nb - bb
             m = pget(I, P, h_["B_MASS"], b)
@@ -860,10 +860,10 @@ def kernels(fp: str):
             gn, gf = iapply(m, hv, Ib, Vw, Vv)
             gVw, gVv, ggn, ggf = crf_adjoint(Vw, Vv, gn, gf, g1, g2)
             ghv2, gIb2, gVw2, gVv2 = iapply_adjoint(m, hv, Ib, Vw, Vv, ggn, ggf)
-            add3(W, w + I[h_["W_GH"]] + 3 * b, ghv + ghv2)
-            add33(W, w + I[h_["W_GIB"]] + 9 * b, gIb + gIb2)
-            add3(W, w + I[h_["W_GV"]] + 6 * b, gVw + gVw2)
-            add3(W, w + I[h_["W_GV"]] + 6 * b + 3, gVv + gVv2)
+            add3(W, wa + I[h_["W_GH"]] + 3 * b, ghv + ghv2)
+            add33(W, wa + I[h_["W_GIB"]] + 9 * b, gIb + gIb2)
+            add3(W, wa + I[h_["W_GV"]] + 6 * b, gVw + gVw2)
+            add3(W, wa + I[h_["W_GV"]] + 6 * b + 3, gVv + gVv2)
             aw_bar = ld3(W, gA + 6 * b) + gaw
             av_bar = ld3(W, gA + 6 * b + 3) + gav
             # a_b = a_parent + sum_d Sd_d qvel_d
@@ -871,8 +871,8 @@ def kernels(fp: str):
             for dd in range(iget(I, h_["B_DNUM"], b)):
                 d = da + dd
                 qd = W[x + nq + d]
-                add3(W, w + I[h_["W_GSD"]] + 6 * d, aw_bar * qd)
-                add3(W, w + I[h_["W_GSD"]] + 6 * d + 3, av_bar * qd)
+                add3(W, wa + I[h_["W_GSD"]] + 6 * d, aw_bar * qd)
+                add3(W, wa + I[h_["W_GSD"]] + 6 * d + 3, av_bar * qd)
                 W[gx + nq + d] += aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
                     + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3))
             par = iget(I, h_["B_PARENT"], b)
@@ -881,13 +881,13 @@ def kernels(fp: str):
                 add3(W, gA + 6 * par + 3, av_bar)
 
     @ti.func
-    def external_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
+    def external_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         """Fext enters F with a minus sign: its adjoint is -W_GF (the local wrench adjoint)."""
         g = ti.Vector([scal(I, P, sc["GX"]), scal(I, P, sc["GY"]), scal(I, P, sc["GZ"])], dt=F)
-        gF = w + I[h_["W_GF"]]
+        gF = wa + I[h_["W_GF"]]
         for b in range(1, I[NB]):
             gb = g * pget(I, P, h_["B_GSCALE"], b)
-            add3(W, w + I[h_["W_GH"]] + 3 * b, -gb.cross(ld3(W, gF + 6 * b)))
+            add3(W, wa + I[h_["W_GH"]] + 3 * b, -gb.cross(ld3(W, gF + 6 * b)))
             if I[h_["FLUID"]] != 0:
                 Ri, c, rel, lw, lv, f, t, df, dt = fluid(I, P, W, w, b)
                 gn = -ld3(W, gF + 6 * b)
@@ -900,11 +900,11 @@ def kernels(fp: str):
                 gRi += rel.outer_product(glv) + ld3(W, w + I[h_["W_V"]] + 6 * b).outer_product(glw)
                 grel = Ri @ glv
                 Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
-                add3(W, w + I[h_["W_GV"]] + 6 * b, Ri @ glw + c.cross(grel))
-                add3(W, w + I[h_["W_GV"]] + 6 * b + 3, grel)
+                add3(W, wa + I[h_["W_GV"]] + 6 * b, Ri @ glw + c.cross(grel))
+                add3(W, wa + I[h_["W_GV"]] + 6 * b + 3, grel)
                 gc += grel.cross(Vw)
-                add3(W, w + I[h_["W_GP"]] + 3 * b, gc)
-                add33(W, w + I[h_["W_GR"]] + 9 * b, gc.outer_product(ld3(P, I[h_["B_IPOS"]] + 3 * b))
+                add3(W, wa + I[h_["W_GP"]] + 3 * b, gc)
+                add33(W, wa + I[h_["W_GR"]] + 9 * b, gc.outer_product(ld3(P, I[h_["B_IPOS"]] + 3 * b))
                       + gRi @ ld33(P, I[h_["FL_ROT"]] + 9 * b).transpose())
         ke, kd, kf, mu = scal(I, P, sc["KE"]), scal(I, P, sc["KD"]), scal(I, P, sc["KF"]), scal(I, P, sc["MU"])
         for k in range(I[NPT]):
@@ -938,36 +938,36 @@ def kernels(fp: str):
                 gpt[2] += gc
                 # dp = v + w x pt
                 Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
-                add3(W, w + I[h_["W_GV"]] + 6 * b, pt.cross(gdp))
-                add3(W, w + I[h_["W_GV"]] + 6 * b + 3, gdp)
+                add3(W, wa + I[h_["W_GV"]] + 6 * b, pt.cross(gdp))
+                add3(W, wa + I[h_["W_GV"]] + 6 * b + 3, gdp)
                 gpt += gdp.cross(Vw)
-                contact_point_adjoint(I, P, W, w, k, b, gpt)
+                contact_point_adjoint(I, P, W, w, wa, k, b, gpt)
 
     @ti.func
-    def body_inertias_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
+    def body_inertias_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         for b in range(1, I[NB]):
             m = pget(I, P, h_["B_MASS"], b)
             R = ld33(W, w + I[h_["W_R"]] + 9 * b)
             c = ld3(W, w + I[h_["W_C"]] + 3 * b)
-            gh = ld3(W, w + I[h_["W_GH"]] + 3 * b)
-            gI = ld33(W, w + I[h_["W_GIB"]] + 9 * b)
+            gh = ld3(W, wa + I[h_["W_GH"]] + 3 * b)
+            gI = ld33(W, wa + I[h_["W_GIB"]] + 9 * b)
             gs = gI + gI.transpose()
             gc = m * gh + m * (2 * c * (gI[0, 0] + gI[1, 1] + gI[2, 2]) - gs @ c)
-            add33(W, w + I[h_["W_GR"]] + 9 * b, gs @ R @ ld33(P, I[h_["B_INERTIA"]] + 9 * b)
+            add33(W, wa + I[h_["W_GR"]] + 9 * b, gs @ R @ ld33(P, I[h_["B_INERTIA"]] + 9 * b)
                   + gc.outer_product(ld3(P, I[h_["B_IPOS"]] + 3 * b)))
-            add3(W, w + I[h_["W_GP"]] + 3 * b, gc)
+            add3(W, wa + I[h_["W_GP"]] + 3 * b, gc)
 
     @ti.func
-    def kinematics_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w):
+    def kinematics_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         nb, nq = I[NB], I[NQ]
-        x, gx = w + I[h_["W_X"]], w + I[h_["W_GX"]]
-        oS, oSd, gS, gSd = w + I[h_["W_S"]], w + I[h_["W_SD"]], w + I[h_["W_GS"]], w + I[h_["W_GSD"]]
+        x, gx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
+        oS, oSd, gS, gSd = w + I[h_["W_S"]], w + I[h_["W_SD"]], wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
         for bb in range(1, nb):
             b = nb - bb
-            gR = ld33(W, w + I[h_["W_GR"]] + 9 * b)
-            gp = ld3(W, w + I[h_["W_GP"]] + 3 * b)
-            gVw = ld3(W, w + I[h_["W_GV"]] + 6 * b)
-            gVv = ld3(W, w + I[h_["W_GV"]] + 6 * b + 3)
+            gR = ld33(W, wa + I[h_["W_GR"]] + 9 * b)
+            gp = ld3(W, wa + I[h_["W_GP"]] + 3 * b)
+            gVw = ld3(W, wa + I[h_["W_GV"]] + 6 * b)
+            gVv = ld3(W, wa + I[h_["W_GV"]] + 6 * b + 3)
             ja = iget(I, h_["B_JADR"], b)
             nj = iget(I, h_["B_JNUM"], b)
             for jj in range(nj):
@@ -1004,10 +1004,10 @@ def kernels(fp: str):
                         gsw += csw
                         gsv += csv
                         # S = (a, p x a)
-                        ga = gsw + gsv.cross(p)
+                        g_a = gsw + gsv.cross(p)
                         gp += a.cross(gsv)
                         for r in ti.static(range(3)):
-                            gR[r, i] += ga[r]
+                            gR[r, i] += g_a[r]
                     for i in ti.static(range(3)):
                         W[gx + nq + d + i] += gVmv[i]
                         W[gx + qa + i] += gp[i]
@@ -1045,12 +1045,12 @@ def kernels(fp: str):
                     gsv += csv
                     if typ == SLIDE:
                         # p_out = p_in + a th; S = (0, a); R_out = R_in
-                        ga = gsv + gp * th
+                        g_a = gsv + gp * th
                         W[gx + qa] += gp.dot(a)
-                        gR += ga.outer_product(axis)
+                        gR += g_a.outer_product(axis)
                     else:
                         # S = (a, anchor x a); p_out = anchor - R_out jp; R_out = R_in Rot(th)
-                        ga = gsw + gsv.cross(anchor)
+                        g_a = gsw + gsv.cross(anchor)
                         ganchor = a.cross(gsv) + gp
                         K = skew(axis)
                         s_, c_ = ti.sin(th), ti.cos(th)
@@ -1062,32 +1062,32 @@ def kernels(fp: str):
                         for r, s in ti.static(ti.ndrange(3, 3)):
                             gth += gRot[r, s] * dRot[r, s]
                         W[gx + qa] += gth
-                        gR = gRout @ Rot.transpose() + ganchor.outer_product(jp) + ga.outer_product(axis)
+                        gR = gRout @ Rot.transpose() + ganchor.outer_product(jp) + g_a.outer_product(axis)
                         gp = ganchor
             # R_b0 = R_par Rq_b; p_b0 = p_par + R_par pos_b; V_b0 = V_par
             par = iget(I, h_["B_PARENT"], b)
             if par > 0:
-                add33(W, w + I[h_["W_GR"]] + 9 * par, gR @ ld33(P, I[h_["B_ROT"]] + 9 * b).transpose()
+                add33(W, wa + I[h_["W_GR"]] + 9 * par, gR @ ld33(P, I[h_["B_ROT"]] + 9 * b).transpose()
                       + gp.outer_product(ld3(P, I[h_["B_POS"]] + 3 * b)))
-                add3(W, w + I[h_["W_GP"]] + 3 * par, gp)
-                add3(W, w + I[h_["W_GV"]] + 6 * par, gVw)
-                add3(W, w + I[h_["W_GV"]] + 6 * par + 3, gVv)
+                add3(W, wa + I[h_["W_GP"]] + 3 * par, gp)
+                add3(W, wa + I[h_["W_GV"]] + 6 * par, gVw)
+                add3(W, wa + I[h_["W_GV"]] + 6 * par + 3, gVv)
 
     @ti.func
-    def substep_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(),
+    def substep_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(),
                         GU: ti.template(), e):
         """W_GXN (cotangent of the substep's output) -> W_GX; adds the control's share to GU.
         Needs the primal intermediates of the same substep in W."""
         for k in range(I[h_["W_GZERO"]], I[h_["WS"]]):
-            W[w + k] = F(0.0)
-        integrate_adjoint(I, P, W, w)
-        solve(I, W, w, w + I[h_["W_GTAU"]])
-        joint_forces_adjoint(I, P, W, w, U, GU, e)
-        mass_matrix_adjoint(I, P, W, w)
-        bias_forces_adjoint(I, P, W, w)
-        external_forces_adjoint(I, P, W, w)
-        body_inertias_adjoint(I, P, W, w)
-        kinematics_adjoint(I, P, W, w)
+            W[wa + k] = F(0.0)
+        integrate_adjoint(I, P, W, w, wa)
+        solve(I, W, w, wa + I[h_["W_GTAU"]])
+        joint_forces_adjoint(I, P, W, w, wa, U, GU, e)
+        mass_matrix_adjoint(I, P, W, w, wa)
+        bias_forces_adjoint(I, P, W, w, wa)
+        external_forces_adjoint(I, P, W, w, wa)
+        body_inertias_adjoint(I, P, W, w, wa)
+        kinematics_adjoint(I, P, W, w, wa)
 
     # ================================================================== stages: tangent
     # Forward mode, one probe at a time after the substep's primal: the tangent of every
@@ -1102,11 +1102,11 @@ def kernels(fp: str):
             [x * dz + dx * z - w * dy - dw * y, y * dz + dy * z + w * dx + dw * x, -2 * (x * dx + y * dy)]], dt=F)
 
     @ti.func
-    def kinematics_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w):
+    def kinematics_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         nb, nq = I[NB], I[NQ]
-        x, tx = w + I[h_["W_X"]], w + I[h_["W_GX"]]
-        tR, tp, tV = w + I[h_["W_GR"]], w + I[h_["W_GP"]], w + I[h_["W_GV"]]
-        oS, tS, tSd = w + I[h_["W_S"]], w + I[h_["W_GS"]], w + I[h_["W_GSD"]]
+        x, tx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
+        tR, tp, tV = wa + I[h_["W_GR"]], wa + I[h_["W_GP"]], wa + I[h_["W_GV"]]
+        oS, tS, tSd = w + I[h_["W_S"]], wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
         for b in range(1, nb):
             par = iget(I, h_["B_PARENT"], b)
             dRp = ld33(W, tR + 9 * par)
@@ -1195,37 +1195,37 @@ def kernels(fp: str):
             st3(W, tV + 6 * b + 3, dVv)
 
     @ti.func
-    def body_inertias_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w):
+    def body_inertias_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         for b in range(1, I[NB]):
             m = pget(I, P, h_["B_MASS"], b)
             R = ld33(W, w + I[h_["W_R"]] + 9 * b)
-            dR = ld33(W, w + I[h_["W_GR"]] + 9 * b)
+            dR = ld33(W, wa + I[h_["W_GR"]] + 9 * b)
             c = ld3(W, w + I[h_["W_C"]] + 3 * b)
-            dc = ld3(W, w + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["B_IPOS"]] + 3 * b)
+            dc = ld3(W, wa + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["B_IPOS"]] + 3 * b)
             Il = ld33(P, I[h_["B_INERTIA"]] + 9 * b)
             X = dR @ Il @ R.transpose()
             dIb = X + X.transpose() + m * (2 * c.dot(dc) * ti.Matrix.identity(F, 3) - dc.outer_product(c)
                                            - c.outer_product(dc))
-            st3(W, w + I[h_["W_GH"]] + 3 * b, m * dc)
-            st33(W, w + I[h_["W_GIB"]] + 9 * b, dIb)
+            st3(W, wa + I[h_["W_GH"]] + 3 * b, m * dc)
+            st33(W, wa + I[h_["W_GIB"]] + 9 * b, dIb)
 
     @ti.func
-    def external_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w):
+    def external_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         """The tangent of Fext, into W_GF."""
         g = ti.Vector([scal(I, P, sc["GX"]), scal(I, P, sc["GY"]), scal(I, P, sc["GZ"])], dt=F)
-        tF = w + I[h_["W_GF"]]
+        tF = wa + I[h_["W_GF"]]
         for b in range(1, I[NB]):
             gb = g * pget(I, P, h_["B_GSCALE"], b)
-            st3(W, tF + 6 * b, ld3(W, w + I[h_["W_GH"]] + 3 * b).cross(gb))
+            st3(W, tF + 6 * b, ld3(W, wa + I[h_["W_GH"]] + 3 * b).cross(gb))
             st3(W, tF + 6 * b + 3, ti.Vector([0.0, 0.0, 0.0], dt=F))
             if I[h_["FLUID"]] != 0:
                 Ri, c, rel, lw, lv, f, t, df, dt = fluid(I, P, W, w, b)
-                dR = ld33(W, w + I[h_["W_GR"]] + 9 * b)
+                dR = ld33(W, wa + I[h_["W_GR"]] + 9 * b)
                 dRi = dR @ ld33(P, I[h_["FL_ROT"]] + 9 * b)
-                dc = ld3(W, w + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["B_IPOS"]] + 3 * b)
+                dc = ld3(W, wa + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["B_IPOS"]] + 3 * b)
                 Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
-                dVw = ld3(W, w + I[h_["W_GV"]] + 6 * b)
-                drel = ld3(W, w + I[h_["W_GV"]] + 6 * b + 3) + dVw.cross(c) + Vw.cross(dc)
+                dVw = ld3(W, wa + I[h_["W_GV"]] + 6 * b)
+                drel = ld3(W, wa + I[h_["W_GV"]] + 6 * b + 3) + dVw.cross(c) + Vw.cross(dc)
                 dlw = dRi.transpose() @ Vw + Ri.transpose() @ dVw
                 dlv = dRi.transpose() @ rel + Ri.transpose() @ drel
                 fw = Ri @ f
@@ -1239,8 +1239,8 @@ def kernels(fp: str):
             if c < 0:
                 f = contact_force(I, P, pt, dp)
                 Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
-                dpt = contact_point_tangent(I, P, W, w, k, b)
-                ddp = ld3(W, w + I[h_["W_GV"]] + 6 * b + 3) + ld3(W, w + I[h_["W_GV"]] + 6 * b).cross(pt) \
+                dpt = contact_point_tangent(I, P, W, w, wa, k, b)
+                ddp = ld3(W, wa + I[h_["W_GV"]] + 6 * b + 3) + ld3(W, wa + I[h_["W_GV"]] + 6 * b).cross(pt) \
                     + Vw.cross(dpt)
                 dc = dpt[2]
                 vt2 = dp[0] * dp[0] + dp[1] * dp[1]
@@ -1264,10 +1264,10 @@ def kernels(fp: str):
                 add3(W, tF + 6 * b + 3, df)
 
     @ti.func
-    def bias_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w):
+    def bias_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         nb, nq = I[NB], I[NQ]
-        x, tx = w + I[h_["W_X"]], w + I[h_["W_GX"]]
-        tA, tF = w + I[h_["W_GA"]], w + I[h_["W_GF"]]
+        x, tx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
+        tA, tF = wa + I[h_["W_GA"]], wa + I[h_["W_GF"]]
         for k in range(6):
             W[tA + k] = F(0.0)
         for b in range(1, nb):
@@ -1278,21 +1278,21 @@ def kernels(fp: str):
             for dd in range(iget(I, h_["B_DNUM"], b)):
                 d = da_ + dd
                 qd, dqd = W[x + nq + d], W[tx + nq + d]
-                daw += ld3(W, w + I[h_["W_GSD"]] + 6 * d) * qd + ld3(W, w + I[h_["W_SD"]] + 6 * d) * dqd
-                dav += ld3(W, w + I[h_["W_GSD"]] + 6 * d + 3) * qd + ld3(W, w + I[h_["W_SD"]] + 6 * d + 3) * dqd
+                daw += ld3(W, wa + I[h_["W_GSD"]] + 6 * d) * qd + ld3(W, w + I[h_["W_SD"]] + 6 * d) * dqd
+                dav += ld3(W, wa + I[h_["W_GSD"]] + 6 * d + 3) * qd + ld3(W, w + I[h_["W_SD"]] + 6 * d + 3) * dqd
             st3(W, tA + 6 * b, daw)
             st3(W, tA + 6 * b + 3, dav)
             m = pget(I, P, h_["B_MASS"], b)
             hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
             Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
-            dhv = ld3(W, w + I[h_["W_GH"]] + 3 * b)
-            dIb = ld33(W, w + I[h_["W_GIB"]] + 9 * b)
+            dhv = ld3(W, wa + I[h_["W_GH"]] + 3 * b)
+            dIb = ld33(W, wa + I[h_["W_GIB"]] + 9 * b)
             aw = ld3(W, w + I[h_["W_A"]] + 6 * b)
             av = ld3(W, w + I[h_["W_A"]] + 6 * b + 3)
             Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
             Vv = ld3(W, w + I[h_["W_V"]] + 6 * b + 3)
-            dVw = ld3(W, w + I[h_["W_GV"]] + 6 * b)
-            dVv = ld3(W, w + I[h_["W_GV"]] + 6 * b + 3)
+            dVw = ld3(W, wa + I[h_["W_GV"]] + 6 * b)
+            dVv = ld3(W, wa + I[h_["W_GV"]] + 6 * b + 3)
             n1, f1 = iapply(F(0.0), dhv, dIb, aw, av)
             n2, f2 = iapply(m, hv, Ib, daw, dav)
             gn, gf = iapply(m, hv, Ib, Vw, Vv)
@@ -1302,8 +1302,8 @@ def kernels(fp: str):
             n4, f4 = crf(Vw, Vv, dgn1 + dgn2, dgf1 + dgf2)
             st3(W, tF + 6 * b, n1 + n2 + n3 + n4 - ld3(W, tF + 6 * b))
             st3(W, tF + 6 * b + 3, f1 + f2 + f3 + f4 - ld3(W, tF + 6 * b + 3))
-            st3(W, w + I[h_["W_GCH"]] + 3 * b, dhv)
-            st33(W, w + I[h_["W_GCIB"]] + 9 * b, dIb)
+            st3(W, wa + I[h_["W_GCH"]] + 3 * b, dhv)
+            st33(W, wa + I[h_["W_GCIB"]] + 9 * b, dIb)
         for bb in range(1, nb):
             b = nb - bb
             par = iget(I, h_["B_PARENT"], b)
@@ -1311,21 +1311,21 @@ def kernels(fp: str):
                 for k in range(6):
                     W[tF + 6 * par + k] += W[tF + 6 * b + k]
                 for k in range(3):
-                    W[w + I[h_["W_GCH"]] + 3 * par + k] += W[w + I[h_["W_GCH"]] + 3 * b + k]
+                    W[wa + I[h_["W_GCH"]] + 3 * par + k] += W[wa + I[h_["W_GCH"]] + 3 * b + k]
                 for k in range(9):
-                    W[w + I[h_["W_GCIB"]] + 9 * par + k] += W[w + I[h_["W_GCIB"]] + 9 * b + k]
+                    W[wa + I[h_["W_GCIB"]] + 9 * par + k] += W[wa + I[h_["W_GCIB"]] + 9 * b + k]
 
     @ti.func
-    def joint_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), ue,
+    def joint_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
                              TU: ti.template(), eu):
         """d tau into W_GTAU (TU[eu + k]: the control tangent)."""
         nq, nv = I[NQ], I[NV]
-        x, tx = w + I[h_["W_X"]], w + I[h_["W_GX"]]
-        tt = w + I[h_["W_GTAU"]]
+        x, tx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
+        tt = wa + I[h_["W_GTAU"]]
         for d in range(nv):
             b = iget(I, h_["D_BODY"], d)
-            oF, tF = w + I[h_["W_F"]] + 6 * b, w + I[h_["W_GF"]] + 6 * b
-            oS, tS = w + I[h_["W_S"]] + 6 * d, w + I[h_["W_GS"]] + 6 * d
+            oF, tF = w + I[h_["W_F"]] + 6 * b, wa + I[h_["W_GF"]] + 6 * b
+            oS, tS = w + I[h_["W_S"]] + 6 * d, wa + I[h_["W_GS"]] + 6 * d
             W[tt + d] = -(ld3(W, tS).dot(ld3(W, oF)) + ld3(W, tS + 3).dot(ld3(W, oF + 3))
                           + ld3(W, oS).dot(ld3(W, tF)) + ld3(W, oS + 3).dot(ld3(W, tF + 3))) \
                 - pget(I, P, h_["D_DAMP"], d) * W[tx + nq + d]
@@ -1366,11 +1366,11 @@ def kernels(fp: str):
                 W[tt + iget(I, h_["AP_DADR"], ei)] += gear * pget(I, P, h_["AP_COEF"], ei) * dforce
 
     @ti.func
-    def mass_matrix_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w):
+    def mass_matrix_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         """W_GTAU <- d tau - dM qacc (the right-hand side of the solve's tangent)."""
         nv = I[NV]
-        oS, tS = w + I[h_["W_S"]], w + I[h_["W_GS"]]
-        oq, tt = w + I[h_["W_QACC"]], w + I[h_["W_GTAU"]]
+        oS, tS = w + I[h_["W_S"]], wa + I[h_["W_GS"]]
+        oq, tt = w + I[h_["W_QACC"]], wa + I[h_["W_GTAU"]]
         for j in range(nv):
             b = iget(I, h_["D_BODY"], j)
             m = cmass(I, P, b)
@@ -1378,7 +1378,7 @@ def kernels(fp: str):
             Ib = ld33(W, w + I[h_["W_CIB"]] + 9 * b)
             sw, sv = ld3(W, oS + 6 * j), ld3(W, oS + 6 * j + 3)
             fn, ff = iapply(m, hv, Ib, sw, sv)
-            dn1, df1 = iapply(F(0.0), ld3(W, w + I[h_["W_GCH"]] + 3 * b), ld33(W, w + I[h_["W_GCIB"]] + 9 * b), sw, sv)
+            dn1, df1 = iapply(F(0.0), ld3(W, wa + I[h_["W_GCH"]] + 3 * b), ld33(W, wa + I[h_["W_GCIB"]] + 9 * b), sw, sv)
             dn2, df2 = iapply(m, hv, Ib, ld3(W, tS + 6 * j), ld3(W, tS + 6 * j + 3))
             dfn, dff = dn1 + dn2, df1 + df2
             i = j
@@ -1394,14 +1394,14 @@ def kernels(fp: str):
             if pget(I, P, h_["J_FRIC"], j) > 0:
                 _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
                 d = iget(I, h_["J_DADR"], j)
-                W[tt + d] -= hh * dc * W[w + I[h_["W_GX"]] + I[NQ] + d] * W[oq + d]
+                W[tt + d] -= hh * dc * W[wa + I[h_["W_GX"]] + I[NQ] + d] * W[oq + d]
 
     @ti.func
-    def integrate_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w):
+    def integrate_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         """W_GXN <- the tangent of the next state (W_GTAU holds d qacc)."""
         nq, nv = I[NQ], I[NV]
         x, xn = w + I[h_["W_X"]], w + I[h_["W_XN"]]
-        tx, txn, tq = w + I[h_["W_GX"]], w + I[h_["W_GXN"]], w + I[h_["W_GTAU"]]
+        tx, txn, tq = wa + I[h_["W_GX"]], wa + I[h_["W_GXN"]], wa + I[h_["W_GTAU"]]
         hh = scal(I, P, sc["H"])
         for d in range(nv):
             W[txn + nq + d] = W[tx + nq + d] + hh * W[tq + d]
@@ -1442,83 +1442,79 @@ def kernels(fp: str):
                 W[txn + qa] = W[tx + qa] + hh * W[txn + nq + d]
 
     @ti.func
-    def substep_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), ue,
+    def substep_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
                         TU: ti.template(), eu):
         """W_GX (tangent of the substep's input) -> W_GXN; needs the primal intermediates in W."""
         for k in range(I[h_["W_GX"]] + I[NX], I[h_["WS"]]):
-            W[w + k] = F(0.0)
-        kinematics_tangent(I, P, W, w)
-        body_inertias_tangent(I, P, W, w)
-        external_forces_tangent(I, P, W, w)
-        bias_forces_tangent(I, P, W, w)
-        joint_forces_tangent(I, P, W, w, U, ue, TU, eu)
-        mass_matrix_tangent(I, P, W, w)
-        solve(I, W, w, w + I[h_["W_GTAU"]])
-        integrate_tangent(I, P, W, w)
+            W[wa + k] = F(0.0)
+        kinematics_tangent(I, P, W, w, wa)
+        body_inertias_tangent(I, P, W, w, wa)
+        external_forces_tangent(I, P, W, w, wa)
+        bias_forces_tangent(I, P, W, w, wa)
+        joint_forces_tangent(I, P, W, w, wa, U, ue, TU, eu)
+        mass_matrix_tangent(I, P, W, w, wa)
+        solve(I, W, w, wa + I[h_["W_GTAU"]])
+        integrate_tangent(I, P, W, w, wa)
 
     # ================================================================== kernels
+    # W holds the primal workspace blocks (W_X .. W_GXN: one per env, or one per env and
+    # substep when kept), then, for the adjoint and tangent, one block of their slots per env.
     @ti.kernel
-    def forward(I: arr_i, P: arr_f, X: arr_f, U: arr_f, OUT: arr_f, TAPE: arr_f, W: arr_f, n: ti.i32,
-                record: ti.i32):
-        """OUT[e] = step(X[e], U[e]); with record, TAPE[e, s] = the state entering substep s."""
+    def forward(I: arr_i, P: arr_f, X: arr_f, U: arr_f, OUT: arr_f, W: arr_f, n: ti.i32, keep: ti.i32):
+        """OUT[e] = step(X[e], U[e]). With keep, every substep's intermediates stay in W (one
+        block per env and substep) for the adjoint and tangent kernels."""
         for e in range(n):
-            nx, S, ws = I[NX], I[h_["SUBSTEPS"]], I[h_["WS"]]
-            w = e * ws
-            x = w + I[h_["W_X"]]
+            nx, S, wp = I[NX], I[h_["SUBSTEPS"]], I[h_["W_GXN"]]
+            w = e * wp
+            if keep != 0:
+                w = e * S * wp
             for k in range(nx):
-                W[x + k] = X[e * nx + k]
+                W[w + I[h_["W_X"]] + k] = X[e * nx + k]
             for s in range(S):
-                if record != 0:
-                    for k in range(nx):
-                        TAPE[(e * S + s) * nx + k] = W[x + k]
                 substep(I, P, W, w, U, e)
-                for k in range(nx):
-                    W[x + k] = W[w + I[h_["W_XN"]] + k]
+                if s < S - 1:
+                    nxt = w
+                    if keep != 0:
+                        nxt = w + wp
+                    for k in range(nx):
+                        W[nxt + I[h_["W_X"]] + k] = W[w + I[h_["W_XN"]] + k]
+                    w = nxt
             for k in range(nx):
-                OUT[e * nx + k] = W[x + k]
+                OUT[e * nx + k] = W[w + I[h_["W_XN"]] + k]
 
     @ti.kernel
-    def adjoint(I: arr_i, P: arr_f, TAPE: arr_f, U: arr_f, COT: arr_f, GX: arr_f, GU: arr_f, W: arr_f,
-                n: ti.i32):
-        """(GX[e], GU[e]) = COT[e]^T d step / d(state, control), from the recorded TAPE."""
+    def adjoint(I: arr_i, P: arr_f, U: arr_f, COT: arr_f, GX: arr_f, GU: arr_f, W: arr_f, n: ti.i32):
+        """(GX[e], GU[e]) = COT[e]^T d step / d(state, control), from the intermediates a forward
+        launch with keep left in W."""
         for e in range(n):
-            nx, nu, S, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["WS"]]
-            w = e * ws
+            nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
+            wa = n * S * wp + e * (ws - wp) - wp
             for k in range(nu):
                 GU[e * nu + k] = F(0.0)
-            gxn = w + I[h_["W_GXN"]]
             for k in range(nx):
-                W[gxn + k] = COT[e * nx + k]
+                W[wa + I[h_["W_GXN"]] + k] = COT[e * nx + k]
             for ss in range(S):
                 s = S - 1 - ss
+                substep_adjoint(I, P, W, (e * S + s) * wp, wa, U, GU, e)
                 for k in range(nx):
-                    W[w + I[h_["W_X"]] + k] = TAPE[(e * S + s) * nx + k]
-                substep(I, P, W, w, U, e)
-                substep_adjoint(I, P, W, w, U, GU, e)
-                for k in range(nx):
-                    W[gxn + k] = W[w + I[h_["W_GX"]] + k]
+                    W[wa + I[h_["W_GXN"]] + k] = W[wa + I[h_["W_GX"]] + k]
             for k in range(nx):
-                GX[e * nx + k] = W[gxn + k]
+                GX[e * nx + k] = W[wa + I[h_["W_GXN"]] + k]
 
     @ti.kernel
-    def tangent(I: arr_i, P: arr_f, X: arr_f, U: arr_f, TX: arr_f, TU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32):
-        """TX[e, k] <- d step(X[e], U[e]) along (TX[e, k], TU[e, k]) for the npr probes k of env e."""
+    def tangent(I: arr_i, P: arr_f, U: arr_f, TX: arr_f, TU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32):
+        """TX[e, k] <- d step(X[e], U[e]) along (TX[e, k], TU[e, k]) for the npr probes k of env e,
+        from the intermediates a forward launch with keep left in W."""
         for e in range(n):
-            nx, nu, S, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["WS"]]
-            w = e * ws
-            x = w + I[h_["W_X"]]
-            for k in range(nx):
-                W[x + k] = X[e * nx + k]
+            nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
+            wa = n * S * wp + e * (ws - wp) - wp
             for s in range(S):
-                substep(I, P, W, w, U, e)
                 for pr in range(npr):
                     o = (e * npr + pr) * nx
                     for k in range(nx):
-                        W[w + I[h_["W_GX"]] + k] = TX[o + k]
-                    substep_tangent(I, P, W, w, U, e * nu, TU, (e * npr + pr) * nu)
+                        W[wa + I[h_["W_GX"]] + k] = TX[o + k]
+                    substep_tangent(I, P, W, (e * S + s) * wp, wa, U, e * nu, TU, (e * npr + pr) * nu)
                     for k in range(nx):
-                        TX[o + k] = W[w + I[h_["W_GXN"]] + k]
-                for k in range(nx):
-                    W[x + k] = W[w + I[h_["W_XN"]] + k]
+                        TX[o + k] = W[wa + I[h_["W_GXN"]] + k]
 
     return {"forward": forward, "adjoint": adjoint, "tangent": tangent}
