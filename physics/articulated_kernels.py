@@ -3,27 +3,29 @@ and its exact adjoint and tangent, stage by stage, reading the model as data.
 
 One set of kernels serves every model (compiled once per float type and arch, then cached):
 the topology (parent body, joint types, dof addresses, the dof tree) and every parameter are
-read from two flat tables that :class:`~mbmix_taichi.physics.articulated.Layout` packs, and
-each env gets a flat workspace for the substep's intermediates. A launch runs a whole
-control step (the substep loop is inside the kernel), one parallel loop over envs (or env x
-probe for tangents), with bodies and dofs serial inside it.
+read from two flat tables that :class:`~mbmix_taichi.physics.articulated.ArticulatedTables`
+packs, and each env gets a flat workspace for the substep's intermediates. A launch runs a
+whole control step (the substep loop is inside the kernel), one parallel loop over envs, with
+bodies and dofs serial inside it.
 
-The substep is a pipeline of stage functions in MJX's order, each with its adjoint beside it
-(and its tangent, in the tangent kernel):
+The substep is a pipeline of stage functions in MJX's order, each followed by its adjoint
+and its tangent:
 
     kinematics        body frames R, p, twists V, dof motion subspaces S and their rates Sd
     body_inertias     world-frame spatial inertias (m, h = m c, Ibar) about the origin
-    external_forces   gravity and the ground-contact penalty as wrenches about the origin
+    external_forces   gravity, ground contact (dflex's penalty model) and MuJoCo's
+                      inertia-box fluid forces, as wrenches about the origin
     bias_forces       recursive Newton-Euler with qacc = 0; composite inertias
-    joint_forces      tau = -S.F + damping, springs, limits, motors
-    mass_matrix       CRBA over the dof tree, plus armature and implicit damping
-    factor_solve      M = L^T D L in MuJoCo's tree order (no fill-in), qacc = M^-1 tau
+    joint_forces      tau = -S.F + damping, springs, limits, frictionloss, tendons, actuators
+    mass_matrix       CRBA over the dof tree, plus armature and implicit damping/friction
+    factor, solve     M = L^T D L in MuJoCo's tree order (no fill-in), qacc = M^-1 tau
     integrate         semi-implicit Euler; free joints by the quaternion exponential
 
-The adjoint kernel recomputes each substep's primal from the state the forward recorded
-(one state per substep) and runs the stages' adjoints in reverse. The solve's adjoint uses
-the factors it already has: tau_bar = M^-1 qacc_bar, M_bar = -tau_bar qacc^T.
-Derivatives of branches (contact on/off, stick/slip, limits) are those of the active branch.
+The forward kernel runs the substeps; with ``keep`` it leaves every substep's intermediates in
+its own workspace block, and the adjoint kernel walks those blocks backwards (the tangent
+kernel forwards, one probe after another). The solve's adjoint reuses the factors:
+tau_bar = M^-1 qacc_bar, M_bar = -tau_bar qacc^T. Derivatives of branches (contact on/off, stick/slip,
+limits, clipped servos) are those of the active branch.
 
 Twists are (w, v) and wrenches (n, f), world frame, about the world origin. All literals go
 through ``F(...)``: Taichi rounds a bare float literal to float32 first.
@@ -33,9 +35,9 @@ import functools
 
 import taichi as ti
 
-# ------------------------------------------------------------------ table layout (shared with Layout)
+# ------------------------------------------------------------------ table layout (shared with ArticulatedTables)
 #: integer header slots: sizes, flags, and the offsets of every table (ints in I, floats in P,
-#: per-env workspace in W)
+#: per-env workspace in W: primal slots first, then from W_GXN on the adjoint/tangent slots)
 HEADER = [
     "NB", "NJ", "NQ", "NV", "NU", "NPT", "NX", "NT", "SUBSTEPS", "WS", "FLUID",
     # int tables
@@ -87,6 +89,10 @@ def kernels(fp: str):
     def add3(A: ti.template(), o, v):
         for k in ti.static(range(3)):
             A[o + k] += v[k]
+
+    @ti.func
+    def ld4(A: ti.template(), o):
+        return ti.Vector([A[o], A[o + 1], A[o + 2], A[o + 3]], dt=F)
 
     @ti.func
     def ld33(A: ti.template(), o):
@@ -191,7 +197,12 @@ def kernels(fp: str):
     def scal(I: ti.template(), P: ti.template(), name_k):
         return P[I[h_["SCAL"]] + name_k]
 
-    # ================================================================== stages: primal
+    # ================================================================== the stages
+    # Each stage of the substep, then its adjoint (reverse mode: from the cotangents of its
+    # outputs, accumulated in the W_G* slots of the adjoint block at `wa`) and its tangent
+    # (forward mode, one probe at a time: the tangent of every intermediate goes in the slot
+    # its adjoint uses, W_GR holds dR, W_GF dF, ...), after the helpers they share.
+
     @ti.func
     def kinematics(I: ti.template(), P: ti.template(), W: ti.template(), w):
         nb = I[NB]
@@ -222,7 +233,7 @@ def kernels(fp: str):
                 d = iget(I, h_["J_DADR"], j)
                 if typ == FREE:
                     p = ld3(W, x + qa)
-                    qt = ti.Vector([W[x + qa + 3], W[x + qa + 4], W[x + qa + 5], W[x + qa + 6]], dt=F)
+                    qt = ld4(W, x + qa + 3)
                     inv = 1 / ti.sqrt(ti.max(qt.dot(qt), F(1e-30)))
                     u = qt * inv
                     R = quat_mat(u[0], u[1], u[2], u[3])
@@ -276,6 +287,215 @@ def kernels(fp: str):
             st3(W, oV + 6 * b + 3, Vv)
 
     @ti.func
+    def kinematics_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+        nb, nq = I[NB], I[NQ]
+        x, gx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
+        oS, oSd, gS, gSd = w + I[h_["W_S"]], w + I[h_["W_SD"]], wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
+        for bb in range(1, nb):
+            b = nb - bb
+            gR = ld33(W, wa + I[h_["W_GR"]] + 9 * b)
+            gp = ld3(W, wa + I[h_["W_GP"]] + 3 * b)
+            gVw = ld3(W, wa + I[h_["W_GV"]] + 6 * b)
+            gVv = ld3(W, wa + I[h_["W_GV"]] + 6 * b + 3)
+            ja = iget(I, h_["B_JADR"], b)
+            nj = iget(I, h_["B_JNUM"], b)
+            for jj in range(nj):
+                j = ja + nj - 1 - jj
+                Rin = ld33(W, w + I[h_["W_JR"]] + 9 * j)
+                pin = ld3(W, w + I[h_["W_JP"]] + 3 * j)
+                Vw = ld3(W, w + I[h_["W_JV"]] + 6 * j)
+                Vv = ld3(W, w + I[h_["W_JV"]] + 6 * j + 3)
+                typ = iget(I, h_["J_TYPE"], j)
+                qa = iget(I, h_["J_QADR"], j)
+                d = iget(I, h_["J_DADR"], j)
+                if typ == FREE:
+                    p = ld3(W, x + qa)
+                    qt = ld4(W, x + qa + 3)
+                    n2 = qt.dot(qt)
+                    inv = 1 / ti.sqrt(ti.max(n2, F(1e-30)))
+                    u = qt * inv
+                    R = quat_mat(u[0], u[1], u[2], u[3])
+                    Vmv = Vv + ld3(W, x + nq + d)  # twist after the linear dofs (w unchanged)
+                    # V_out = V_mid + sum_i S_{3+i} qd_{3+i}; Sd_{3+i} = crm(V_mid, S_{3+i})
+                    gVmw = gVw
+                    gVmv = gVv
+                    for i in ti.static(range(3)):
+                        dd = d + 3 + i
+                        a = col(R, i)
+                        sv = p.cross(a)
+                        qd = W[x + nq + dd]
+                        W[gx + nq + dd] += gVw.dot(a) + gVv.dot(sv)
+                        gsw = ld3(W, gS + 6 * dd) + gVw * qd
+                        gsv = ld3(W, gS + 6 * dd + 3) + gVv * qd
+                        cw, cv, csw, csv = crm_adjoint(Vw, Vmv, a, sv, ld3(W, gSd + 6 * dd), ld3(W, gSd + 6 * dd + 3))
+                        gVmw += cw
+                        gVmv += cv
+                        gsw += csw
+                        gsv += csv
+                        # S = (a, p x a)
+                        g_a = gsw + gsv.cross(p)
+                        gp += a.cross(gsv)
+                        for r in ti.static(range(3)):
+                            gR[r, i] += g_a[r]
+                    for i in ti.static(range(3)):
+                        W[gx + nq + d + i] += gVmv[i]
+                        W[gx + qa + i] += gp[i]
+                    gu = quat_mat_adjoint(u, gR)
+                    gq = (gu - u * u.dot(gu)) * inv
+                    if n2 < F(1e-30):
+                        gq = gu * inv
+                    for i in ti.static(range(4)):
+                        W[gx + qa + 3 + i] += gq[i]
+                    gR = ti.Matrix.zero(F, 3, 3)
+                    gp = ti.Vector([0, 0, 0], dt=F)
+                    gVw, gVv = gVmw, gVmv
+                else:
+                    axis = ld3(P, I[h_["J_AXIS"]] + 3 * j)
+                    a = Rin @ axis
+                    th = W[x + qa] - pget(I, P, h_["J_REF"], j)
+                    qd = W[x + nq + d]
+                    sw = ti.Vector([0, 0, 0], dt=F)
+                    sv = a
+                    anchor = ti.Vector([0, 0, 0], dt=F)
+                    jp = ti.Vector([0, 0, 0], dt=F)
+                    if typ == HINGE:
+                        jp = ld3(P, I[h_["J_POS"]] + 3 * j)
+                        anchor = pin + Rin @ jp
+                        sw = a
+                        sv = anchor.cross(a)
+                    # V_out = V_in + S qd; Sd = crm(V_in, S)
+                    W[gx + nq + d] += gVw.dot(sw) + gVv.dot(sv)
+                    gsw = ld3(W, gS + 6 * d) + gVw * qd
+                    gsv = ld3(W, gS + 6 * d + 3) + gVv * qd
+                    cw, cv, csw, csv = crm_adjoint(Vw, Vv, sw, sv, ld3(W, gSd + 6 * d), ld3(W, gSd + 6 * d + 3))
+                    gVw += cw
+                    gVv += cv
+                    gsw += csw
+                    gsv += csv
+                    if typ == SLIDE:
+                        # p_out = p_in + a th; S = (0, a); R_out = R_in
+                        g_a = gsv + gp * th
+                        W[gx + qa] += gp.dot(a)
+                        gR += g_a.outer_product(axis)
+                    else:
+                        # S = (a, anchor x a); p_out = anchor - R_out jp; R_out = R_in Rot(th)
+                        g_a = gsw + gsv.cross(anchor)
+                        ganchor = a.cross(gsv) + gp
+                        K = skew(axis)
+                        s_, c_ = ti.sin(th), ti.cos(th)
+                        Rot = ti.Matrix.identity(F, 3) + s_ * K + (1 - c_) * (K @ K)
+                        gRout = gR - gp.outer_product(jp)
+                        gRot = Rin.transpose() @ gRout
+                        dRot = c_ * K + s_ * (K @ K)
+                        gth = F(0.0)
+                        for r, s in ti.static(ti.ndrange(3, 3)):
+                            gth += gRot[r, s] * dRot[r, s]
+                        W[gx + qa] += gth
+                        gR = gRout @ Rot.transpose() + ganchor.outer_product(jp) + g_a.outer_product(axis)
+                        gp = ganchor
+            # R_b0 = R_par Rq_b; p_b0 = p_par + R_par pos_b; V_b0 = V_par
+            par = iget(I, h_["B_PARENT"], b)
+            if par > 0:
+                add33(W, wa + I[h_["W_GR"]] + 9 * par, gR @ ld33(P, I[h_["B_ROT"]] + 9 * b).transpose()
+                      + gp.outer_product(ld3(P, I[h_["B_POS"]] + 3 * b)))
+                add3(W, wa + I[h_["W_GP"]] + 3 * par, gp)
+                add3(W, wa + I[h_["W_GV"]] + 6 * par, gVw)
+                add3(W, wa + I[h_["W_GV"]] + 6 * par + 3, gVv)
+
+    @ti.func
+    def kinematics_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+        nb, nq = I[NB], I[NQ]
+        x, tx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
+        tR, tp, tV = wa + I[h_["W_GR"]], wa + I[h_["W_GP"]], wa + I[h_["W_GV"]]
+        oS, tS, tSd = w + I[h_["W_S"]], wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
+        for b in range(1, nb):
+            par = iget(I, h_["B_PARENT"], b)
+            dRp = ld33(W, tR + 9 * par)
+            dR = dRp @ ld33(P, I[h_["B_ROT"]] + 9 * b)
+            dp = ld3(W, tp + 3 * par) + dRp @ ld3(P, I[h_["B_POS"]] + 3 * b)
+            dVw = ld3(W, tV + 6 * par)
+            dVv = ld3(W, tV + 6 * par + 3)
+            ja = iget(I, h_["B_JADR"], b)
+            for jj in range(iget(I, h_["B_JNUM"], b)):
+                j = ja + jj
+                R = ld33(W, w + I[h_["W_JR"]] + 9 * j)
+                p = ld3(W, w + I[h_["W_JP"]] + 3 * j)
+                Vw = ld3(W, w + I[h_["W_JV"]] + 6 * j)
+                Vv = ld3(W, w + I[h_["W_JV"]] + 6 * j + 3)
+                typ = iget(I, h_["J_TYPE"], j)
+                qa = iget(I, h_["J_QADR"], j)
+                d = iget(I, h_["J_DADR"], j)
+                if typ == FREE:
+                    p = ld3(W, x + qa)
+                    dp = ld3(W, tx + qa)
+                    qt = ld4(W, x + qa + 3)
+                    dqt = ld4(W, tx + qa + 3)
+                    n2 = qt.dot(qt)
+                    inv = 1 / ti.sqrt(ti.max(n2, F(1e-30)))
+                    u = qt * inv
+                    du = (dqt - u * u.dot(dqt)) * inv
+                    if n2 < F(1e-30):
+                        du = dqt * inv
+                    R = quat_mat(u[0], u[1], u[2], u[3])
+                    dR = quat_mat_tangent(u, du)
+                    for i in ti.static(range(6)):
+                        for k in ti.static(range(6)):
+                            W[tS + 6 * (d + i) + k] = F(0.0)
+                            W[tSd + 6 * (d + i) + k] = F(0.0)
+                    Vv += ld3(W, x + nq + d)
+                    dVv += ld3(W, tx + nq + d)
+                    for i in ti.static(range(3)):
+                        a, da = col(R, i), col(dR, i)
+                        sv = p.cross(a)
+                        dsv = dp.cross(a) + p.cross(da)
+                        st3(W, tS + 6 * (d + 3 + i), da)
+                        st3(W, tS + 6 * (d + 3 + i) + 3, dsv)
+                        y1, y2 = crm(dVw, dVv, a, sv)
+                        z1, z2 = crm(Vw, Vv, da, dsv)
+                        st3(W, tSd + 6 * (d + 3 + i), y1 + z1)
+                        st3(W, tSd + 6 * (d + 3 + i) + 3, y2 + z2)
+                    for i in ti.static(range(3)):
+                        qd = W[x + nq + d + 3 + i]
+                        dqd = W[tx + nq + d + 3 + i]
+                        a, da = col(R, i), col(dR, i)
+                        dVw += da * qd + a * dqd
+                        dVv += (dp.cross(a) + p.cross(da)) * qd + p.cross(a) * dqd
+                else:
+                    axis = ld3(P, I[h_["J_AXIS"]] + 3 * j)
+                    a, da = R @ axis, dR @ axis
+                    th = W[x + qa] - pget(I, P, h_["J_REF"], j)
+                    dth = W[tx + qa]
+                    sw = ti.Vector([0.0, 0.0, 0.0], dt=F)
+                    dsw = ti.Vector([0.0, 0.0, 0.0], dt=F)
+                    sv, dsv = a, da
+                    if typ == SLIDE:
+                        dp = dp + da * th + a * dth
+                    else:
+                        jp = ld3(P, I[h_["J_POS"]] + 3 * j)
+                        anchor = p + R @ jp
+                        danchor = dp + dR @ jp
+                        K = skew(axis)
+                        s_, c_ = ti.sin(th), ti.cos(th)
+                        Rot = ti.Matrix.identity(F, 3) + s_ * K + (1 - c_) * (K @ K)
+                        dR = dR @ Rot + R @ ((c_ * K + s_ * (K @ K)) * dth)
+                        dp = danchor - dR @ jp
+                        sw, dsw = a, da
+                        sv, dsv = anchor.cross(a), danchor.cross(a) + anchor.cross(da)
+                    st3(W, tS + 6 * d, dsw)
+                    st3(W, tS + 6 * d + 3, dsv)
+                    y1, y2 = crm(dVw, dVv, sw, sv)
+                    z1, z2 = crm(Vw, Vv, dsw, dsv)
+                    st3(W, tSd + 6 * d, y1 + z1)
+                    st3(W, tSd + 6 * d + 3, y2 + z2)
+                    qd, dqd = W[x + nq + d], W[tx + nq + d]
+                    dVw += dsw * qd + sw * dqd
+                    dVv += dsv * qd + sv * dqd
+            st33(W, tR + 9 * b, dR)
+            st3(W, tp + 3 * b, dp)
+            st3(W, tV + 6 * b, dVw)
+            st3(W, tV + 6 * b + 3, dVv)
+
+    @ti.func
     def body_inertias(I: ti.template(), P: ti.template(), W: ti.template(), w):
         for b in range(1, I[NB]):
             m = pget(I, P, h_["B_MASS"], b)
@@ -286,6 +506,35 @@ def kernels(fp: str):
             st3(W, w + I[h_["W_C"]] + 3 * b, c)
             st3(W, w + I[h_["W_H"]] + 3 * b, m * c)
             st33(W, w + I[h_["W_IB"]] + 9 * b, Ib)
+
+    @ti.func
+    def body_inertias_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+        for b in range(1, I[NB]):
+            m = pget(I, P, h_["B_MASS"], b)
+            R = ld33(W, w + I[h_["W_R"]] + 9 * b)
+            c = ld3(W, w + I[h_["W_C"]] + 3 * b)
+            gh = ld3(W, wa + I[h_["W_GH"]] + 3 * b)
+            gI = ld33(W, wa + I[h_["W_GIB"]] + 9 * b)
+            gs = gI + gI.transpose()
+            gc = m * gh + m * (2 * c * (gI[0, 0] + gI[1, 1] + gI[2, 2]) - gs @ c)
+            add33(W, wa + I[h_["W_GR"]] + 9 * b, gs @ R @ ld33(P, I[h_["B_INERTIA"]] + 9 * b)
+                  + gc.outer_product(ld3(P, I[h_["B_IPOS"]] + 3 * b)))
+            add3(W, wa + I[h_["W_GP"]] + 3 * b, gc)
+
+    @ti.func
+    def body_inertias_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+        for b in range(1, I[NB]):
+            m = pget(I, P, h_["B_MASS"], b)
+            R = ld33(W, w + I[h_["W_R"]] + 9 * b)
+            dR = ld33(W, wa + I[h_["W_GR"]] + 9 * b)
+            c = ld3(W, w + I[h_["W_C"]] + 3 * b)
+            dc = ld3(W, wa + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["B_IPOS"]] + 3 * b)
+            Il = ld33(P, I[h_["B_INERTIA"]] + 9 * b)
+            X = dR @ Il @ R.transpose()
+            dIb = X + X.transpose() + m * (2 * c.dot(dc) * ti.Matrix.identity(F, 3) - dc.outer_product(c)
+                                           - c.outer_product(dc))
+            st3(W, wa + I[h_["W_GH"]] + 3 * b, m * dc)
+            st33(W, wa + I[h_["W_GIB"]] + 9 * b, dIb)
 
     @ti.func
     def ellipsoid_low(Rg, size):
@@ -310,25 +559,6 @@ def kernels(fp: str):
         Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
         dp = ld3(W, w + I[h_["W_V"]] + 6 * b + 3) + Vw.cross(pt)
         return b, pt, dp
-
-    @ti.func
-    def contact_point_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, k, b):
-        """The tangent of contact point k's world position (from W_GR, W_GP)."""
-        dR = ld33(W, wa + I[h_["W_GR"]] + 9 * b)
-        dpt = ld3(W, wa + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["PT_POS"]] + 3 * k)
-        if iget(I, h_["PT_KIND"], k) == ELLIPSOID:
-            Rl = ld33(P, I[h_["PT_ROT"]] + 9 * k)
-            size = ld3(P, I[h_["PT_SIZE"]] + 3 * k)
-            Rg = ld33(W, w + I[h_["W_R"]] + 9 * b) @ Rl
-            dRg = dR @ Rl
-            _low, n, D2n, s, sn = ellipsoid_low(Rg, size)
-            dn = ti.Vector([dRg[2, 0], dRg[2, 1], dRg[2, 2]], dt=F)
-            dD2n = size * size * dn
-            dsn = F(0.0)
-            if s > F(1e-30):
-                dsn = (dD2n.dot(n) + D2n.dot(dn)) / (2 * sn)
-            dpt += -(dRg @ D2n + Rg @ dD2n) / sn + (Rg @ D2n) * (dsn / (sn * sn))
-        return dpt
 
     @ti.func
     def contact_point_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, k, b, gpt):
@@ -357,6 +587,25 @@ def kernels(fp: str):
                     gRg[2, c] += gn[c]
             gR += gRg @ Rl.transpose()
         add33(W, wa + I[h_["W_GR"]] + 9 * b, gR)
+
+    @ti.func
+    def contact_point_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, k, b):
+        """The tangent of contact point k's world position (from W_GR, W_GP)."""
+        dR = ld33(W, wa + I[h_["W_GR"]] + 9 * b)
+        dpt = ld3(W, wa + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["PT_POS"]] + 3 * k)
+        if iget(I, h_["PT_KIND"], k) == ELLIPSOID:
+            Rl = ld33(P, I[h_["PT_ROT"]] + 9 * k)
+            size = ld3(P, I[h_["PT_SIZE"]] + 3 * k)
+            Rg = ld33(W, w + I[h_["W_R"]] + 9 * b) @ Rl
+            dRg = dR @ Rl
+            _low, n, D2n, s, sn = ellipsoid_low(Rg, size)
+            dn = ti.Vector([dRg[2, 0], dRg[2, 1], dRg[2, 2]], dt=F)
+            dD2n = size * size * dn
+            dsn = F(0.0)
+            if s > F(1e-30):
+                dsn = (dD2n.dot(n) + D2n.dot(dn)) / (2 * sn)
+            dpt += -(dRg @ D2n + Rg @ dD2n) / sn + (Rg @ D2n) * (dsn / (sn * sn))
+        return dpt
 
     @ti.func
     def contact_force(I: ti.template(), P: ti.template(), pt, dp):
@@ -480,407 +729,6 @@ def kernels(fp: str):
             add3(W, ofx + 6 * b + 3, f)
 
     @ti.func
-    def bias_forces(I: ti.template(), P: ti.template(), W: ti.template(), w):
-        """Recursive Newton-Euler with qacc = 0 (W_F: the accumulated body wrenches), and the
-        composite inertias (W_CH, W_CIB; composite masses are constants in the model)."""
-        nb, nq = I[NB], I[NQ]
-        x = w + I[h_["W_X"]]
-        oA, oF = w + I[h_["W_A"]], w + I[h_["W_F"]]
-        for k in range(6):
-            W[oA + k] = F(0.0)
-        for b in range(1, nb):
-            par = iget(I, h_["B_PARENT"], b)
-            aw = ld3(W, oA + 6 * par)
-            av = ld3(W, oA + 6 * par + 3)
-            da = iget(I, h_["B_DADR"], b)
-            for dd in range(iget(I, h_["B_DNUM"], b)):
-                d = da + dd
-                qd = W[x + nq + d]
-                aw += ld3(W, w + I[h_["W_SD"]] + 6 * d) * qd
-                av += ld3(W, w + I[h_["W_SD"]] + 6 * d + 3) * qd
-            st3(W, oA + 6 * b, aw)
-            st3(W, oA + 6 * b + 3, av)
-            m = pget(I, P, h_["B_MASS"], b)
-            hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
-            Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
-            Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
-            Vv = ld3(W, w + I[h_["W_V"]] + 6 * b + 3)
-            n1, f1 = iapply(m, hv, Ib, aw, av)
-            gn, gf = iapply(m, hv, Ib, Vw, Vv)
-            n2, f2 = crf(Vw, Vv, gn, gf)
-            st3(W, oF + 6 * b, n1 + n2 - ld3(W, w + I[h_["W_FX"]] + 6 * b))
-            st3(W, oF + 6 * b + 3, f1 + f2 - ld3(W, w + I[h_["W_FX"]] + 6 * b + 3))
-            st3(W, w + I[h_["W_CH"]] + 3 * b, hv)
-            st33(W, w + I[h_["W_CIB"]] + 9 * b, Ib)
-        for bb in range(1, nb):
-            b = nb - bb
-            par = iget(I, h_["B_PARENT"], b)
-            if par > 0:
-                for k in range(6):
-                    W[oF + 6 * par + k] += W[oF + 6 * b + k]
-                for k in range(3):
-                    W[w + I[h_["W_CH"]] + 3 * par + k] += W[w + I[h_["W_CH"]] + 3 * b + k]
-                for k in range(9):
-                    W[w + I[h_["W_CIB"]] + 9 * par + k] += W[w + I[h_["W_CIB"]] + 9 * b + k]
-
-    @ti.func
-    def joint_forces(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e):
-        """tau = -S.F - damping qvel - stiffness (q - springref) + limit penalty + gear ctrl."""
-        nq, nv = I[NQ], I[NV]
-        x = w + I[h_["W_X"]]
-        ot = w + I[h_["W_TAU"]]
-        for d in range(nv):
-            b = iget(I, h_["D_BODY"], d)
-            Sw = ld3(W, w + I[h_["W_S"]] + 6 * d)
-            Sv = ld3(W, w + I[h_["W_S"]] + 6 * d + 3)
-            W[ot + d] = -(Sw.dot(ld3(W, w + I[h_["W_F"]] + 6 * b)) + Sv.dot(ld3(W, w + I[h_["W_F"]] + 6 * b + 3))) \
-                - pget(I, P, h_["D_DAMP"], d) * W[x + nq + d]
-        lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
-        for j in range(I[NJ]):
-            if iget(I, h_["J_TYPE"], j) != FREE:
-                d = iget(I, h_["J_DADR"], j)
-                q = W[x + iget(I, h_["J_QADR"], j)]
-                W[ot + d] -= pget(I, P, h_["J_STIFF"], j) * (q - pget(I, P, h_["J_SPRINGREF"], j))
-                if iget(I, h_["J_LIMITED"], j) != 0:
-                    lo, hi = pget(I, P, h_["J_LO"], j), pget(I, P, h_["J_HI"], j)
-                    if q < lo:
-                        W[ot + d] += lke * (lo - q) - lkd * W[x + nq + d]
-                    elif hi < q:
-                        W[ot + d] += lke * (hi - q) - lkd * W[x + nq + d]
-            if pget(I, P, h_["J_FRIC"], j) > 0:
-                c, _dc = friction(I, P, W, x, j)
-                W[ot + iget(I, h_["J_DADR"], j)] -= c * W[x + nq + iget(I, h_["J_DADR"], j)]
-        for t in range(I[h_["NT"]]):
-            f, _a, _b = tendon_force(I, P, W, x, t)
-            for i in range(iget(I, h_["T_NUM"], t)):
-                ei = iget(I, h_["T_ADR"], t) + i
-                W[ot + iget(I, h_["TJ_DADR"], ei)] += pget(I, P, h_["TJ_COEF"], ei) * f
-        for k in range(I[NU]):
-            force, _g, _b1, _b2 = actuator_force(I, P, W, x, U, e * I[NU], k)
-            gear = pget(I, P, h_["A_GEAR"], k)
-            for i in range(iget(I, h_["A_PNUM"], k)):
-                ei = iget(I, h_["A_PADR"], k) + i
-                W[ot + iget(I, h_["AP_DADR"], ei)] += gear * pget(I, P, h_["AP_COEF"], ei) * force
-
-    @ti.func
-    def mass_matrix(I: ti.template(), P: ti.template(), W: ti.template(), w):
-        nv = I[NV]
-        oM = w + I[h_["W_M"]]
-        oS = w + I[h_["W_S"]]
-        for j in range(nv):
-            b = iget(I, h_["D_BODY"], j)
-            fn, ff = iapply(cmass(I, P, b), ld3(W, w + I[h_["W_CH"]] + 3 * b), ld33(W, w + I[h_["W_CIB"]] + 9 * b),
-                            ld3(W, oS + 6 * j), ld3(W, oS + 6 * j + 3))
-            i = j
-            while i >= 0:
-                W[oM + j * nv + i] = ld3(W, oS + 6 * i).dot(fn) + ld3(W, oS + 6 * i + 3).dot(ff)
-                i = iget(I, h_["D_PARENT"], i)
-            W[oM + j * nv + j] += pget(I, P, h_["D_DIAG"], j)
-        hh = scal(I, P, sc["H"])
-        for j in range(I[NJ]):
-            if pget(I, P, h_["J_FRIC"], j) > 0:  # smoothed dry friction is implicit, like damping
-                c, _dc = friction(I, P, W, w + I[h_["W_X"]], j)
-                d = iget(I, h_["J_DADR"], j)
-                W[oM + d * nv + d] += hh * c
-
-    @ti.func
-    def factor(I: ti.template(), W: ti.template(), w):
-        """M = L^T D L in place (MuJoCo's mj_factorM): D on the diagonal, L below it."""
-        nv = I[NV]
-        oM = w + I[h_["W_M"]]
-        for kk in range(nv):
-            k = nv - 1 - kk
-            i = iget(I, h_["D_PARENT"], k)
-            while i >= 0:
-                tmp = W[oM + k * nv + i] / W[oM + k * nv + k]
-                j = i
-                while j >= 0:
-                    W[oM + i * nv + j] -= W[oM + k * nv + j] * tmp
-                    j = iget(I, h_["D_PARENT"], j)
-                W[oM + k * nv + i] = tmp
-                i = iget(I, h_["D_PARENT"], i)
-
-    @ti.func
-    def solve(I: ti.template(), W: ti.template(), w, ox):
-        """x <- M^-1 x with the factors in W_M (x at W[ox:ox+nv])."""
-        nv = I[NV]
-        oM = w + I[h_["W_M"]]
-        for kk in range(nv):
-            k = nv - 1 - kk
-            i = iget(I, h_["D_PARENT"], k)
-            while i >= 0:
-                W[ox + i] -= W[oM + k * nv + i] * W[ox + k]
-                i = iget(I, h_["D_PARENT"], i)
-        for k in range(nv):
-            W[ox + k] /= W[oM + k * nv + k]
-        for k in range(nv):
-            i = iget(I, h_["D_PARENT"], k)
-            while i >= 0:
-                W[ox + k] -= W[oM + k * nv + i] * W[ox + i]
-                i = iget(I, h_["D_PARENT"], i)
-
-    @ti.func
-    def quat_step(q0, w1, hh):
-        """q0 * exp(hh w1 / 2), normalised; returns (result, r, qn, inv) for the adjoint."""
-        half = F(0.5) * hh
-        x2 = w1.dot(w1) * (half * half)
-        cth = F(0.0)
-        sinc = F(0.0)
-        if x2 < F(1e-6):
-            cth = 1 - x2 * F(0.5) + x2 * x2 * F(1.0 / 24.0)
-            sinc = 1 - x2 * F(1.0 / 6.0) + x2 * x2 * F(1.0 / 120.0)
-        else:
-            xs = ti.sqrt(x2)
-            cth = ti.cos(xs)
-            sinc = ti.sin(xs) / xs
-        r = ti.Vector([cth, w1[0] * half * sinc, w1[1] * half * sinc, w1[2] * half * sinc], dt=F)
-        qn = qmul(q0, r)
-        inv = 1 / ti.sqrt(ti.max(qn.dot(qn), F(1e-30)))
-        return qn * inv, r, qn, inv
-
-    @ti.func
-    def integrate(I: ti.template(), P: ti.template(), W: ti.template(), w):
-        nq, nv = I[NQ], I[NV]
-        x, xn = w + I[h_["W_X"]], w + I[h_["W_XN"]]
-        hh = scal(I, P, sc["H"])
-        for d in range(nv):
-            W[xn + nq + d] = W[x + nq + d] + hh * W[w + I[h_["W_QACC"]] + d]
-        for j in range(I[NJ]):
-            qa, d = iget(I, h_["J_QADR"], j), iget(I, h_["J_DADR"], j)
-            if iget(I, h_["J_TYPE"], j) == FREE:
-                for i in ti.static(range(3)):
-                    W[xn + qa + i] = W[x + qa + i] + hh * W[xn + nq + d + i]
-                q0 = ti.Vector([W[x + qa + 3], W[x + qa + 4], W[x + qa + 5], W[x + qa + 6]], dt=F)
-                qo, _r, _qn, _inv = quat_step(q0, ld3(W, xn + nq + d + 3), hh)
-                for i in ti.static(range(4)):
-                    W[xn + qa + 3 + i] = qo[i]
-            else:
-                W[xn + qa] = W[x + qa] + hh * W[xn + nq + d]
-
-    @ti.func
-    def substep(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e):
-        kinematics(I, P, W, w)
-        body_inertias(I, P, W, w)
-        external_forces(I, P, W, w)
-        bias_forces(I, P, W, w)
-        joint_forces(I, P, W, w, U, e)
-        mass_matrix(I, P, W, w)
-        factor(I, W, w)
-        oq = w + I[h_["W_QACC"]]
-        for d in range(I[NV]):
-            W[oq + d] = W[w + I[h_["W_TAU"]] + d]
-        solve(I, W, w, oq)
-        integrate(I, P, W, w)
-
-    # ================================================================== stages: adjoint
-    @ti.func
-    def integrate_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        """From W_GXN (cotangent of the next state) to W_GX (its direct part) and W_GTAU
-        (= qacc_bar, before the solve's adjoint)."""
-        nq, nv = I[NQ], I[NV]
-        x, xn = w + I[h_["W_X"]], w + I[h_["W_XN"]]
-        gxn, gx, gt = wa + I[h_["W_GXN"]], wa + I[h_["W_GX"]], wa + I[h_["W_GTAU"]]
-        hh = scal(I, P, sc["H"])
-        for d in range(nv):
-            W[gt + d] = W[gxn + nq + d]  # v1_bar (completed below by the positions' share)
-        for j in range(I[NJ]):
-            qa, d = iget(I, h_["J_QADR"], j), iget(I, h_["J_DADR"], j)
-            if iget(I, h_["J_TYPE"], j) == FREE:
-                for i in ti.static(range(3)):
-                    W[gx + qa + i] += W[gxn + qa + i]
-                    W[gt + d + i] += hh * W[gxn + qa + i]
-                q0 = ti.Vector([W[x + qa + 3], W[x + qa + 4], W[x + qa + 5], W[x + qa + 6]], dt=F)
-                w1 = ld3(W, xn + nq + d + 3)
-                qo, r, qn, inv = quat_step(q0, w1, hh)
-                go = ti.Vector([W[gxn + qa + 3], W[gxn + qa + 4], W[gxn + qa + 5], W[gxn + qa + 6]], dt=F)
-                gqn = (go - qo * qo.dot(go)) * inv
-                if qn.dot(qn) < F(1e-30):
-                    gqn = go * inv
-                gq0 = qmul(gqn, qconj(r))
-                gr = qmul(qconj(q0), gqn)
-                for i in ti.static(range(4)):
-                    W[gx + qa + 3 + i] += gq0[i]
-                half = F(0.5) * hh
-                x2 = w1.dot(w1) * (half * half)
-                sinc = F(0.0)
-                dcth = F(0.0)
-                dsinc = F(0.0)
-                if x2 < F(1e-6):
-                    sinc = 1 - x2 * F(1.0 / 6.0) + x2 * x2 * F(1.0 / 120.0)
-                    dcth = F(-0.5) + x2 * F(1.0 / 12.0)
-                    dsinc = F(-1.0 / 6.0) + x2 * F(1.0 / 60.0)
-                else:
-                    xs = ti.sqrt(x2)
-                    sinc = ti.sin(xs) / xs
-                    dcth = -ti.sin(xs) / (2 * xs)
-                    dsinc = (xs * ti.cos(xs) - ti.sin(xs)) / (xs * xs) / (2 * xs)
-                grv = ti.Vector([gr[1], gr[2], gr[3]], dt=F)
-                gx2 = gr[0] * dcth + half * grv.dot(w1) * dsinc
-                gw1 = grv * (half * sinc) + w1 * (2 * half * half * gx2)
-                for i in ti.static(range(3)):
-                    W[gt + d + 3 + i] += gw1[i]
-            else:
-                W[gx + qa] += W[gxn + qa]
-                W[gt + d] += hh * W[gxn + qa]
-        for d in range(nv):
-            W[gx + nq + d] += W[gt + d]
-            W[gt + d] *= hh
-
-    @ti.func
-    def mbar(W: ti.template(), oq, gt, j, i):
-        """d loss / d M[j, i] for the one stored entry of a symmetric pair (j >= i)."""
-        val = -W[gt + j] * W[oq + i]
-        if i != j:
-            val -= W[gt + i] * W[oq + j]
-        return val
-
-    @ti.func
-    def joint_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(),
-                             GU: ti.template(), e):
-        nq, nv = I[NQ], I[NV]
-        x = w + I[h_["W_X"]]
-        gt, gx = wa + I[h_["W_GTAU"]], wa + I[h_["W_GX"]]
-        for d in range(nv):
-            b = iget(I, h_["D_BODY"], d)
-            g = W[gt + d]
-            add3(W, wa + I[h_["W_GF"]] + 6 * b, -g * ld3(W, w + I[h_["W_S"]] + 6 * d))
-            add3(W, wa + I[h_["W_GF"]] + 6 * b + 3, -g * ld3(W, w + I[h_["W_S"]] + 6 * d + 3))
-            add3(W, wa + I[h_["W_GS"]] + 6 * d, -g * ld3(W, w + I[h_["W_F"]] + 6 * b))
-            add3(W, wa + I[h_["W_GS"]] + 6 * d + 3, -g * ld3(W, w + I[h_["W_F"]] + 6 * b + 3))
-            W[gx + nq + d] -= pget(I, P, h_["D_DAMP"], d) * g
-        lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
-        for j in range(I[NJ]):
-            if iget(I, h_["J_TYPE"], j) != FREE:
-                d = iget(I, h_["J_DADR"], j)
-                qa = iget(I, h_["J_QADR"], j)
-                q = W[x + qa]
-                g = W[gt + d]
-                W[gx + qa] -= pget(I, P, h_["J_STIFF"], j) * g
-                if iget(I, h_["J_LIMITED"], j) != 0:
-                    if q < pget(I, P, h_["J_LO"], j) or pget(I, P, h_["J_HI"], j) < q:
-                        W[gx + qa] -= lke * g
-                        W[gx + nq + d] -= lkd * g
-            if pget(I, P, h_["J_FRIC"], j) > 0:
-                d = iget(I, h_["J_DADR"], j)
-                c, dc = friction(I, P, W, x, j)
-                W[gx + nq + d] -= (c + dc * W[x + nq + d]) * W[gt + d]
-        for t in range(I[h_["NT"]]):
-            _f, a, bb = tendon_force(I, P, W, x, t)
-            gf = F(0.0)
-            for i in range(iget(I, h_["T_NUM"], t)):
-                ei = iget(I, h_["T_ADR"], t) + i
-                gf += pget(I, P, h_["TJ_COEF"], ei) * W[gt + iget(I, h_["TJ_DADR"], ei)]
-            for i in range(iget(I, h_["T_NUM"], t)):
-                ei = iget(I, h_["T_ADR"], t) + i
-                cf = pget(I, P, h_["TJ_COEF"], ei)
-                W[gx + iget(I, h_["TJ_QADR"], ei)] += cf * a * gf
-                W[gx + nq + iget(I, h_["TJ_DADR"], ei)] += cf * bb * gf
-        for k in range(I[NU]):
-            _force, g, b1, b2 = actuator_force(I, P, W, x, U, e * I[NU], k)
-            gear = pget(I, P, h_["A_GEAR"], k)
-            gf = F(0.0)
-            for i in range(iget(I, h_["A_PNUM"], k)):
-                ei = iget(I, h_["A_PADR"], k) + i
-                gf += gear * pget(I, P, h_["AP_COEF"], ei) * W[gt + iget(I, h_["AP_DADR"], ei)]
-            GU[e * I[NU] + k] += g * gf
-            for i in range(iget(I, h_["A_PNUM"], k)):
-                ei = iget(I, h_["A_PADR"], k) + i
-                cf = pget(I, P, h_["AP_COEF"], ei)
-                W[gx + iget(I, h_["AP_QADR"], ei)] += b1 * cf * gf
-                W[gx + nq + iget(I, h_["AP_DADR"], ei)] += b2 * cf * gf
-
-    @ti.func
-    def mass_matrix_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        """CRBA's adjoint: into W_GS and the composite inertias' W_GCH, W_GCIB."""
-        nv = I[NV]
-        oS, gS = w + I[h_["W_S"]], wa + I[h_["W_GS"]]
-        oq, gt = w + I[h_["W_QACC"]], wa + I[h_["W_GTAU"]]
-        for j in range(nv):
-            b = iget(I, h_["D_BODY"], j)
-            m = cmass(I, P, b)
-            hv = ld3(W, w + I[h_["W_CH"]] + 3 * b)
-            Ib = ld33(W, w + I[h_["W_CIB"]] + 9 * b)
-            sw, sv = ld3(W, oS + 6 * j), ld3(W, oS + 6 * j + 3)
-            fn, ff = iapply(m, hv, Ib, sw, sv)
-            gfn = ti.Vector([0, 0, 0], dt=F)
-            gff = ti.Vector([0, 0, 0], dt=F)
-            i = j
-            while i >= 0:
-                g = mbar(W, oq, gt, j, i)
-                gfn += g * ld3(W, oS + 6 * i)
-                gff += g * ld3(W, oS + 6 * i + 3)
-                add3(W, gS + 6 * i, g * fn)
-                add3(W, gS + 6 * i + 3, g * ff)
-                i = iget(I, h_["D_PARENT"], i)
-            ghv, gIb, gw, gv = iapply_adjoint(m, hv, Ib, sw, sv, gfn, gff)
-            add3(W, gS + 6 * j, gw)
-            add3(W, gS + 6 * j + 3, gv)
-            add3(W, wa + I[h_["W_GCH"]] + 3 * b, ghv)
-            add33(W, wa + I[h_["W_GCIB"]] + 9 * b, gIb)
-        hh = scal(I, P, sc["H"])
-        for j in range(I[NJ]):
-            if pget(I, P, h_["J_FRIC"], j) > 0:
-                _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
-                d = iget(I, h_["J_DADR"], j)
-                W[wa + I[h_["W_GX"]] + I[NQ] + d] += mbar(W, oq, gt, d, d) * hh * dc
-
-    @ti.func
-    def bias_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        """RNEA's adjoint: accumulated wrenches and composite inertias back to each body's
-        own, then each body's wrench into its inertia (W_GH, W_GIB), twist (W_GV), the dof
-        rates (W_GSD) and velocities; W_GF keeps each body's local wrench adjoint."""
-        nb, nq = I[NB], I[NQ]
-        x, gx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
-        gF, gA = wa + I[h_["W_GF"]], wa + I[h_["W_GA"]]
-        for b in range(1, nb):
-            par = iget(I, h_["B_PARENT"], b)
-            if par > 0:
-                for k in range(6):
-                    W[gF + 6 * b + k] += W[gF + 6 * par + k]
-                for k in range(3):
-                    W[wa + I[h_["W_GCH"]] + 3 * b + k] += W[wa + I[h_["W_GCH"]] + 3 * par + k]
-                for k in range(9):
-                    W[wa + I[h_["W_GCIB"]] + 9 * b + k] += W[wa + I[h_["W_GCIB"]] + 9 * par + k]
-        for b in range(1, nb):
-            add3(W, wa + I[h_["W_GH"]] + 3 * b, ld3(W, wa + I[h_["W_GCH"]] + 3 * b))
-            add33(W, wa + I[h_["W_GIB"]] + 9 * b, ld33(W, wa + I[h_["W_GCIB"]] + 9 * b))
-        for bb in range(1, nb):
-            b = nb - bb
-            m = pget(I, P, h_["B_MASS"], b)
-            hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
-            Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
-            Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
-            Vv = ld3(W, w + I[h_["W_V"]] + 6 * b + 3)
-            aw = ld3(W, w + I[h_["W_A"]] + 6 * b)
-            av = ld3(W, w + I[h_["W_A"]] + 6 * b + 3)
-            g1 = ld3(W, gF + 6 * b)
-            g2 = ld3(W, gF + 6 * b + 3)
-            # F = I a + V x* (I V) - Fext
-            ghv, gIb, gaw, gav = iapply_adjoint(m, hv, Ib, aw, av, g1, g2)
-            gn, gf = iapply(m, hv, Ib, Vw, Vv)
-            gVw, gVv, ggn, ggf = crf_adjoint(Vw, Vv, gn, gf, g1, g2)
-            ghv2, gIb2, gVw2, gVv2 = iapply_adjoint(m, hv, Ib, Vw, Vv, ggn, ggf)
-            add3(W, wa + I[h_["W_GH"]] + 3 * b, ghv + ghv2)
-            add33(W, wa + I[h_["W_GIB"]] + 9 * b, gIb + gIb2)
-            add3(W, wa + I[h_["W_GV"]] + 6 * b, gVw + gVw2)
-            add3(W, wa + I[h_["W_GV"]] + 6 * b + 3, gVv + gVv2)
-            aw_bar = ld3(W, gA + 6 * b) + gaw
-            av_bar = ld3(W, gA + 6 * b + 3) + gav
-            # a_b = a_parent + sum_d Sd_d qvel_d
-            da = iget(I, h_["B_DADR"], b)
-            for dd in range(iget(I, h_["B_DNUM"], b)):
-                d = da + dd
-                qd = W[x + nq + d]
-                add3(W, wa + I[h_["W_GSD"]] + 6 * d, aw_bar * qd)
-                add3(W, wa + I[h_["W_GSD"]] + 6 * d + 3, av_bar * qd)
-                W[gx + nq + d] += aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
-                    + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3))
-            par = iget(I, h_["B_PARENT"], b)
-            if par > 0:
-                add3(W, gA + 6 * par, aw_bar)
-                add3(W, gA + 6 * par + 3, av_bar)
-
-    @ti.func
     def external_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         """Fext enters F with a minus sign: its adjoint is -W_GF (the local wrench adjoint)."""
         g = ti.Vector([scal(I, P, sc["GX"]), scal(I, P, sc["GY"]), scal(I, P, sc["GZ"])], dt=F)
@@ -944,272 +792,6 @@ def kernels(fp: str):
                 contact_point_adjoint(I, P, W, w, wa, k, b, gpt)
 
     @ti.func
-    def body_inertias_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        for b in range(1, I[NB]):
-            m = pget(I, P, h_["B_MASS"], b)
-            R = ld33(W, w + I[h_["W_R"]] + 9 * b)
-            c = ld3(W, w + I[h_["W_C"]] + 3 * b)
-            gh = ld3(W, wa + I[h_["W_GH"]] + 3 * b)
-            gI = ld33(W, wa + I[h_["W_GIB"]] + 9 * b)
-            gs = gI + gI.transpose()
-            gc = m * gh + m * (2 * c * (gI[0, 0] + gI[1, 1] + gI[2, 2]) - gs @ c)
-            add33(W, wa + I[h_["W_GR"]] + 9 * b, gs @ R @ ld33(P, I[h_["B_INERTIA"]] + 9 * b)
-                  + gc.outer_product(ld3(P, I[h_["B_IPOS"]] + 3 * b)))
-            add3(W, wa + I[h_["W_GP"]] + 3 * b, gc)
-
-    @ti.func
-    def kinematics_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        nb, nq = I[NB], I[NQ]
-        x, gx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
-        oS, oSd, gS, gSd = w + I[h_["W_S"]], w + I[h_["W_SD"]], wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
-        for bb in range(1, nb):
-            b = nb - bb
-            gR = ld33(W, wa + I[h_["W_GR"]] + 9 * b)
-            gp = ld3(W, wa + I[h_["W_GP"]] + 3 * b)
-            gVw = ld3(W, wa + I[h_["W_GV"]] + 6 * b)
-            gVv = ld3(W, wa + I[h_["W_GV"]] + 6 * b + 3)
-            ja = iget(I, h_["B_JADR"], b)
-            nj = iget(I, h_["B_JNUM"], b)
-            for jj in range(nj):
-                j = ja + nj - 1 - jj
-                Rin = ld33(W, w + I[h_["W_JR"]] + 9 * j)
-                pin = ld3(W, w + I[h_["W_JP"]] + 3 * j)
-                Vw = ld3(W, w + I[h_["W_JV"]] + 6 * j)
-                Vv = ld3(W, w + I[h_["W_JV"]] + 6 * j + 3)
-                typ = iget(I, h_["J_TYPE"], j)
-                qa = iget(I, h_["J_QADR"], j)
-                d = iget(I, h_["J_DADR"], j)
-                if typ == FREE:
-                    p = ld3(W, x + qa)
-                    qt = ti.Vector([W[x + qa + 3], W[x + qa + 4], W[x + qa + 5], W[x + qa + 6]], dt=F)
-                    n2 = qt.dot(qt)
-                    inv = 1 / ti.sqrt(ti.max(n2, F(1e-30)))
-                    u = qt * inv
-                    R = quat_mat(u[0], u[1], u[2], u[3])
-                    Vmv = Vv + ld3(W, x + nq + d)  # twist after the linear dofs (w unchanged)
-                    # V_out = V_mid + sum_i S_{3+i} qd_{3+i}; Sd_{3+i} = crm(V_mid, S_{3+i})
-                    gVmw = gVw
-                    gVmv = gVv
-                    for i in ti.static(range(3)):
-                        dd = d + 3 + i
-                        a = col(R, i)
-                        sv = p.cross(a)
-                        qd = W[x + nq + dd]
-                        W[gx + nq + dd] += gVw.dot(a) + gVv.dot(sv)
-                        gsw = ld3(W, gS + 6 * dd) + gVw * qd
-                        gsv = ld3(W, gS + 6 * dd + 3) + gVv * qd
-                        cw, cv, csw, csv = crm_adjoint(Vw, Vmv, a, sv, ld3(W, gSd + 6 * dd), ld3(W, gSd + 6 * dd + 3))
-                        gVmw += cw
-                        gVmv += cv
-                        gsw += csw
-                        gsv += csv
-                        # S = (a, p x a)
-                        g_a = gsw + gsv.cross(p)
-                        gp += a.cross(gsv)
-                        for r in ti.static(range(3)):
-                            gR[r, i] += g_a[r]
-                    for i in ti.static(range(3)):
-                        W[gx + nq + d + i] += gVmv[i]
-                        W[gx + qa + i] += gp[i]
-                    gu = quat_mat_adjoint(u, gR)
-                    gq = (gu - u * u.dot(gu)) * inv
-                    if n2 < F(1e-30):
-                        gq = gu * inv
-                    for i in ti.static(range(4)):
-                        W[gx + qa + 3 + i] += gq[i]
-                    gR = ti.Matrix.zero(F, 3, 3)
-                    gp = ti.Vector([0, 0, 0], dt=F)
-                    gVw, gVv = gVmw, gVmv
-                else:
-                    axis = ld3(P, I[h_["J_AXIS"]] + 3 * j)
-                    a = Rin @ axis
-                    th = W[x + qa] - pget(I, P, h_["J_REF"], j)
-                    qd = W[x + nq + d]
-                    sw = ti.Vector([0, 0, 0], dt=F)
-                    sv = a
-                    anchor = ti.Vector([0, 0, 0], dt=F)
-                    jp = ti.Vector([0, 0, 0], dt=F)
-                    if typ == HINGE:
-                        jp = ld3(P, I[h_["J_POS"]] + 3 * j)
-                        anchor = pin + Rin @ jp
-                        sw = a
-                        sv = anchor.cross(a)
-                    # V_out = V_in + S qd; Sd = crm(V_in, S)
-                    W[gx + nq + d] += gVw.dot(sw) + gVv.dot(sv)
-                    gsw = ld3(W, gS + 6 * d) + gVw * qd
-                    gsv = ld3(W, gS + 6 * d + 3) + gVv * qd
-                    cw, cv, csw, csv = crm_adjoint(Vw, Vv, sw, sv, ld3(W, gSd + 6 * d), ld3(W, gSd + 6 * d + 3))
-                    gVw += cw
-                    gVv += cv
-                    gsw += csw
-                    gsv += csv
-                    if typ == SLIDE:
-                        # p_out = p_in + a th; S = (0, a); R_out = R_in
-                        g_a = gsv + gp * th
-                        W[gx + qa] += gp.dot(a)
-                        gR += g_a.outer_product(axis)
-                    else:
-                        # S = (a, anchor x a); p_out = anchor - R_out jp; R_out = R_in Rot(th)
-                        g_a = gsw + gsv.cross(anchor)
-                        ganchor = a.cross(gsv) + gp
-                        K = skew(axis)
-                        s_, c_ = ti.sin(th), ti.cos(th)
-                        Rot = ti.Matrix.identity(F, 3) + s_ * K + (1 - c_) * (K @ K)
-                        gRout = gR - gp.outer_product(jp)
-                        gRot = Rin.transpose() @ gRout
-                        dRot = c_ * K + s_ * (K @ K)
-                        gth = F(0.0)
-                        for r, s in ti.static(ti.ndrange(3, 3)):
-                            gth += gRot[r, s] * dRot[r, s]
-                        W[gx + qa] += gth
-                        gR = gRout @ Rot.transpose() + ganchor.outer_product(jp) + g_a.outer_product(axis)
-                        gp = ganchor
-            # R_b0 = R_par Rq_b; p_b0 = p_par + R_par pos_b; V_b0 = V_par
-            par = iget(I, h_["B_PARENT"], b)
-            if par > 0:
-                add33(W, wa + I[h_["W_GR"]] + 9 * par, gR @ ld33(P, I[h_["B_ROT"]] + 9 * b).transpose()
-                      + gp.outer_product(ld3(P, I[h_["B_POS"]] + 3 * b)))
-                add3(W, wa + I[h_["W_GP"]] + 3 * par, gp)
-                add3(W, wa + I[h_["W_GV"]] + 6 * par, gVw)
-                add3(W, wa + I[h_["W_GV"]] + 6 * par + 3, gVv)
-
-    @ti.func
-    def substep_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(),
-                        GU: ti.template(), e):
-        """W_GXN (cotangent of the substep's output) -> W_GX; adds the control's share to GU.
-        Needs the primal intermediates of the same substep in W."""
-        for k in range(I[h_["W_GZERO"]], I[h_["WS"]]):
-            W[wa + k] = F(0.0)
-        integrate_adjoint(I, P, W, w, wa)
-        solve(I, W, w, wa + I[h_["W_GTAU"]])
-        joint_forces_adjoint(I, P, W, w, wa, U, GU, e)
-        mass_matrix_adjoint(I, P, W, w, wa)
-        bias_forces_adjoint(I, P, W, w, wa)
-        external_forces_adjoint(I, P, W, w, wa)
-        body_inertias_adjoint(I, P, W, w, wa)
-        kinematics_adjoint(I, P, W, w, wa)
-
-    # ================================================================== stages: tangent
-    # Forward mode, one probe at a time after the substep's primal: the tangent of every
-    # intermediate goes in the slot its adjoint uses (W_GR holds dR, W_GF dF, ...).
-    @ti.func
-    def quat_mat_tangent(u, du):
-        w, x, y, z = u[0], u[1], u[2], u[3]
-        dw, dx, dy, dz = du[0], du[1], du[2], du[3]
-        return 2 * ti.Matrix([
-            [-2 * (y * dy + z * dz), x * dy + dx * y - w * dz - dw * z, x * dz + dx * z + w * dy + dw * y],
-            [x * dy + dx * y + w * dz + dw * z, -2 * (x * dx + z * dz), y * dz + dy * z - w * dx - dw * x],
-            [x * dz + dx * z - w * dy - dw * y, y * dz + dy * z + w * dx + dw * x, -2 * (x * dx + y * dy)]], dt=F)
-
-    @ti.func
-    def kinematics_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        nb, nq = I[NB], I[NQ]
-        x, tx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
-        tR, tp, tV = wa + I[h_["W_GR"]], wa + I[h_["W_GP"]], wa + I[h_["W_GV"]]
-        oS, tS, tSd = w + I[h_["W_S"]], wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
-        for b in range(1, nb):
-            par = iget(I, h_["B_PARENT"], b)
-            dRp = ld33(W, tR + 9 * par)
-            dR = dRp @ ld33(P, I[h_["B_ROT"]] + 9 * b)
-            dp = ld3(W, tp + 3 * par) + dRp @ ld3(P, I[h_["B_POS"]] + 3 * b)
-            dVw = ld3(W, tV + 6 * par)
-            dVv = ld3(W, tV + 6 * par + 3)
-            ja = iget(I, h_["B_JADR"], b)
-            for jj in range(iget(I, h_["B_JNUM"], b)):
-                j = ja + jj
-                R = ld33(W, w + I[h_["W_JR"]] + 9 * j)
-                p = ld3(W, w + I[h_["W_JP"]] + 3 * j)
-                Vw = ld3(W, w + I[h_["W_JV"]] + 6 * j)
-                Vv = ld3(W, w + I[h_["W_JV"]] + 6 * j + 3)
-                typ = iget(I, h_["J_TYPE"], j)
-                qa = iget(I, h_["J_QADR"], j)
-                d = iget(I, h_["J_DADR"], j)
-                if typ == FREE:
-                    p = ld3(W, x + qa)
-                    dp = ld3(W, tx + qa)
-                    qt = ti.Vector([W[x + qa + 3], W[x + qa + 4], W[x + qa + 5], W[x + qa + 6]], dt=F)
-                    dqt = ti.Vector([W[tx + qa + 3], W[tx + qa + 4], W[tx + qa + 5], W[tx + qa + 6]], dt=F)
-                    n2 = qt.dot(qt)
-                    inv = 1 / ti.sqrt(ti.max(n2, F(1e-30)))
-                    u = qt * inv
-                    du = (dqt - u * u.dot(dqt)) * inv
-                    if n2 < F(1e-30):
-                        du = dqt * inv
-                    R = quat_mat(u[0], u[1], u[2], u[3])
-                    dR = quat_mat_tangent(u, du)
-                    for i in ti.static(range(6)):
-                        for k in ti.static(range(6)):
-                            W[tS + 6 * (d + i) + k] = F(0.0)
-                            W[tSd + 6 * (d + i) + k] = F(0.0)
-                    Vv += ld3(W, x + nq + d)
-                    dVv += ld3(W, tx + nq + d)
-                    for i in ti.static(range(3)):
-                        a, da = col(R, i), col(dR, i)
-                        sv = p.cross(a)
-                        dsv = dp.cross(a) + p.cross(da)
-                        st3(W, tS + 6 * (d + 3 + i), da)
-                        st3(W, tS + 6 * (d + 3 + i) + 3, dsv)
-                        y1, y2 = crm(dVw, dVv, a, sv)
-                        z1, z2 = crm(Vw, Vv, da, dsv)
-                        st3(W, tSd + 6 * (d + 3 + i), y1 + z1)
-                        st3(W, tSd + 6 * (d + 3 + i) + 3, y2 + z2)
-                    for i in ti.static(range(3)):
-                        qd = W[x + nq + d + 3 + i]
-                        dqd = W[tx + nq + d + 3 + i]
-                        a, da = col(R, i), col(dR, i)
-                        dVw += da * qd + a * dqd
-                        dVv += (dp.cross(a) + p.cross(da)) * qd + p.cross(a) * dqd
-                else:
-                    axis = ld3(P, I[h_["J_AXIS"]] + 3 * j)
-                    a, da = R @ axis, dR @ axis
-                    th = W[x + qa] - pget(I, P, h_["J_REF"], j)
-                    dth = W[tx + qa]
-                    sw = ti.Vector([0.0, 0.0, 0.0], dt=F)
-                    dsw = ti.Vector([0.0, 0.0, 0.0], dt=F)
-                    sv, dsv = a, da
-                    if typ == SLIDE:
-                        dp = dp + da * th + a * dth
-                    else:
-                        jp = ld3(P, I[h_["J_POS"]] + 3 * j)
-                        anchor = p + R @ jp
-                        danchor = dp + dR @ jp
-                        K = skew(axis)
-                        s_, c_ = ti.sin(th), ti.cos(th)
-                        Rot = ti.Matrix.identity(F, 3) + s_ * K + (1 - c_) * (K @ K)
-                        dR = dR @ Rot + R @ ((c_ * K + s_ * (K @ K)) * dth)
-                        dp = danchor - dR @ jp
-                        sw, dsw = a, da
-                        sv, dsv = anchor.cross(a), danchor.cross(a) + anchor.cross(da)
-                    st3(W, tS + 6 * d, dsw)
-                    st3(W, tS + 6 * d + 3, dsv)
-                    y1, y2 = crm(dVw, dVv, sw, sv)
-                    z1, z2 = crm(Vw, Vv, dsw, dsv)
-                    st3(W, tSd + 6 * d, y1 + z1)
-                    st3(W, tSd + 6 * d + 3, y2 + z2)
-                    qd, dqd = W[x + nq + d], W[tx + nq + d]
-                    dVw += dsw * qd + sw * dqd
-                    dVv += dsv * qd + sv * dqd
-            st33(W, tR + 9 * b, dR)
-            st3(W, tp + 3 * b, dp)
-            st3(W, tV + 6 * b, dVw)
-            st3(W, tV + 6 * b + 3, dVv)
-
-    @ti.func
-    def body_inertias_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        for b in range(1, I[NB]):
-            m = pget(I, P, h_["B_MASS"], b)
-            R = ld33(W, w + I[h_["W_R"]] + 9 * b)
-            dR = ld33(W, wa + I[h_["W_GR"]] + 9 * b)
-            c = ld3(W, w + I[h_["W_C"]] + 3 * b)
-            dc = ld3(W, wa + I[h_["W_GP"]] + 3 * b) + dR @ ld3(P, I[h_["B_IPOS"]] + 3 * b)
-            Il = ld33(P, I[h_["B_INERTIA"]] + 9 * b)
-            X = dR @ Il @ R.transpose()
-            dIb = X + X.transpose() + m * (2 * c.dot(dc) * ti.Matrix.identity(F, 3) - dc.outer_product(c)
-                                           - c.outer_product(dc))
-            st3(W, wa + I[h_["W_GH"]] + 3 * b, m * dc)
-            st33(W, wa + I[h_["W_GIB"]] + 9 * b, dIb)
-
-    @ti.func
     def external_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         """The tangent of Fext, into W_GF."""
         g = ti.Vector([scal(I, P, sc["GX"]), scal(I, P, sc["GY"]), scal(I, P, sc["GZ"])], dt=F)
@@ -1264,6 +846,89 @@ def kernels(fp: str):
                 add3(W, tF + 6 * b + 3, df)
 
     @ti.func
+    def bias_forces(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        """Recursive Newton-Euler with qacc = 0 (W_F: the accumulated body wrenches), and the
+        composite inertias (W_CH, W_CIB; composite masses are constants in the model)."""
+        nb, nq = I[NB], I[NQ]
+        x = w + I[h_["W_X"]]
+        oA, oF = w + I[h_["W_A"]], w + I[h_["W_F"]]
+        for k in range(6):
+            W[oA + k] = F(0.0)
+        for b in range(1, nb):
+            par = iget(I, h_["B_PARENT"], b)
+            aw = ld3(W, oA + 6 * par)
+            av = ld3(W, oA + 6 * par + 3)
+            da = iget(I, h_["B_DADR"], b)
+            for dd in range(iget(I, h_["B_DNUM"], b)):
+                d = da + dd
+                qd = W[x + nq + d]
+                aw += ld3(W, w + I[h_["W_SD"]] + 6 * d) * qd
+                av += ld3(W, w + I[h_["W_SD"]] + 6 * d + 3) * qd
+            st3(W, oA + 6 * b, aw)
+            st3(W, oA + 6 * b + 3, av)
+            m = pget(I, P, h_["B_MASS"], b)
+            hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
+            Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
+            Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+            Vv = ld3(W, w + I[h_["W_V"]] + 6 * b + 3)
+            n1, f1 = iapply(m, hv, Ib, aw, av)
+            gn, gf = iapply(m, hv, Ib, Vw, Vv)
+            n2, f2 = crf(Vw, Vv, gn, gf)
+            st3(W, oF + 6 * b, n1 + n2 - ld3(W, w + I[h_["W_FX"]] + 6 * b))
+            st3(W, oF + 6 * b + 3, f1 + f2 - ld3(W, w + I[h_["W_FX"]] + 6 * b + 3))
+            st3(W, w + I[h_["W_CH"]] + 3 * b, hv)
+            st33(W, w + I[h_["W_CIB"]] + 9 * b, Ib)
+        sum_subtrees(I, W, oF, w + I[h_["W_CH"]], w + I[h_["W_CIB"]])
+
+    @ti.func
+    def bias_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+        """RNEA's adjoint: accumulated wrenches and composite inertias back to each body's
+        own, then each body's wrench into its inertia (W_GH, W_GIB), twist (W_GV), the dof
+        rates (W_GSD) and velocities; W_GF keeps each body's local wrench adjoint."""
+        nb, nq = I[NB], I[NQ]
+        x, gx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
+        gF, gA = wa + I[h_["W_GF"]], wa + I[h_["W_GA"]]
+        spread_subtrees(I, W, gF, wa + I[h_["W_GCH"]], wa + I[h_["W_GCIB"]])
+        for b in range(1, nb):
+            add3(W, wa + I[h_["W_GH"]] + 3 * b, ld3(W, wa + I[h_["W_GCH"]] + 3 * b))
+            add33(W, wa + I[h_["W_GIB"]] + 9 * b, ld33(W, wa + I[h_["W_GCIB"]] + 9 * b))
+        for bb in range(1, nb):
+            b = nb - bb
+            m = pget(I, P, h_["B_MASS"], b)
+            hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
+            Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
+            Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+            Vv = ld3(W, w + I[h_["W_V"]] + 6 * b + 3)
+            aw = ld3(W, w + I[h_["W_A"]] + 6 * b)
+            av = ld3(W, w + I[h_["W_A"]] + 6 * b + 3)
+            g1 = ld3(W, gF + 6 * b)
+            g2 = ld3(W, gF + 6 * b + 3)
+            # F = I a + V x* (I V) - Fext
+            ghv, gIb, gaw, gav = iapply_adjoint(m, hv, Ib, aw, av, g1, g2)
+            gn, gf = iapply(m, hv, Ib, Vw, Vv)
+            gVw, gVv, ggn, ggf = crf_adjoint(Vw, Vv, gn, gf, g1, g2)
+            ghv2, gIb2, gVw2, gVv2 = iapply_adjoint(m, hv, Ib, Vw, Vv, ggn, ggf)
+            add3(W, wa + I[h_["W_GH"]] + 3 * b, ghv + ghv2)
+            add33(W, wa + I[h_["W_GIB"]] + 9 * b, gIb + gIb2)
+            add3(W, wa + I[h_["W_GV"]] + 6 * b, gVw + gVw2)
+            add3(W, wa + I[h_["W_GV"]] + 6 * b + 3, gVv + gVv2)
+            aw_bar = ld3(W, gA + 6 * b) + gaw
+            av_bar = ld3(W, gA + 6 * b + 3) + gav
+            # a_b = a_parent + sum_d Sd_d qvel_d
+            da = iget(I, h_["B_DADR"], b)
+            for dd in range(iget(I, h_["B_DNUM"], b)):
+                d = da + dd
+                qd = W[x + nq + d]
+                add3(W, wa + I[h_["W_GSD"]] + 6 * d, aw_bar * qd)
+                add3(W, wa + I[h_["W_GSD"]] + 6 * d + 3, av_bar * qd)
+                W[gx + nq + d] += aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
+                    + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3))
+            par = iget(I, h_["B_PARENT"], b)
+            if par > 0:
+                add3(W, gA + 6 * par, aw_bar)
+                add3(W, gA + 6 * par + 3, av_bar)
+
+    @ti.func
     def bias_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         nb, nq = I[NB], I[NQ]
         x, tx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
@@ -1304,16 +969,130 @@ def kernels(fp: str):
             st3(W, tF + 6 * b + 3, f1 + f2 + f3 + f4 - ld3(W, tF + 6 * b + 3))
             st3(W, wa + I[h_["W_GCH"]] + 3 * b, dhv)
             st33(W, wa + I[h_["W_GCIB"]] + 9 * b, dIb)
+        sum_subtrees(I, W, tF, wa + I[h_["W_GCH"]], wa + I[h_["W_GCIB"]])
+
+    @ti.func
+    def sum_subtrees(I: ti.template(), W: ti.template(), oF, oH, oIb):
+        """Wrenches (6 per body at oF) and inertias (h at oH, Ibar at oIb) summed over each
+        body's subtree, children before parents; its adjoint is spread_subtrees."""
+        nb = I[NB]
         for bb in range(1, nb):
             b = nb - bb
             par = iget(I, h_["B_PARENT"], b)
             if par > 0:
                 for k in range(6):
-                    W[tF + 6 * par + k] += W[tF + 6 * b + k]
+                    W[oF + 6 * par + k] += W[oF + 6 * b + k]
                 for k in range(3):
-                    W[wa + I[h_["W_GCH"]] + 3 * par + k] += W[wa + I[h_["W_GCH"]] + 3 * b + k]
+                    W[oH + 3 * par + k] += W[oH + 3 * b + k]
                 for k in range(9):
-                    W[wa + I[h_["W_GCIB"]] + 9 * par + k] += W[wa + I[h_["W_GCIB"]] + 9 * b + k]
+                    W[oIb + 9 * par + k] += W[oIb + 9 * b + k]
+
+    @ti.func
+    def spread_subtrees(I: ti.template(), W: ti.template(), oF, oH, oIb):
+        """The adjoint of sum_subtrees: each body gets its parent's adjoint, parents first."""
+        for b in range(1, I[NB]):
+            par = iget(I, h_["B_PARENT"], b)
+            if par > 0:
+                for k in range(6):
+                    W[oF + 6 * b + k] += W[oF + 6 * par + k]
+                for k in range(3):
+                    W[oH + 3 * b + k] += W[oH + 3 * par + k]
+                for k in range(9):
+                    W[oIb + 9 * b + k] += W[oIb + 9 * par + k]
+
+    @ti.func
+    def joint_forces(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e):
+        """tau = -S.F - damping qvel - stiffness (q - springref) + limit penalty + gear ctrl."""
+        nq, nv = I[NQ], I[NV]
+        x = w + I[h_["W_X"]]
+        ot = w + I[h_["W_TAU"]]
+        for d in range(nv):
+            b = iget(I, h_["D_BODY"], d)
+            Sw = ld3(W, w + I[h_["W_S"]] + 6 * d)
+            Sv = ld3(W, w + I[h_["W_S"]] + 6 * d + 3)
+            W[ot + d] = -(Sw.dot(ld3(W, w + I[h_["W_F"]] + 6 * b)) + Sv.dot(ld3(W, w + I[h_["W_F"]] + 6 * b + 3))) \
+                - pget(I, P, h_["D_DAMP"], d) * W[x + nq + d]
+        lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
+        for j in range(I[NJ]):
+            if iget(I, h_["J_TYPE"], j) != FREE:
+                d = iget(I, h_["J_DADR"], j)
+                q = W[x + iget(I, h_["J_QADR"], j)]
+                W[ot + d] -= pget(I, P, h_["J_STIFF"], j) * (q - pget(I, P, h_["J_SPRINGREF"], j))
+                if iget(I, h_["J_LIMITED"], j) != 0:
+                    lo, hi = pget(I, P, h_["J_LO"], j), pget(I, P, h_["J_HI"], j)
+                    if q < lo:
+                        W[ot + d] += lke * (lo - q) - lkd * W[x + nq + d]
+                    elif hi < q:
+                        W[ot + d] += lke * (hi - q) - lkd * W[x + nq + d]
+            if pget(I, P, h_["J_FRIC"], j) > 0:
+                c, _dc = friction(I, P, W, x, j)
+                W[ot + iget(I, h_["J_DADR"], j)] -= c * W[x + nq + iget(I, h_["J_DADR"], j)]
+        for t in range(I[h_["NT"]]):
+            f, _a, _b = tendon_force(I, P, W, x, t)
+            for i in range(iget(I, h_["T_NUM"], t)):
+                ei = iget(I, h_["T_ADR"], t) + i
+                W[ot + iget(I, h_["TJ_DADR"], ei)] += pget(I, P, h_["TJ_COEF"], ei) * f
+        for k in range(I[NU]):
+            force, _g, _b1, _b2 = actuator_force(I, P, W, x, U, e * I[NU], k)
+            gear = pget(I, P, h_["A_GEAR"], k)
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                ei = iget(I, h_["A_PADR"], k) + i
+                W[ot + iget(I, h_["AP_DADR"], ei)] += gear * pget(I, P, h_["AP_COEF"], ei) * force
+
+    @ti.func
+    def joint_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(),
+                             GU: ti.template(), e):
+        nq, nv = I[NQ], I[NV]
+        x = w + I[h_["W_X"]]
+        gt, gx = wa + I[h_["W_GTAU"]], wa + I[h_["W_GX"]]
+        for d in range(nv):
+            b = iget(I, h_["D_BODY"], d)
+            g = W[gt + d]
+            add3(W, wa + I[h_["W_GF"]] + 6 * b, -g * ld3(W, w + I[h_["W_S"]] + 6 * d))
+            add3(W, wa + I[h_["W_GF"]] + 6 * b + 3, -g * ld3(W, w + I[h_["W_S"]] + 6 * d + 3))
+            add3(W, wa + I[h_["W_GS"]] + 6 * d, -g * ld3(W, w + I[h_["W_F"]] + 6 * b))
+            add3(W, wa + I[h_["W_GS"]] + 6 * d + 3, -g * ld3(W, w + I[h_["W_F"]] + 6 * b + 3))
+            W[gx + nq + d] -= pget(I, P, h_["D_DAMP"], d) * g
+        lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
+        for j in range(I[NJ]):
+            if iget(I, h_["J_TYPE"], j) != FREE:
+                d = iget(I, h_["J_DADR"], j)
+                qa = iget(I, h_["J_QADR"], j)
+                q = W[x + qa]
+                g = W[gt + d]
+                W[gx + qa] -= pget(I, P, h_["J_STIFF"], j) * g
+                if iget(I, h_["J_LIMITED"], j) != 0:
+                    if q < pget(I, P, h_["J_LO"], j) or pget(I, P, h_["J_HI"], j) < q:
+                        W[gx + qa] -= lke * g
+                        W[gx + nq + d] -= lkd * g
+            if pget(I, P, h_["J_FRIC"], j) > 0:
+                d = iget(I, h_["J_DADR"], j)
+                c, dc = friction(I, P, W, x, j)
+                W[gx + nq + d] -= (c + dc * W[x + nq + d]) * W[gt + d]
+        for t in range(I[h_["NT"]]):
+            _f, a, bb = tendon_force(I, P, W, x, t)
+            gf = F(0.0)
+            for i in range(iget(I, h_["T_NUM"], t)):
+                ei = iget(I, h_["T_ADR"], t) + i
+                gf += pget(I, P, h_["TJ_COEF"], ei) * W[gt + iget(I, h_["TJ_DADR"], ei)]
+            for i in range(iget(I, h_["T_NUM"], t)):
+                ei = iget(I, h_["T_ADR"], t) + i
+                cf = pget(I, P, h_["TJ_COEF"], ei)
+                W[gx + iget(I, h_["TJ_QADR"], ei)] += cf * a * gf
+                W[gx + nq + iget(I, h_["TJ_DADR"], ei)] += cf * bb * gf
+        for k in range(I[NU]):
+            _force, g, b1, b2 = actuator_force(I, P, W, x, U, e * I[NU], k)
+            gear = pget(I, P, h_["A_GEAR"], k)
+            gf = F(0.0)
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                ei = iget(I, h_["A_PADR"], k) + i
+                gf += gear * pget(I, P, h_["AP_COEF"], ei) * W[gt + iget(I, h_["AP_DADR"], ei)]
+            GU[e * I[NU] + k] += g * gf
+            for i in range(iget(I, h_["A_PNUM"], k)):
+                ei = iget(I, h_["A_PADR"], k) + i
+                cf = pget(I, P, h_["AP_COEF"], ei)
+                W[gx + iget(I, h_["AP_QADR"], ei)] += b1 * cf * gf
+                W[gx + nq + iget(I, h_["AP_DADR"], ei)] += b2 * cf * gf
 
     @ti.func
     def joint_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
@@ -1366,18 +1145,74 @@ def kernels(fp: str):
                 W[tt + iget(I, h_["AP_DADR"], ei)] += gear * pget(I, P, h_["AP_COEF"], ei) * dforce
 
     @ti.func
+    def crba_column(I: ti.template(), P: ti.template(), W: ti.template(), w, j):
+        """Dof j's body b, that body's composite inertia (m, h, Ibar), S_j and F_j = Ic_b S_j:
+        column j of the mass matrix is S_i . F_j down the dof tree."""
+        b = iget(I, h_["D_BODY"], j)
+        m = cmass(I, P, b)
+        hv = ld3(W, w + I[h_["W_CH"]] + 3 * b)
+        Ib = ld33(W, w + I[h_["W_CIB"]] + 9 * b)
+        sw, sv = ld3(W, w + I[h_["W_S"]] + 6 * j), ld3(W, w + I[h_["W_S"]] + 6 * j + 3)
+        fn, ff = iapply(m, hv, Ib, sw, sv)
+        return b, m, hv, Ib, sw, sv, fn, ff
+
+    @ti.func
+    def mass_matrix(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        nv = I[NV]
+        oM = w + I[h_["W_M"]]
+        oS = w + I[h_["W_S"]]
+        for j in range(nv):
+            _b, _m, _hv, _Ib, _sw, _sv, fn, ff = crba_column(I, P, W, w, j)
+            i = j
+            while i >= 0:
+                W[oM + j * nv + i] = ld3(W, oS + 6 * i).dot(fn) + ld3(W, oS + 6 * i + 3).dot(ff)
+                i = iget(I, h_["D_PARENT"], i)
+            W[oM + j * nv + j] += pget(I, P, h_["D_DIAG"], j)
+        hh = scal(I, P, sc["H"])
+        for j in range(I[NJ]):
+            if pget(I, P, h_["J_FRIC"], j) > 0:  # smoothed dry friction is implicit, like damping
+                c, _dc = friction(I, P, W, w + I[h_["W_X"]], j)
+                d = iget(I, h_["J_DADR"], j)
+                W[oM + d * nv + d] += hh * c
+
+    @ti.func
+    def mass_matrix_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+        """CRBA's adjoint: into W_GS and the composite inertias' W_GCH, W_GCIB."""
+        nv = I[NV]
+        oS, gS = w + I[h_["W_S"]], wa + I[h_["W_GS"]]
+        oq, gt = w + I[h_["W_QACC"]], wa + I[h_["W_GTAU"]]
+        for j in range(nv):
+            b, m, hv, Ib, sw, sv, fn, ff = crba_column(I, P, W, w, j)
+            gfn = ti.Vector([0, 0, 0], dt=F)
+            gff = ti.Vector([0, 0, 0], dt=F)
+            i = j
+            while i >= 0:
+                g = mbar(W, oq, gt, j, i)
+                gfn += g * ld3(W, oS + 6 * i)
+                gff += g * ld3(W, oS + 6 * i + 3)
+                add3(W, gS + 6 * i, g * fn)
+                add3(W, gS + 6 * i + 3, g * ff)
+                i = iget(I, h_["D_PARENT"], i)
+            ghv, gIb, gw, gv = iapply_adjoint(m, hv, Ib, sw, sv, gfn, gff)
+            add3(W, gS + 6 * j, gw)
+            add3(W, gS + 6 * j + 3, gv)
+            add3(W, wa + I[h_["W_GCH"]] + 3 * b, ghv)
+            add33(W, wa + I[h_["W_GCIB"]] + 9 * b, gIb)
+        hh = scal(I, P, sc["H"])
+        for j in range(I[NJ]):
+            if pget(I, P, h_["J_FRIC"], j) > 0:
+                _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
+                d = iget(I, h_["J_DADR"], j)
+                W[wa + I[h_["W_GX"]] + I[NQ] + d] += mbar(W, oq, gt, d, d) * hh * dc
+
+    @ti.func
     def mass_matrix_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         """W_GTAU <- d tau - dM qacc (the right-hand side of the solve's tangent)."""
         nv = I[NV]
         oS, tS = w + I[h_["W_S"]], wa + I[h_["W_GS"]]
         oq, tt = w + I[h_["W_QACC"]], wa + I[h_["W_GTAU"]]
         for j in range(nv):
-            b = iget(I, h_["D_BODY"], j)
-            m = cmass(I, P, b)
-            hv = ld3(W, w + I[h_["W_CH"]] + 3 * b)
-            Ib = ld33(W, w + I[h_["W_CIB"]] + 9 * b)
-            sw, sv = ld3(W, oS + 6 * j), ld3(W, oS + 6 * j + 3)
-            fn, ff = iapply(m, hv, Ib, sw, sv)
+            b, m, hv, Ib, sw, sv, fn, ff = crba_column(I, P, W, w, j)
             dn1, df1 = iapply(F(0.0), ld3(W, wa + I[h_["W_GCH"]] + 3 * b), ld33(W, wa + I[h_["W_GCIB"]] + 9 * b), sw, sv)
             dn2, df2 = iapply(m, hv, Ib, ld3(W, tS + 6 * j), ld3(W, tS + 6 * j + 3))
             dfn, dff = dn1 + dn2, df1 + df2
@@ -1397,6 +1232,129 @@ def kernels(fp: str):
                 W[tt + d] -= hh * dc * W[wa + I[h_["W_GX"]] + I[NQ] + d] * W[oq + d]
 
     @ti.func
+    def factor(I: ti.template(), W: ti.template(), w):
+        """M = L^T D L in place (MuJoCo's mj_factorM): D on the diagonal, L below it."""
+        nv = I[NV]
+        oM = w + I[h_["W_M"]]
+        for kk in range(nv):
+            k = nv - 1 - kk
+            i = iget(I, h_["D_PARENT"], k)
+            while i >= 0:
+                tmp = W[oM + k * nv + i] / W[oM + k * nv + k]
+                j = i
+                while j >= 0:
+                    W[oM + i * nv + j] -= W[oM + k * nv + j] * tmp
+                    j = iget(I, h_["D_PARENT"], j)
+                W[oM + k * nv + i] = tmp
+                i = iget(I, h_["D_PARENT"], i)
+
+    @ti.func
+    def solve(I: ti.template(), W: ti.template(), w, ox):
+        """x <- M^-1 x with the factors in W_M (x at W[ox:ox+nv])."""
+        nv = I[NV]
+        oM = w + I[h_["W_M"]]
+        for kk in range(nv):
+            k = nv - 1 - kk
+            i = iget(I, h_["D_PARENT"], k)
+            while i >= 0:
+                W[ox + i] -= W[oM + k * nv + i] * W[ox + k]
+                i = iget(I, h_["D_PARENT"], i)
+        for k in range(nv):
+            W[ox + k] /= W[oM + k * nv + k]
+        for k in range(nv):
+            i = iget(I, h_["D_PARENT"], k)
+            while i >= 0:
+                W[ox + k] -= W[oM + k * nv + i] * W[ox + i]
+                i = iget(I, h_["D_PARENT"], i)
+
+    @ti.func
+    def exp_coeffs(x2):
+        """cos(x), sin(x)/x and their derivatives in x2 = x^2 (Taylor below x2 = 1e-6)."""
+        cth, sinc, dcth, dsinc = F(0.0), F(0.0), F(0.0), F(0.0)
+        if x2 < F(1e-6):
+            cth = 1 - x2 * F(0.5) + x2 * x2 * F(1.0 / 24.0)
+            sinc = 1 - x2 * F(1.0 / 6.0) + x2 * x2 * F(1.0 / 120.0)
+            dcth = F(-0.5) + x2 * F(1.0 / 12.0)
+            dsinc = F(-1.0 / 6.0) + x2 * F(1.0 / 60.0)
+        else:
+            xs = ti.sqrt(x2)
+            cth = ti.cos(xs)
+            sinc = ti.sin(xs) / xs
+            dcth = -ti.sin(xs) / (2 * xs)
+            dsinc = (xs * ti.cos(xs) - ti.sin(xs)) / (xs * xs) / (2 * xs)
+        return cth, sinc, dcth, dsinc
+
+    @ti.func
+    def quat_step(q0, w1, hh):
+        """q0 * exp(hh w1 / 2), normalised; returns (result, r, qn, inv) for the adjoint."""
+        half = F(0.5) * hh
+        cth, sinc, _dc, _ds = exp_coeffs(w1.dot(w1) * (half * half))
+        r = ti.Vector([cth, w1[0] * half * sinc, w1[1] * half * sinc, w1[2] * half * sinc], dt=F)
+        qn = qmul(q0, r)
+        inv = 1 / ti.sqrt(ti.max(qn.dot(qn), F(1e-30)))
+        return qn * inv, r, qn, inv
+
+    @ti.func
+    def integrate(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        nq, nv = I[NQ], I[NV]
+        x, xn = w + I[h_["W_X"]], w + I[h_["W_XN"]]
+        hh = scal(I, P, sc["H"])
+        for d in range(nv):
+            W[xn + nq + d] = W[x + nq + d] + hh * W[w + I[h_["W_QACC"]] + d]
+        for j in range(I[NJ]):
+            qa, d = iget(I, h_["J_QADR"], j), iget(I, h_["J_DADR"], j)
+            if iget(I, h_["J_TYPE"], j) == FREE:
+                for i in ti.static(range(3)):
+                    W[xn + qa + i] = W[x + qa + i] + hh * W[xn + nq + d + i]
+                q0 = ld4(W, x + qa + 3)
+                qo, _r, _qn, _inv = quat_step(q0, ld3(W, xn + nq + d + 3), hh)
+                for i in ti.static(range(4)):
+                    W[xn + qa + 3 + i] = qo[i]
+            else:
+                W[xn + qa] = W[x + qa] + hh * W[xn + nq + d]
+
+    @ti.func
+    def integrate_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+        """From W_GXN (cotangent of the next state) to W_GX (its direct part) and W_GTAU
+        (= qacc_bar, before the solve's adjoint)."""
+        nq, nv = I[NQ], I[NV]
+        x, xn = w + I[h_["W_X"]], w + I[h_["W_XN"]]
+        gxn, gx, gt = wa + I[h_["W_GXN"]], wa + I[h_["W_GX"]], wa + I[h_["W_GTAU"]]
+        hh = scal(I, P, sc["H"])
+        for d in range(nv):
+            W[gt + d] = W[gxn + nq + d]  # v1_bar (completed below by the positions' share)
+        for j in range(I[NJ]):
+            qa, d = iget(I, h_["J_QADR"], j), iget(I, h_["J_DADR"], j)
+            if iget(I, h_["J_TYPE"], j) == FREE:
+                for i in ti.static(range(3)):
+                    W[gx + qa + i] += W[gxn + qa + i]
+                    W[gt + d + i] += hh * W[gxn + qa + i]
+                q0 = ld4(W, x + qa + 3)
+                w1 = ld3(W, xn + nq + d + 3)
+                qo, r, qn, inv = quat_step(q0, w1, hh)
+                go = ld4(W, gxn + qa + 3)
+                gqn = (go - qo * qo.dot(go)) * inv
+                if qn.dot(qn) < F(1e-30):
+                    gqn = go * inv
+                gq0 = qmul(gqn, qconj(r))
+                gr = qmul(qconj(q0), gqn)
+                for i in ti.static(range(4)):
+                    W[gx + qa + 3 + i] += gq0[i]
+                half = F(0.5) * hh
+                _cth, sinc, dcth, dsinc = exp_coeffs(w1.dot(w1) * (half * half))
+                grv = ti.Vector([gr[1], gr[2], gr[3]], dt=F)
+                gx2 = gr[0] * dcth + half * grv.dot(w1) * dsinc
+                gw1 = grv * (half * sinc) + w1 * (2 * half * half * gx2)
+                for i in ti.static(range(3)):
+                    W[gt + d + 3 + i] += gw1[i]
+            else:
+                W[gx + qa] += W[gxn + qa]
+                W[gt + d] += hh * W[gxn + qa]
+        for d in range(nv):
+            W[gx + nq + d] += W[gt + d]
+            W[gt + d] *= hh
+
+    @ti.func
     def integrate_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         """W_GXN <- the tangent of the next state (W_GTAU holds d qacc)."""
         nq, nv = I[NQ], I[NV]
@@ -1410,26 +1368,14 @@ def kernels(fp: str):
             if iget(I, h_["J_TYPE"], j) == FREE:
                 for i in ti.static(range(3)):
                     W[txn + qa + i] = W[tx + qa + i] + hh * W[txn + nq + d + i]
-                q0 = ti.Vector([W[x + qa + 3], W[x + qa + 4], W[x + qa + 5], W[x + qa + 6]], dt=F)
-                dq0 = ti.Vector([W[tx + qa + 3], W[tx + qa + 4], W[tx + qa + 5], W[tx + qa + 6]], dt=F)
+                q0 = ld4(W, x + qa + 3)
+                dq0 = ld4(W, tx + qa + 3)
                 w1 = ld3(W, xn + nq + d + 3)
                 dw1 = ld3(W, txn + nq + d + 3)
                 qo, r, qn, inv = quat_step(q0, w1, hh)
                 half = F(0.5) * hh
-                x2 = w1.dot(w1) * (half * half)
                 dx2 = 2 * half * half * w1.dot(dw1)
-                sinc = F(0.0)
-                dcth = F(0.0)
-                dsinc = F(0.0)
-                if x2 < F(1e-6):
-                    sinc = 1 - x2 * F(1.0 / 6.0) + x2 * x2 * F(1.0 / 120.0)
-                    dcth = F(-0.5) + x2 * F(1.0 / 12.0)
-                    dsinc = F(-1.0 / 6.0) + x2 * F(1.0 / 60.0)
-                else:
-                    xs = ti.sqrt(x2)
-                    sinc = ti.sin(xs) / xs
-                    dcth = -ti.sin(xs) / (2 * xs)
-                    dsinc = (xs * ti.cos(xs) - ti.sin(xs)) / (xs * xs) / (2 * xs)
+                _cth, sinc, dcth, dsinc = exp_coeffs(w1.dot(w1) * (half * half))
                 drv = dw1 * (half * sinc) + w1 * (half * dsinc * dx2)
                 dr = ti.Vector([dcth * dx2, drv[0], drv[1], drv[2]], dt=F)
                 dqn = qmul(dq0, r) + qmul(q0, dr)
@@ -1440,6 +1386,37 @@ def kernels(fp: str):
                     W[txn + qa + 3 + i] = do[i]
             else:
                 W[txn + qa] = W[tx + qa] + hh * W[txn + nq + d]
+
+    @ti.func
+    def substep(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e):
+        kinematics(I, P, W, w)
+        body_inertias(I, P, W, w)
+        external_forces(I, P, W, w)
+        bias_forces(I, P, W, w)
+        joint_forces(I, P, W, w, U, e)
+        mass_matrix(I, P, W, w)
+        factor(I, W, w)
+        oq = w + I[h_["W_QACC"]]
+        for d in range(I[NV]):
+            W[oq + d] = W[w + I[h_["W_TAU"]] + d]
+        solve(I, W, w, oq)
+        integrate(I, P, W, w)
+
+    @ti.func
+    def substep_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(),
+                        GU: ti.template(), e):
+        """W_GXN (cotangent of the substep's output) -> W_GX; adds the control's share to GU.
+        Needs the primal intermediates of the same substep in W."""
+        for k in range(I[h_["W_GZERO"]], I[h_["WS"]]):
+            W[wa + k] = F(0.0)
+        integrate_adjoint(I, P, W, w, wa)
+        solve(I, W, w, wa + I[h_["W_GTAU"]])
+        joint_forces_adjoint(I, P, W, w, wa, U, GU, e)
+        mass_matrix_adjoint(I, P, W, w, wa)
+        bias_forces_adjoint(I, P, W, w, wa)
+        external_forces_adjoint(I, P, W, w, wa)
+        body_inertias_adjoint(I, P, W, w, wa)
+        kinematics_adjoint(I, P, W, w, wa)
 
     @ti.func
     def substep_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
@@ -1455,6 +1432,23 @@ def kernels(fp: str):
         mass_matrix_tangent(I, P, W, w, wa)
         solve(I, W, w, wa + I[h_["W_GTAU"]])
         integrate_tangent(I, P, W, w, wa)
+
+    @ti.func
+    def mbar(W: ti.template(), oq, gt, j, i):
+        """d loss / d M[j, i] for the one stored entry of a symmetric pair (j >= i)."""
+        val = -W[gt + j] * W[oq + i]
+        if i != j:
+            val -= W[gt + i] * W[oq + j]
+        return val
+
+    @ti.func
+    def quat_mat_tangent(u, du):
+        w, x, y, z = u[0], u[1], u[2], u[3]
+        dw, dx, dy, dz = du[0], du[1], du[2], du[3]
+        return 2 * ti.Matrix([
+            [-2 * (y * dy + z * dz), x * dy + dx * y - w * dz - dw * z, x * dz + dx * z + w * dy + dw * y],
+            [x * dy + dx * y + w * dz + dw * z, -2 * (x * dx + z * dz), y * dz + dy * z - w * dx - dw * x],
+            [x * dz + dx * z - w * dy - dw * y, y * dz + dy * z + w * dx + dw * x, -2 * (x * dx + y * dy)]], dt=F)
 
     # ================================================================== kernels
     # W holds the primal workspace blocks (W_X .. W_GXN: one per env, or one per env and
