@@ -144,8 +144,8 @@ class ArticulatedTables:
         table(ints, "B_JNUM", [len(bd.joints) for bd in bodies])
         table(ints, "B_DADR", [model.body_dofs(b)[0] if model.body_dofs(b) else 0 for b in range(nb)])
         table(ints, "B_DNUM", [len(model.body_dofs(b)) for b in range(nb)])
-        for b, bd in enumerate(bodies):
-            if bd.joints != list(range(bd.joints[0], bd.joints[0] + len(bd.joints))) if bd.joints else False:
+        for bd in bodies:  # the kernels address a body's joints as one range (B_JADR, B_JNUM)
+            if bd.joints and bd.joints != list(range(bd.joints[0], bd.joints[0] + len(bd.joints))):
                 raise ValueError(f"body {bd.name!r}: its joints are not numbered consecutively")
         types = {"hinge": K.HINGE, "slide": K.SLIDE, "free": K.FREE}
         table(ints, "J_TYPE", [types[j.type] for j in model.joints])
