@@ -197,8 +197,22 @@ def test_linear_learning_rate_decay_reaches_1e_5():
         lrs.append(agent.actor_opt.param_groups[0]["lr"])
     assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-3 + (1e-5 - 1e-3) * 3 / 4)
     agent.iteration = 4
-    agent.schedule_learning_rates()
+    agent.schedule()
     assert agent.actor_opt.param_groups[0]["lr"] == pytest.approx(1e-5)
+
+
+def test_annealed_exploration_noise_follows_its_schedule_and_is_not_trained():
+    agent = _agent("shac", log_std_schedule="linear", init_log_std=0.0, final_log_std=-2.0, iterations=4)
+    stds = []
+    for _ in range(4):
+        agent.iterate()
+        stds.append(agent.actor.log_std.detach().clone())
+    # the value each iteration acted with is the schedule's, untouched by the actor's updates
+    for i, s in enumerate(stds):
+        torch.testing.assert_close(s, torch.full_like(s, -2.0 * i / 4))
+    learned = _agent("shac", init_log_std=0.0, iterations=4)
+    learned.iterate(), learned.iterate()
+    assert not torch.equal(learned.actor.log_std.detach(), torch.zeros_like(learned.actor.log_std))
 
 
 def test_critic_starts_orthogonal():

@@ -79,6 +79,8 @@ class Agent(abc.ABC):
         for p in self.target_critic.parameters():
             p.requires_grad_(False)
         betas = tuple(cfg.betas)
+        if cfg.log_std_schedule == "linear":
+            self.actor.log_std.requires_grad_(False)  # set by schedule(), not trained
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, betas=betas)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=betas)
         self.truncation = GradTruncation(cfg.grad_truncation)
@@ -186,20 +188,24 @@ class Agent(abc.ABC):
                 self._scores.append(info["score"].float().cpu()[done])
             self.ep_return[done] = 0.0
 
-    def schedule_learning_rates(self) -> None:
-        """DiffRL's linear decay: lr(i) = lr0 + (1e-5 - lr0) * i / iterations (a function of the
-        iteration alone, so a resumed run follows the same schedule)."""
-        if self.cfg.lr_schedule != "linear":
-            return
-        frac = self.iteration / max(1, self.cfg.iterations)
-        for opt, lr0 in ((self.actor_opt, self.cfg.actor_lr), (self.critic_opt, self.cfg.critic_lr)):
-            for group in opt.param_groups:
-                group["lr"] = lr0 + (1e-5 - lr0) * frac
+    def schedule(self) -> None:
+        """Schedules that are a function of the iteration alone (a resumed run follows them):
+        DiffRL's linear learning-rate decay, lr(i) = lr0 + (1e-5 - lr0) * i / iterations, and
+        the annealed exploration noise, log std(i) = init + (final - init) * i / iterations."""
+        cfg = self.cfg
+        frac = self.iteration / max(1, cfg.iterations)
+        if cfg.lr_schedule == "linear":
+            for opt, lr0 in ((self.actor_opt, cfg.actor_lr), (self.critic_opt, cfg.critic_lr)):
+                for group in opt.param_groups:
+                    group["lr"] = lr0 + (1e-5 - lr0) * frac
+        if cfg.log_std_schedule == "linear":
+            with torch.no_grad():
+                self.actor.log_std.fill_(cfg.init_log_std + (cfg.final_log_std - cfg.init_log_std) * frac)
 
     def iterate(self) -> dict:
         """One iteration of the algorithm, with the metrics row's algorithm columns."""
         self._returns, self._scores = [], []
-        self.schedule_learning_rates()
+        self.schedule()
         trunc0 = self.truncation.count
         out = self.iterate_once()
         self.iteration += 1

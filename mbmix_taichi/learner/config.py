@@ -53,6 +53,10 @@ class Config:
     betas: list = field(default_factory=lambda: [0.7, 0.95])  # SHAC's Adam betas
     grad_norm: float = 1.0
     init_log_std: float = -1.0
+    #: the exploration noise's log std: "learned" (a parameter of the actor, trained with it) or
+    #: "linear" (not trained: annealed from init_log_std at iteration 0 to final_log_std at the last)
+    log_std_schedule: str = "learned"
+    final_log_std: float = -2.0
     critic_iterations: int = 8
     critic_minibatches: int = 4
     #: learning-rate schedule of actor and critic: "constant", or "linear" from the set rate at
@@ -337,6 +341,8 @@ def validate(cfg: Config) -> None:
         raise OptionError(f"critic_init must be 'default' or 'orthogonal', got {cfg.critic_init!r}")
     if cfg.lr_schedule not in ("constant", "linear"):
         raise OptionError(f"lr_schedule must be 'constant' or 'linear', got {cfg.lr_schedule!r}")
+    if cfg.log_std_schedule not in ("learned", "linear"):
+        raise OptionError(f"log_std_schedule must be 'learned' or 'linear', got {cfg.log_std_schedule!r}")
     if cfg.grad_truncation < 0 or cfg.fidelity_every < 0 or not -1.0 <= cfg.fidelity_threshold <= 1.0:
         raise OptionError("grad_truncation and fidelity_every must be >= 0, fidelity_threshold in [-1, 1]")
 
