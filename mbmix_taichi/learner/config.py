@@ -17,7 +17,9 @@ from typing import Any
 from ..errors import MbmixError, OptionError
 from . import sb3_presets as _sb3
 
-ALGOS = ("mbmix", "mix", "shac", "bptt", "mbmix-mse", "mbmix-model", "ppo", "sac")
+ALGOS = ("mbmix", "mix", "shac", "bptt", "mbmix-mse", "mbmix-model")
+#: ALGOS (the project's learner) and PPO, SAC (Stable-Baselines3, sb3_presets.py)
+ALL_ALGOS = ALGOS + _sb3.SB3_ALGOS
 
 
 class RunError(MbmixError):
@@ -276,8 +278,8 @@ def load_file(path) -> dict:
 
 def resolve(task: str, algo: str = "mbmix", file=None, overrides: dict | None = None) -> Config:
     """The resolved config of a run (see the module docstring for the order)."""
-    if algo not in ALGOS:
-        raise OptionError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
+    if algo not in ALL_ALGOS:
+        raise OptionError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALL_ALGOS)}")
     cfg = Config(task=task, algo=algo)
     cfg = apply(cfg, ALGO_PRESETS[algo], f"the {algo} preset")
     cfg = apply(cfg, TASK_PRESETS.get(task, {}), f"the {task} preset")
@@ -288,8 +290,8 @@ def resolve(task: str, algo: str = "mbmix", file=None, overrides: dict | None = 
         if "algo" in data and data["algo"] != algo:
             # a file may choose the algorithm; re-resolve the presets for it
             a = data["algo"]
-            if a not in ALGOS:
-                raise OptionError(f"unknown algorithm {a!r} in {file}; choose one of {', '.join(ALGOS)}")
+            if a not in ALL_ALGOS:
+                raise OptionError(f"unknown algorithm {a!r} in {file}; choose one of {', '.join(ALL_ALGOS)}")
             return resolve(task, a, file, overrides)
         cfg = apply(cfg, {k: v for k, v in data.items() if k != "task"}, str(file))
     cfg = apply(cfg, overrides or {}, "the command line")
@@ -318,8 +320,8 @@ _UNIT = ("lam", "critic_lambda", "target_critic_alpha")  # in [0, 1]
 
 def validate(cfg: Config) -> None:
     """Range checks of a resolved config; OptionError names the key and what is expected."""
-    if cfg.algo not in ALGOS:
-        raise OptionError(f"unknown algorithm {cfg.algo!r}; choose one of {', '.join(ALGOS)}")
+    if cfg.algo not in ALL_ALGOS:
+        raise OptionError(f"unknown algorithm {cfg.algo!r}; choose one of {', '.join(ALL_ALGOS)}")
     for name, lo in _INT_MIN.items():
         if getattr(cfg, name) < lo:
             raise OptionError(f"config {name} must be >= {lo}, got {getattr(cfg, name)}")
