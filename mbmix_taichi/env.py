@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import torch
 
-from . import _ti
+from . import _ti, previous_action
 from .errors import InputError, OptionError, SimulationError
 from .registry import get_task_class
 
@@ -87,7 +87,8 @@ class Env:
         self.arch = _ti.init(arch)
         self.device = _ti.device()
         self.dtype = _DTYPES[dtype]
-        self.task = task
+        # a task with the option previous_action on carries its last action in the state (previous_action.py)
+        self.task = task = previous_action.wrap(task)
         self.sim = task.build(self.dtype, self.device)
         self.num_envs = int(num_envs)
         self.state_dim = self.sim.state_dim

@@ -70,8 +70,11 @@ class ArticulatedTask(Task):
     limit_kd: float = 0.0
     camera_distance: float = 4.0
     #: type and range of the options the articulated tasks share (each declares its own extras)
+    #: previous_action: carry the last clipped action in the state and append it to the observation
+    #: (DiffRL's ant and humanoid observations; mbmix_taichi/previous_action.py keeps the state Markov
+    #: and the derivatives exact)
     option_types = {"episode_length": "int >= 1", "substeps": "int >= 1", "stochastic_init": "bool",
-                    "early_termination": "bool"}
+                    "early_termination": "bool", "previous_action": "bool"}
 
     # set by build()
     model: ArticulatedModel

@@ -1,12 +1,16 @@
 """Shared definition of DiffRL's free-floating locomotion tasks (ant, humanoid).
 
-Observation (DiffRL's, translated to z-up and MuJoCo's state conventions; DiffRL also
-appends the previous action, which is not part of our state, so it is left out):
+Observation (DiffRL's, translated to z-up and MuJoCo's state conventions):
 
     [torso height z (1), torso quaternion w x y z (4), torso origin linear velocity in the
      world frame (3), torso angular velocity in the world frame (3), joint angles (n),
      joint_vel_obs_scaling * joint velocities (n), up-vector z component (1),
-     heading . direction to target (1)]
+     heading . direction to target (1)] + [previous action (act_dim)]
+
+The previous action (clipped to [-1, 1], zero after a reset) is DiffRL's last block; it is
+no part of the simulator state, so option ``previous_action`` (on by default, as in DiffRL)
+carries it in the state (mbmix_taichi/previous_action.py): state [qpos, qvel, previous
+action], derivatives exact. ``-o previous_action=false`` leaves it out of state and observation.
 
 Reward terms (on the next state): progress = forward velocity x, 0.1 * up, heading,
 height term (task-specific), action penalty * sum(a^2).

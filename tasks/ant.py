@@ -8,7 +8,8 @@ Where the numbers come from (DiffRL, envs/ant.py unless noted):
   mu = 0.75; joint limits limit_ke = 1e3, limit_kd = 10 (always-on damping in dflex's
   jcalc_tau, added to the joint damping);
 * action: clip(a, -1, 1) * action_strength 200 on the 8 leg joints (gear 200);
-* observation: see tasks/_legged.py (29 = DiffRL's 37 minus the 8 previous actions);
+* observation: see tasks/_legged.py (37 = DiffRL's 37: 29 + the 8 previous actions,
+  carried in the state by option previous_action, on by default; state 29 + 8);
   joint_vel_obs_scaling 0.1; target (10000, 0, 0) m ahead;
 * reward: progress + 0.1 up + heading + (z - termination_height 0.27), action_penalty 0;
 * termination: z < 0.27 (early_termination True by default in AntEnv); episode 1000;
@@ -31,7 +32,8 @@ from ._legged import LeggedTask
 class Ant(LeggedTask):
     name = "ant"
     description = "DiffRL ant: run forward on four legs (1000 steps)"
-    default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True, "early_termination": True}
+    default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True, "early_termination": True,
+                       "previous_action": True}
     asset_name = "ant.xml"
     contact = ContactParams(ke=4e4, kd=1e4, kf=3e3, mu=0.75)
     start_height = 0.75

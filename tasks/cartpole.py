@@ -10,7 +10,8 @@ Where the numbers come from (DiffRL, envs/cartpole_swing_up.py unless noted):
   dflex applies -limit_kd * qd on every joint at all times (jcalc_tau), and the penalty
   ke * violation beyond the slider's +-4 m;
 * action: clip(a, -1, 1) * action_strength 1000 N on the slider (motor gear 1000);
-* observation [x, x_dot, sin(theta), cos(theta), theta_dot] (5), theta = 0 upright;
+* observation [x, x_dot, sin(theta), cos(theta), theta_dot] (5), theta = 0 upright (option
+  previous_action=true appends the previous action, carried in the state: obs 6, state 5);
 * reward -theta^2 * 1.0 - theta_dot^2 * 0.1 - x^2 * 0.05 - x_dot^2 * 0.1 (cart_action_penalty
   0), theta wrapped to [-pi, pi), evaluated on the next state as DiffRL does after a step;
 * episode_length 240, no early termination;
@@ -32,7 +33,7 @@ from ._articulated import ArticulatedTask, wrap_angle
 class CartPoleSwingUp(ArticulatedTask):
     name = "cartpole-swingup"
     description = "DiffRL cart-pole swing-up: swing the pole up and balance it (240 steps)"
-    default_options = {"episode_length": 240, "substeps": 4, "stochastic_init": True}
+    default_options = {"episode_length": 240, "substeps": 4, "stochastic_init": True, "previous_action": False}
     asset_name = "cartpole.xml"
     contact = None
     limit_ke = 100.0

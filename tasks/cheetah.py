@@ -9,7 +9,8 @@ Where the numbers come from (DiffRL, envs/cheetah.py unless noted):
   mu = 1.0; joint limits limit_ke = 1e3, limit_kd = 10 (always-on damping in dflex's
   jcalc_tau, added to the joint damping);
 * action: clip(a, -1, 1) * action_strength 200 on the six leg joints (gear 200);
-* observation [q[1:], qd] (17);
+* observation [q[1:], qd] (17; DiffRL's cheetah does not append the previous action, option
+  previous_action=true does, obs 23);
 * reward: forward velocity qd[0] of the next state + action penalty -0.1 * sum(a^2);
 * episode_length 1000, no early termination;
 * reset: rootx = 0, rootz = -0.2 (DiffRL's start_height; the torso frame sits 1 m up at
@@ -28,7 +29,7 @@ from ._articulated import PlanarTask
 class Cheetah(PlanarTask):
     name = "cheetah"
     description = "DiffRL half-cheetah: run forward (1000 steps)"
-    default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True}
+    default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True, "previous_action": False}
     asset_name = "half_cheetah.xml"
     contact = ContactParams(ke=2e4, kd=1e3, kf=1e3, mu=1.0)
     start_z = -0.2

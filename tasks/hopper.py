@@ -8,7 +8,8 @@ Where the numbers come from (DiffRL, envs/hopper.py unless noted):
   mu = 0.9; joint limits limit_ke = 1e3, limit_kd = 10 (dflex's jcalc_tau applies
   -limit_kd * qd on every joint at all times, so it is added to the joint damping);
 * action: clip(a, -1, 1) * action_strength 200 on the thigh, leg and foot joints (gear 200);
-* observation [q[1:], qd] (11): rootz, rooty, 3 joint angles, 6 velocities;
+* observation [q[1:], qd] (11): rootz, rooty, 3 joint angles, 6 velocities (DiffRL's hopper
+  does not append the previous action; option previous_action=true does, obs 14);
 * reward (on the next state): progress qd[0]; height: d = rootz - (termination_height -0.45
   + tolerance 0.15) clipped to [-1, 0.3], -200 d^2 if d < 0 else 1.0 * d; angle
   1 - rooty^2 / (pi/6)^2; action penalty -0.1 * sum(a^2);
@@ -40,7 +41,8 @@ def height_reward(h, low, tol, scale, upper=0.3):
 class Hopper(PlanarTask):
     name = "hopper"
     description = "DiffRL hopper: hop forward on one leg (1000 steps)"
-    default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True, "early_termination": False}
+    default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True, "early_termination": False,
+                       "previous_action": False}
     asset_name = "hopper.xml"
     contact = ContactParams(ke=2e4, kd=1e3, kf=1e3, mu=0.9)
     pos_noise, tilt, qd_noise = 0.05, 0.1, 0.05

@@ -10,7 +10,8 @@ Where the numbers come from (DiffRL, envs/humanoid.py unless noted):
   jcalc_tau, added to the joint damping);
 * action: clip(a, -1, 1) * motor_scale 0.35 * motor_strengths (200 ... 600), expressed as
   ctrlrange +-0.35 and gear = motor strength per joint;
-* observation: see tasks/_legged.py (55 = DiffRL's 76 minus the 21 previous actions);
+* observation: see tasks/_legged.py (76 = DiffRL's 76: 55 + the 21 previous actions,
+  carried in the state by option previous_action, on by default; state 55 + 21);
   joint_vel_obs_scaling 0.1; target (200, 0, 0);
 * reward: progress + 0.1 up + heading + height term (d = z - (0.74 + 0.1) clipped to
   [-1, 0.1]; -200 d^2 if d < 0 else 10 d) - 0.002 sum(a^2);
@@ -36,7 +37,7 @@ from ._legged import LeggedTask
 class Humanoid(LeggedTask):
     name = "humanoid"
     description = "DiffRL humanoid: run forward without falling (1000 steps)"
-    default_options = {"episode_length": 1000, "substeps": 48, "stochastic_init": True}
+    default_options = {"episode_length": 1000, "substeps": 48, "stochastic_init": True, "previous_action": True}
     asset_name = "humanoid.xml"
     contact = ContactParams(ke=2e4, kd=5e3, kf=1e3, mu=0.75)
     start_height = 1.35

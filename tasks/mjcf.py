@@ -17,7 +17,8 @@ is simulated, warned about and refused), simulated as MuJoCo's Euler would.
   +-init_noise on every qpos (quaternions re-normalized) and qvel.
 
 Options: model (required), dt (control step; default: the file's timestep * substeps),
-substeps, episode_length, init_noise, contact_ke/kd/kf/mu, limit_ke, limit_kd.
+substeps, episode_length, init_noise, contact_ke/kd/kf/mu, limit_ke, limit_kd, previous_action
+(carry the last action in the state and append it to the observation; default false).
 """
 from __future__ import annotations
 
@@ -48,11 +49,13 @@ class MJCFTask(ArticulatedTask):
         "contact_mu": 0.5,
         "limit_ke": 1e3,
         "limit_kd": 0.0,
+        "previous_action": False,
     }
     option_types = {
         "model": "path | None", "dt": "float > 0 | None", "substeps": "int >= 1", "episode_length": "int >= 1",
         "init_noise": "float >= 0", "contact_ke": "float >= 0", "contact_kd": "float >= 0",
         "contact_kf": "float >= 0", "contact_mu": "float >= 0", "limit_ke": "float >= 0", "limit_kd": "float >= 0",
+        "previous_action": "bool",
     }
     implicit_damping = True
     always_on_limit_kd = 0.0

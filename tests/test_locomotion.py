@@ -12,7 +12,7 @@ from mbmix_taichi.physics.articulated_model import forward_kinematics
 FD_TASKS = ["cartpole-swingup", "hopper", "cheetah", "ant", "humanoid"]
 
 DIMS = {"cartpole-swingup": (4, 5, 1, 240), "hopper": (12, 11, 3, 1000), "cheetah": (18, 17, 6, 1000),
-        "ant": (29, 29, 8, 1000), "humanoid": (55, 55, 21, 1000)}
+        "ant": (37, 37, 8, 1000), "humanoid": (76, 76, 21, 1000)}  # ant, humanoid: + the previous action
 
 
 _STATES = {}
@@ -181,7 +181,8 @@ def test_hopper_rewards_and_termination():
 
 
 def test_legged_definitions():
-    env = mt.make("ant", num_envs=2, seed=0, dtype="float64", stochastic_init=False)
+    # the observation without DiffRL's appended previous action (tests/test_previous_action.py has it)
+    env = mt.make("ant", num_envs=2, seed=0, dtype="float64", stochastic_init=False, previous_action=False)
     s = env.get_state()
     assert torch.allclose(s[0, :7], torch.tensor([0, 0, 0.75, 1, 0, 0, 0], dtype=torch.float64))
     assert torch.allclose(s[0, 7:15], torch.tensor([0.0, 1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 1.0], dtype=torch.float64))

@@ -55,7 +55,7 @@ def test_train_eval_resume(tmp_path, cfg_file):
 
 
 def test_error_paths(tmp_path):
-    _one_line_error(_invoke("train", "toy-reach", "--algo", "ppo", "--out", str(tmp_path / "x")), "ppo")
+    _one_line_error(_invoke("train", "toy-reach", "--algo", "trpo", "--out", str(tmp_path / "x")), "trpo")  # ppo, sac: SB3
     _one_line_error(_invoke("train", "no-such-task", "--out", str(tmp_path / "x")), "no-such-task")
     _one_line_error(_invoke("train", "toy-reach", "--task-option", "colour=3", "--out", str(tmp_path / "x")), "colour")
     _one_line_error(_invoke("train", "toy-reach", "--task-option", "nonsense", "--out", str(tmp_path / "x")))

@@ -7,6 +7,8 @@
 --grid KEY=V1,V2,... (repeatable) spans the product of its values; --set KEY=VALUE (repeatable)
 applies to every point. Values are parsed as JSON where they can be (numbers, lists, booleans).
 Writes OUT/<point>/ run directories, OUT/summary.csv and OUT/summary.md.
+PPO and SAC (Stable-Baselines3) are budgeted in simulator steps, not iterations:
+    python tools/sweep.py --tasks hopper --algos ppo,sac --set 'sb3={"total_timesteps": 200000}' ...
 """
 from __future__ import annotations
 

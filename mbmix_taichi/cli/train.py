@@ -13,8 +13,11 @@ from .options import no_task_option, task_option
 @click.command("train")
 @click.argument("task")
 @click.option("--algo", default="mbmix", show_default=True,
-              help="mbmix | mbmix-mse | mbmix-model | mix | shac | bptt (docs/method.md)")
+              help="mbmix | mbmix-mse | mbmix-model | mix | shac | bptt (docs/method.md) | ppo | sac "
+                   "(Stable-Baselines3: pip install \"mbmix-taichi[rl]\"; learner/sb3_presets.py)")
 @click.option("--iterations", type=int, default=None, help="Training iterations (default: the task preset).")
+@click.option("--env-steps", type=int, default=None,
+              help="ppo, sac: the budget in simulator steps (default: the task preset, rl-zoo3's).")
 @click.option("--num-envs", type=int, default=None, help="Parallel environments (default: the task preset).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -28,7 +31,7 @@ from .options import no_task_option, task_option
               "and metrics are deleted).")
 @task_option()
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(task, algo, iterations, num_envs, seed, out, config_file, resume, overwrite, task_options, quiet):
+def train(task, algo, iterations, env_steps, num_envs, seed, out, config_file, resume, overwrite, task_options, quiet):
     """Train a policy on TASK; writes a run directory (config, metrics, checkpoints, policy)."""
     from ..registry import get_task_class
     from ..learner.config import resolve
@@ -42,7 +45,11 @@ def train(task, algo, iterations, num_envs, seed, out, config_file, resume, over
         overrides["num_envs"] = num_envs
     if task_options:
         overrides["task_options"] = task_options
+    if env_steps is not None:
+        overrides["sb3"] = {"total_timesteps": env_steps}
     cfg = resolve(task, algo, config_file, overrides)
+    if env_steps is not None and cfg.algo not in ("ppo", "sac"):
+        raise OptionError(f"--env-steps is the budget of ppo and sac runs; {cfg.algo} counts --iterations")
     if resume and overwrite:
         raise OptionError("--resume continues a run and --overwrite replaces it; give one of them")
     if out is None:

@@ -9,11 +9,11 @@ train/eval commands) loads without torch and `mbmix-taichi --help` starts fast.
 """
 import importlib as _importlib
 
-_LAZY = {"ALGOS": ".config", "Config": ".config", "RunError": ".config", "resolve": ".config",
+_LAZY = {"ALGOS": ".config", "ALL_ALGOS": ".config", "Config": ".config", "RunError": ".config", "resolve": ".config",
          "Run": ".trainer", "evaluate": ".trainer", "load_policy": ".trainer", "read_config": ".trainer",
          "untrained_policy": ".trainer"}
 
-__all__ = ["ALGOS", "Config", "RunError", "resolve", "Run", "evaluate", "load_policy", "read_config",
+__all__ = ["ALGOS", "ALL_ALGOS", "Config", "RunError", "resolve", "Run", "evaluate", "load_policy", "read_config",
            "untrained_policy"]
 
 

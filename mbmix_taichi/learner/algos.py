@@ -16,4 +16,8 @@ AGENTS: dict[str, type[Agent]] = {
 
 
 def make_agent(cfg, env) -> Agent:
+    if cfg.algo in ("ppo", "sac"):  # Stable-Baselines3 (an optional extra), imported only for them
+        from .sb3 import SB3Agent
+
+        return SB3Agent(cfg, env)
     return AGENTS[cfg.algo](cfg, env)

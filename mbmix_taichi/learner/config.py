@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MbmixError, OptionError
+from . import sb3_presets as _sb3
 
 ALGOS = ("mbmix", "mix", "shac", "bptt", "mbmix-mse", "mbmix-model")
+#: ALGOS (the project's learner) and PPO, SAC (Stable-Baselines3, sb3_presets.py)
+ALL_ALGOS = ALGOS + _sb3.SB3_ALGOS
 
 
 class RunError(MbmixError):
@@ -99,6 +102,10 @@ class Config:
     fidelity_threshold: float = 0.8
     adaptive_horizon: bool = True
 
+    # -- PPO and SAC (Stable-Baselines3; sb3_presets.py documents the keys and their sources) ----
+    #: SB3 hyperparameters and the budget in simulator steps (total_timesteps) of a ppo/sac run
+    sb3: dict = field(default_factory=dict)
+
     # -- bookkeeping ----------------------------------------------------------------------------
     checkpoint_every: int = 10
     #: torch CPU threads (1 is fastest for these small networks; taichi has its own threads)
@@ -120,6 +127,8 @@ ALGO_PRESETS: dict[str, dict[str, Any]] = {
     "shac": {"horizon": 32, "lam": 1.0, "mix_interval": 1, "critic_lambda": 0.95},
     # BPTT / APG: whole episodes, no critic, plain sum of rewards.
     "bptt": {"horizon": 0, "lam": 1.0, "mix_interval": 1, "use_critic": False},
+    # PPO, SAC through Stable-Baselines3: SB3's defaults (sb3_presets.py)
+    **_sb3.ALGO_PRESETS,
 }
 
 # The preset keys that define an algorithm: they win over task presets, and a user value that
@@ -197,6 +206,8 @@ for _task in ("cartpole-swingup", "hopper", "cheetah", "ant", "humanoid"):
 for _task in ("cloth-fold", "cloth-unfold"):
     for _algo in ("mbmix", "mbmix-mse", "mbmix-model", "mix"):
         TASK_ALGO_PRESETS[(_task, _algo)] = {"horizon": 10, "lam": 0.95}  # see _CLOTH
+# PPO and SAC on the locomotion tasks: rl-baselines3-zoo's MuJoCo hyperparameters (sb3_presets.py)
+TASK_ALGO_PRESETS.update(_sb3.TASK_ALGO_PRESETS)
 # cartpole-swingup trains in 200 MB-MIX iterations (our measurement, README), not DiffRL's 500
 TASK_ALGO_PRESETS[("cartpole-swingup", "mbmix")]["iterations"] = 200
 
@@ -243,6 +254,8 @@ def apply(cfg: Config, updates: dict, source: str) -> Config:
         v = _check_value(key, v, getattr(defaults, key))
         if key == "task_options":
             v = {**new.task_options, **v}
+        elif key == "sb3":
+            v = _sb3.merge(new.sb3, v)
         setattr(new, key, v)
     return new
 
@@ -269,8 +282,8 @@ def load_file(path) -> dict:
 
 def resolve(task: str, algo: str = "mbmix", file=None, overrides: dict | None = None) -> Config:
     """The resolved config of a run (see the module docstring for the order)."""
-    if algo not in ALGOS:
-        raise OptionError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
+    if algo not in ALL_ALGOS:
+        raise OptionError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALL_ALGOS)}")
     cfg = Config(task=task, algo=algo)
     cfg = apply(cfg, ALGO_PRESETS[algo], f"the {algo} preset")
     cfg = apply(cfg, TASK_PRESETS.get(task, {}), f"the {task} preset")
@@ -281,11 +294,16 @@ def resolve(task: str, algo: str = "mbmix", file=None, overrides: dict | None = 
         if "algo" in data and data["algo"] != algo:
             # a file may choose the algorithm; re-resolve the presets for it
             a = data["algo"]
-            if a not in ALGOS:
-                raise OptionError(f"unknown algorithm {a!r} in {file}; choose one of {', '.join(ALGOS)}")
+            if a not in ALL_ALGOS:
+                raise OptionError(f"unknown algorithm {a!r} in {file}; choose one of {', '.join(ALL_ALGOS)}")
             return resolve(task, a, file, overrides)
         cfg = apply(cfg, {k: v for k, v in data.items() if k != "task"}, str(file))
     cfg = apply(cfg, overrides or {}, "the command line")
+    if cfg.algo in _sb3.SB3_ALGOS:  # the budget is in simulator steps: iterations follow from it
+        given = dict(overrides or {})
+        if file is not None:
+            given.update(load_file(file))
+        _sb3.finish(cfg, user_iterations="iterations" in given)
     for key, value in FORCED.get(cfg.algo, {}).items():
         if getattr(cfg, key) != value:
             raise OptionError(f"{cfg.algo} requires {key} = {value!r} (that is what the algorithm is); "
@@ -306,8 +324,8 @@ _UNIT = ("lam", "critic_lambda", "target_critic_alpha")  # in [0, 1]
 
 def validate(cfg: Config) -> None:
     """Range checks of a resolved config; OptionError names the key and what is expected."""
-    if cfg.algo not in ALGOS:
-        raise OptionError(f"unknown algorithm {cfg.algo!r}; choose one of {', '.join(ALGOS)}")
+    if cfg.algo not in ALL_ALGOS:
+        raise OptionError(f"unknown algorithm {cfg.algo!r}; choose one of {', '.join(ALL_ALGOS)}")
     for name, lo in _INT_MIN.items():
         if getattr(cfg, name) < lo:
             raise OptionError(f"config {name} must be >= {lo}, got {getattr(cfg, name)}")

@@ -65,7 +65,8 @@ def run_point(point: Point, root: str, eval_episodes: int = 8, tasks_dir: str | 
     torch.set_num_threads(1)
     cfg = resolve(point.task, point.algo, overrides={"seed": point.seed, **point.overrides})
     t0, c0 = time.time(), time.process_time()
-    resume = (out / "checkpoint.pt").is_file()  # an interrupted point continues; a partial one restarts
+    # an interrupted point continues; a partial one restarts (ppo/sac always restart: sb3.RESUME_REFUSED)
+    resume = (out / "checkpoint.pt").is_file() and point.algo not in ("ppo", "sac")
     run = Run(cfg, out, resume=resume, overwrite=not resume, progress=False)
     rows = run.train()
     wall, cpu = time.time() - t0, time.process_time() - c0

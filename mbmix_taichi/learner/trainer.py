@@ -5,6 +5,7 @@ Run directory format (the renderer and plotter rely on it):
   metrics.csv     one row per iteration: iteration, env_steps, wall_time, return, score, losses...
   checkpoint.pt   everything needed to resume (written atomically: temp file + os.replace)
   policy.pt       the final policy: {"config", "actor", "obs_norm", "obs_dim", "act_dim"}
+                  (ppo/sac runs: {"config", "sb3_policy", "obs_rms", "obs_dim", "act_dim"}, see sb3.py)
   log.txt         run start and end lines (timestamped), skipped updates, interrupts
   events.*        TensorBoard events (x axis: env steps, like SB3's curves), written when
                   tensorboard is installed: pip install "mbmix-taichi[tensorboard]" (also in [rl])
@@ -27,6 +28,7 @@ import torch
 from .agent import build_networks
 from .algos import make_agent
 from .config import Config, RunError, from_dict
+from .sb3_presets import SB3_ALGOS
 
 #: with no terminal, a plain progress line at most this often (and at the first and last iteration)
 PLAIN_PROGRESS_SECONDS = 10.0
@@ -41,6 +43,10 @@ def metric_columns(cfg: Config) -> list[str]:
     fidelity (cosine against the simulator's) at every branch length k."""
     if cfg.algo.startswith("mbmix"):
         return METRIC_COLUMNS + [f"fidelity_k{k}" for k in range(1, cfg.model_horizon + 1)]
+    if cfg.algo in SB3_ALGOS:  # SB3's own train/ values (learner/sb3.py)
+        from .sb3 import EXTRA_COLUMNS
+
+        return METRIC_COLUMNS + EXTRA_COLUMNS[cfg.algo]
     return list(METRIC_COLUMNS)
 
 
@@ -112,6 +118,14 @@ class Run:
             if cfg is not None and cfg.iterations != saved.iterations:
                 saved.iterations = cfg.iterations  # allow extending a finished run
             cfg = saved
+            if cfg.algo in SB3_ALGOS:
+                from .sb3 import RESUME_REFUSED
+
+                raise RunError(RESUME_REFUSED.format(algo=cfg.algo))
+        if cfg.algo in SB3_ALGOS:  # the missing extra is named before the run directory is made
+            from .sb3 import need_sb3
+
+            need_sb3(cfg.algo)
         self._lock = lock_run_dir(self.out)  # held for this run's life: a second trainer refuses at once
         self.cfg = cfg
         self.columns = metric_columns(cfg)
@@ -180,6 +194,9 @@ class Run:
 
     def save_policy(self) -> None:
         a = self.agent
+        if hasattr(a, "policy_payload"):  # ppo/sac (learner/sb3.py)
+            atomic_save({"format": 1, "config": self.cfg.to_dict(), **a.policy_payload()}, self.out / "policy.pt")
+            return
         atomic_save({"format": 1, "config": self.cfg.to_dict(), "actor": a.actor.state_dict(),
                      "obs_norm": a.obs_norm.state_dict(), "obs_dim": self.env.obs_dim,
                      "act_dim": self.env.act_dim, "iteration": a.iteration}, self.out / "policy.pt")
@@ -386,6 +403,8 @@ def load_policy(run_dir):
     checkpoint when the run has not finished). policy_fn(obs [N, obs_dim]) -> actions [N, act_dim]."""
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
+    if cfg.algo in SB3_ALGOS:
+        return _load_sb3_policy(run_dir, cfg)
     if (run_dir / "policy.pt").is_file():
         d = _load(run_dir / "policy.pt")
         actor_sd, norm_sd, dims = d["actor"], d["obs_norm"], (d["obs_dim"], d["act_dim"])
@@ -402,9 +421,31 @@ def load_policy(run_dir):
     return cfg.task, dict(cfg.task_options), _policy_fn(nets["actor"], nets["obs_norm"])
 
 
+def _load_sb3_policy(run_dir: Path, cfg: Config):
+    from . import sb3
+
+    if (run_dir / "policy.pt").is_file():
+        d = _load(run_dir / "policy.pt")
+    else:
+        d = load_checkpoint(run_dir)["agent"]
+    try:
+        policy = sb3.build_policy(cfg, int(d["obs_dim"]), int(d["act_dim"]), d["sb3_policy"])
+    except RunError:
+        raise
+    except Exception as exc:
+        raise RunError(f"policy in {run_dir} does not match its config.json: {exc}") from exc
+    return cfg.task, dict(cfg.task_options), sb3.policy_fn(cfg, policy, d.get("obs_rms"))
+
+
 def untrained_policy(run_dir):
     """The initial (untrained) policy of the run's seed, same format as `load_policy`."""
     cfg = read_config(run_dir)
+    if cfg.algo in SB3_ALGOS:
+        from . import sb3
+
+        env = make_env(cfg, num_envs=1)
+        policy = sb3.build_policy(cfg, env.obs_dim, env.act_dim)
+        return cfg.task, dict(cfg.task_options), sb3.policy_fn(cfg, policy, sb3.untrained_obs_rms(cfg, env.obs_dim))
     env = make_env(cfg, num_envs=1)
     nets = build_networks(cfg, env)
     return cfg.task, dict(cfg.task_options), _policy_fn(nets["actor"], nets["obs_norm"])
