@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from mbmix_taichi import _ti
+from mbmix_taichi.errors import InputError
 
 from . import articulated_kernels as ak
 from ._launch import FastKernel
@@ -266,6 +267,16 @@ class ArticulatedTables:
         self.num_points = len(pts)
 
 
+#: the kernels index their flat arrays (the workspace above all) with 32-bit integers
+INDEX_LIMIT = 2 ** 31 - 1
+
+
+def _check_index(size: int, what: str) -> None:
+    if size > INDEX_LIMIT:
+        raise InputError(f"{what} need {size} scratch entries in one launch, more than the kernels' 32-bit "
+                         f"indexing allows ({INDEX_LIMIT}): use fewer envs (or probes) per call")
+
+
 # --------------------------------------------------------------------------- the simulator
 class ArticulatedSim(Simulator):
     """One control step of an :class:`ArticulatedModel`, batched over envs (see module doc).
@@ -327,6 +338,8 @@ class ArticulatedSim(Simulator):
         one block per env, or per env and substep with `keep`; then the adjoint/tangent blocks."""
         wp, ws = self.tables.head["W_GXN"], self.tables.ws
         size = n * wp * (self.substeps if keep else 1) + (n * (ws - wp) if keep else 0)
+        _check_index(size, f"{n} envs of this model ({self.nv} dofs, {len(self.model.bodies)} bodies)"
+                     + (f" with {self.substeps} substeps kept for a derivative" if keep else ""))
         if self._work is None or self._work.numel() < size:
             self._work = self._buf(size)
         return self._work
@@ -367,6 +380,7 @@ class ArticulatedSim(Simulator):
         if single:
             t_state, t_control = t_state[:, None], t_control[:, None]
         n, p = t_state.shape[0], t_state.shape[1]
+        _check_index(n * p * max(self.state_dim, self.nu), f"{n} envs x {p} tangent probes")
         out = t_state.contiguous().clone()
         tc = t_control.contiguous().view(-1) if self.nu else self._dummy1
         ctrl = self._flat_ctrl(control)

@@ -31,10 +31,17 @@ joint frictionloss (simulated smoothed, see ``ArticulatedModel.friction_v0``),
 static world geometry other than one horizontal ground plane (our contact model collides
 moving geoms with the ground plane only), inactive equality constraints.
 
-Limits (documented, checked before anything is compiled or generated): files up to
-``MAX_FILE_BYTES``, XML nesting up to ``MAX_XML_DEPTH``, ``<body>`` nesting up to
-``MAX_BODY_DEPTH``, at most ``MAX_BODIES`` bodies and ``MAX_DOFS`` degrees of freedom (the
-generated Taichi kernels grow with the tree; past these they take too long to compile).
+Limits (documented, checked before MuJoCo compiles the file or the model is read). Nothing
+is generated per model (one compiled kernel set reads every model as tables), so these bound
+memory and run time, not compile time: files up to ``MAX_FILE_BYTES`` (read whole into
+memory before parsing); XML nesting up to ``MAX_XML_DEPTH`` (refused here with a line
+number; MuJoCo's XML reader stops at 500 with a less specific error); ``<body>`` nesting up to
+``MAX_BODY_DEPTH``, at most ``MAX_BODIES`` bodies and ``MAX_DOFS`` degrees of freedom: each
+env runs its bodies and dofs serially, keeps a dense nv x nv mass matrix in its workspace
+(one per substep while a VJP or JVP replays the step), the mass matrix and its factor walk
+every dof's ancestors (nv x depth work per substep), and a Jacobian takes nq + nv + nu probes.
+The workspace's hard bound, 2**31 entries per launch (the kernels index it with 32-bit
+integers), is checked per call by the simulator.
 A model with no degree of freedom is refused (nothing to simulate).
 
 The file is read as bytes and parsed by expat in the encoding it declares (UTF-8, UTF-16
@@ -56,9 +63,9 @@ from .articulated_model import ArticulatedModel, Geom, quat_to_mat
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_XML_DEPTH = 200
-MAX_BODY_DEPTH = 32
-MAX_BODIES = 128
-MAX_DOFS = 64
+MAX_BODY_DEPTH = 128
+MAX_BODIES = 256
+MAX_DOFS = 256
 
 _CONTACT_GEOMS = ("sphere", "capsule", "box", "cylinder", "ellipsoid")
 

@@ -240,3 +240,43 @@ def test_ellipsoid_ground_contact(tmp_path):
         vz = float(sim.step(s, torch.zeros(1, 0, dtype=torch.float64))[0][0, 9]) / h
         want = -9.81 + (ke * depth / m if depth > 0 else 0.0)
         assert vz == pytest.approx(want, rel=1e-4), (depth, vz, want)
+
+
+def _long_chain(n):
+    """n hinges in one chain (alternating axes): n dofs, bodies nested n deep."""
+    body = "<body pos='0 0 -0.05'><joint axis='{}' damping='0.01'/><geom type='capsule' size='0.01 0.02'/>"
+    return ("<mujoco><option timestep='0.001' integrator='Euler'/><worldbody>"
+            + "".join(body.format("0 1 0" if k % 2 else "1 0 0") for k in range(n))
+            + "</body>" * n + "</worldbody></mujoco>")
+
+
+def test_a_long_chain_past_the_old_limits_agrees_with_mujoco(tmp_path):
+    """100 dofs nested 100 deep (the loader used to stop at 64 dofs and depth 32, when kernels
+    were generated per model): one generic kernel set simulates it as MuJoCo does."""
+    p = write(tmp_path, "long", _long_chain(100))
+    mm = mujoco.MjModel.from_xml_path(p)
+    d = mujoco.MjData(mm)
+    sim = ArticulatedSim(load_mjcf(p), dt=mm.opt.timestep, substeps=1, dtype=torch.float64)
+    assert sim.nv == 100
+    rng = np.random.default_rng(3)
+    d.qpos[:] = 0.1 * rng.normal(size=mm.nq)
+    d.qvel[:] = rng.normal(size=mm.nv)
+    s = torch.tensor(np.concatenate([d.qpos, d.qvel]))[None]
+    for _ in range(50):
+        mujoco.mj_step(mm, d)
+        s, _ = sim.step(s, torch.zeros(1, 0, dtype=torch.float64))
+    assert np.abs(s[0].numpy() - np.concatenate([d.qpos, d.qvel])).max() < 1e-9
+
+
+def test_a_launch_past_32_bit_indexing_is_refused_before_allocating(paths):
+    """The kernels index their workspace with 32-bit integers: too many envs for one launch is
+    a clear error, not memory corruption."""
+    from mbmix_taichi.errors import InputError
+    from mbmix_taichi.physics import articulated
+    sim = ArticulatedSim(load_mjcf(paths["chain"]), dt=0.01, substeps=4, dtype=torch.float64)
+    n = articulated.INDEX_LIMIT // sim.tables.head["W_GXN"] + 1
+    with pytest.raises(InputError, match="32-bit"):
+        sim._workspace(n)
+    with pytest.raises(InputError, match="32-bit"):
+        sim._workspace(n // sim.substeps + 1, keep=True)
+    sim._workspace(2)  # an ordinary call still works

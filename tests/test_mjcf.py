@@ -161,6 +161,17 @@ def test_deep_body_chains_are_refused_past_the_documented_limit(tmp_path, n, wor
     assert len(load_mjcf(write(tmp_path, "ok", _chain(mjcf.MAX_BODY_DEPTH))).bodies) == mjcf.MAX_BODY_DEPTH + 1
 
 
+def test_dof_and_body_limits_are_checked_with_a_clear_error(tmp_path, monkeypatch):
+    text = _chain(40)
+    assert load_mjcf(write(tmp_path, "ok", text)).nv == 40
+    monkeypatch.setattr(mjcf, "MAX_DOFS", 39)
+    with pytest.raises(MJCFError, match="MAX_DOFS=39"):
+        load_mjcf(write(tmp_path, "dofs", text))
+    monkeypatch.setattr(mjcf, "MAX_BODIES", 30)
+    with pytest.raises(MJCFError, match="MAX_BODIES"):
+        load_mjcf(write(tmp_path, "bodies", text))
+
+
 def test_deep_xml_and_large_files_are_refused(tmp_path):
     with pytest.raises(MJCFError, match="nested deeper"):
         load_mjcf(write(tmp_path, "x", "<mujoco>" + "<custom>" * 5000 + "</custom>" * 5000 + "</mujoco>"))
