@@ -287,6 +287,8 @@ class _Reader:
                 hit = (lst[i][0], lst[i][2])
         tag = hit[1] if hit else group
         label = f"<{tag} name={name!r}>" if name else f"<{tag}> #{i}"
+        if group == "equality" and tag != group:   # <equality><tendon name=...>: not the tendon itself
+            label = f"<equality>{label}"
         return f"{self.path}:{hit[0]}: {label}" if hit else f"{self.path}: {label}"
 
     def refuse(self, group, i, name, msg, bodyid=None):
@@ -351,7 +353,8 @@ class _Reader:
             if no_eq:
                 continue
             if mm.eq_active0[e]:
-                self.refuse("equality", e, n, "equality constraints are not simulated")
+                self.refuse("equality", e, n, "equality constraints are not simulated (they need a "
+                                                    "constraint solver)")
             warnings.warn(f"{self.where('equality', e, n)}: inactive equality constraint ignored (nothing "
                           f"activates it here)", MJCFWarning, stacklevel=4)
         if off(D.mjDSBL_EULERDAMP) and np.any(mm.dof_damping) and not off(D.mjDSBL_DAMPER):

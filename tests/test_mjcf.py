@@ -76,7 +76,10 @@ BAD = [  # (text, element named in the message, line, words): our refusals and M
     ("<mujoco>\n<worldbody>\n<body name='m' mocap='true'>\n<geom size='1'/></body>\n<body>\n<joint/>\n"
      "<geom size='1'/></body></worldbody></mujoco>", "<body name='m'>", 3, "mocap"),
     ("<mujoco>\n<worldbody>\n<body>\n<joint name='x'/><geom size='1'/></body></worldbody><equality>\n"
-     "<joint joint1='x'/></equality></mujoco>", "<joint>", 5, "equality constraints"),
+     "<joint joint1='x'/></equality></mujoco>", "<equality><joint> #0", 5, "equality constraints"),
+    ("<mujoco>\n<worldbody>\n<body>\n<joint name='x'/><joint name='y' axis='1 0 0'/><geom size='1'/></body></worldbody>"
+     "<tendon><fixed name='c'><joint joint='x' coef='1'/><joint joint='y' coef='1'/></fixed></tendon><equality>\n"
+     "<tendon name='c' tendon1='c'/></equality></mujoco>", "<equality><tendon name='c'>", 5, "constraint solver"),
 ]
 
 
