@@ -14,6 +14,8 @@ State ``[qpos (nq), qvel (nv)]`` in MuJoCo's layout (see articulated_model.py); 
     tau             gear * ctrl - damping * qvel - stiffness * (q - springref)
                     (servos: gear * clip(gain * ctrl + b0 + b1 * length + b2 * velocity))
                     + J^T (fixed-tendon spring, damper and limit forces; J = the coefs)
+                    (spatial tendons through sites: the same forces, applied as point
+                    forces along each straight segment, among the external forces)
                     - frictionloss * qvel / sqrt(qvel^2 + v0^2)  (smoothed dry friction,
                     implicit in the velocity update like damping; v0 = model.friction_v0)
                     (gravity on each body scaled by 1 - gravcomp, MuJoCo's gravity compensation)
@@ -124,6 +126,7 @@ class ArticulatedTables:
                     if g.type == "ellipsoid" and g.contact and g.body and model.chain_dofs(g.body)]
         head = {k: 0 for k in K.HEADER}
         head.update(NB=nb, NJ=nj, NQ=nq, NV=nv, NU=nu, NPT=len(pts), NX=nq + nv, NT=len(model.tendons),
+                    NST=len(model.spatial_tendons),
                     SUBSTEPS=substeps, FLUID=int(model.fluid is not None))
         ints, floats = [], []
 
@@ -171,6 +174,13 @@ class ArticulatedTables:
         table(ints, "A_CLIP", [int(a.forcerange is not None) for a in model.actuators])
         table(ints, "AP_QADR", [j.qadr for j, _ in ap])
         table(ints, "AP_DADR", [j.dadr for j, _ in ap])
+        sts = model.spatial_tendons
+        segs = [(a, b) for t in sts for a, b in zip(t.sites[:-1], t.sites[1:])]
+        table(ints, "ST_ADR", list(np.cumsum([0] + [len(t.sites) - 1 for t in sts])[:-1]))
+        table(ints, "ST_NUM", [len(t.sites) - 1 for t in sts])
+        table(ints, "ST_LIMITED", [int(t.range is not None and limit_ke > 0) for t in sts])
+        table(ints, "SG_B1", [a[0] for a, _ in segs])
+        table(ints, "SG_B2", [b[0] for _, b in segs])
 
         def flat(rows, width):
             return [float(v) for r in rows for v in np.asarray(r, float).reshape(width)]
@@ -217,6 +227,14 @@ class ArticulatedTables:
         table(floats, "T_RLO", [float(t.range[0]) if t.range is not None else 0.0 for t in ts])
         table(floats, "T_RHI", [float(t.range[1]) if t.range is not None else 0.0 for t in ts])
         table(floats, "AP_COEF", [coef for _, coef in ap])
+        table(floats, "ST_STIFF", [float(t.stiffness) for t in sts])
+        table(floats, "ST_SLO", [float(t.lengthspring[0]) if t.stiffness else -np.inf for t in sts])
+        table(floats, "ST_SHI", [float(t.lengthspring[1]) if t.stiffness else np.inf for t in sts])
+        table(floats, "ST_DAMP", [float(t.damping) for t in sts])
+        table(floats, "ST_RLO", [float(t.range[0]) if t.range is not None else 0.0 for t in sts])
+        table(floats, "ST_RHI", [float(t.range[1]) if t.range is not None else 0.0 for t in sts])
+        table(floats, "SG_P1", flat([a[1] for a, _ in segs], 3))
+        table(floats, "SG_P2", flat([b[1] for _, b in segs], 3))
         acts = model.actuators
         table(floats, "A_GEAR", [float(a.gear) for a in acts])
         table(floats, "A_GAIN", [float(a.gain) for a in acts])

@@ -8,8 +8,8 @@ the compiled bodies, joints, geoms and motors into an :class:`ArticulatedModel`.
 Every feature whose dynamics the articulated simulator does not reproduce is refused with an
 :class:`MJCFError`, one line naming the file, the element (by name, and by line where the
 light XML pre-pass can place it) and the feature. Refused: ball joints, free joints below
-the top level or with stiffness or frictionloss, spatial tendons with dynamics, tendon
-frictionloss or armature, active
+the top level or with stiffness or frictionloss, spatial tendons that wrap around geoms or
+split at pulleys, actuators on spatial tendons, tendon frictionloss or armature, active
 equality constraints, mocap bodies, flexes, plugins, the ellipsoid fluid model
 (``geom fluidshape="ellipsoid"``), ``jnt actuatorgravcomp``, actuators other than a fixed-gain joint motor
 (transmission joint or fixed tendon, ``dyntype="none"``, ``gaintype="fixed"``, ``biastype``
@@ -19,7 +19,9 @@ moving body) when the model has a ground plane.
 
 Simulated from MuJoCo's compiled values: masses, inertias (after every compiler option),
 joint damping, stiffness, springref, armature (free joints included), ranges, ``ref``,
-fixed tendons (stiffness with its dead band, damping, limits, tendon motors),
+fixed tendons (stiffness with its dead band, damping, limits, tendon motors), spatial
+tendons through sites (the same spring, damper and limit; the force pulls each straight
+segment's end points),
 motor gain, affine bias (position/velocity servos) and ``forcerange`` clipping,
 ``body gravcomp``, MuJoCo's inertia-box fluid forces
 (``<option density viscosity wind>``), gravity and the ``<option><flag>``
@@ -330,6 +332,7 @@ class _Reader:
         if mm.nplugin:
             raise MJCFError(f"{self.path}: <plugin>: engine plugins are not simulated")
         tendon_ok = {}
+        spatial_ok = []
         for t in range(mm.ntendon):
             tn = self.name(T.mjOBJ_TENDON, t, "")
             limited = bool(mm.tendon_limited[t]) and not no_limit
@@ -340,10 +343,24 @@ class _Reader:
                     (mm.tendon_frictionloss[t] and not no_fric)):
                 continue   # no dynamics: only a length for sensors or display
             wraps = range(int(mm.tendon_adr[t]), int(mm.tendon_adr[t] + mm.tendon_num[t]))
-            if any(mm.wrap_type[w] != int(mujoco.mjtWrap.mjWRAP_JOINT) for w in wraps):
-                self.refuse("tendon", t, tn, "spatial tendons are not simulated (fixed tendons are)")
             if mm.tendon_armature[t] or (mm.tendon_frictionloss[t] and not no_fric):
                 self.refuse("tendon", t, tn, "tendon armature and frictionloss are not simulated")
+            kinds = {int(mm.wrap_type[w]) for w in wraps}
+            if kinds != {int(mujoco.mjtWrap.mjWRAP_JOINT)}:
+                if kinds != {int(mujoco.mjtWrap.mjWRAP_SITE)}:
+                    self.refuse("tendon", t, tn, "spatial tendons that wrap around geoms or split at pulleys are not "
+                                "simulated (site-to-site paths are)")
+                if acted:
+                    self.refuse("tendon", t, tn, "actuators on spatial tendons are not simulated (on fixed tendons "
+                                "and joints they are)")
+                spatial_ok.append(dict(name=tn or f"tendon{t}", stiffness=stiff, damping=damp,
+                                       sites=[(int(mm.site_bodyid[mm.wrap_objid[w]]),
+                                               mm.site_pos[mm.wrap_objid[w]].copy()) for w in wraps],
+                                       lengthspring=(float(mm.tendon_lengthspring[t, 0]),
+                                                     float(mm.tendon_lengthspring[t, 1])),
+                                       range=(float(mm.tendon_range[t, 0]), float(mm.tendon_range[t, 1]))
+                                       if limited else None))
+                continue
             tendon_ok[t] = dict(name=tn or f"tendon{t}", stiffness=stiff, damping=damp,
                                 joints=[(int(mm.wrap_objid[w]), float(mm.wrap_prm[w])) for w in wraps],
                                 lengthspring=(float(mm.tendon_lengthspring[t, 0]), float(mm.tendon_lengthspring[t, 1])),
@@ -431,11 +448,12 @@ class _Reader:
                         damping=float(np.max(damping)), stiffness=stiff, springref=float(mm.qpos_spring[q0]),
                         armature=float(arm[0]), ref=float(mm.qpos0[q0]), frictionloss=float(np.max(fl)))
         m.finalize()
-        from .articulated_model import Tendon
+        from .articulated_model import SpatialTendon, Tendon
         tendon_index = {}
         for t, kw in tendon_ok.items():
             tendon_index[t] = len(m.tendons)
             m.tendons.append(Tendon(**kw))
+        m.spatial_tendons = [SpatialTendon(**kw) for kw in spatial_ok]
         if smoothed:
             warnings.warn(f"{self.path}: joint frictionloss on {', '.join(smoothed)}: simulated as smoothed dry "
                           f"friction -fl * qvel / sqrt(qvel^2 + {m.friction_v0:g}^2), implicit like damping "

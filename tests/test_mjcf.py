@@ -80,6 +80,12 @@ BAD = [  # (text, element named in the message, line, words): our refusals and M
     ("<mujoco>\n<worldbody>\n<body>\n<joint name='x'/><joint name='y' axis='1 0 0'/><geom size='1'/></body></worldbody>"
      "<tendon><fixed name='c'><joint joint='x' coef='1'/><joint joint='y' coef='1'/></fixed></tendon><equality>\n"
      "<tendon name='c' tendon1='c'/></equality></mujoco>", "<equality><tendon name='c'>", 5, "constraint solver"),
+    ("<mujoco>\n<worldbody><site name='a'/>\n<body>\n<joint/><geom name='g' size='0.1'/><site name='b' pos='1 0 0'/>"
+     "</body></worldbody><tendon>\n<spatial name='w' stiffness='1'><site site='a'/><geom geom='g'/><site site='b'/>"
+     "</spatial></tendon></mujoco>", "<spatial name='w'>", 5, "wrap around geoms"),
+    ("<mujoco>\n<worldbody><site name='a'/>\n<body>\n<joint/><geom size='0.1'/><site name='b' pos='1 0 0'/>"
+     "</body></worldbody><tendon>\n<spatial name='s'><site site='a'/><site site='b'/></spatial></tendon>"
+     "<actuator><motor tendon='s'/></actuator></mujoco>", "<spatial name='s'>", 5, "actuators on spatial tendons"),
 ]
 
 
