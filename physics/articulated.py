@@ -14,6 +14,8 @@ State ``[qpos (nq), qvel (nv)]`` in MuJoCo's layout (see articulated_model.py); 
     tau             gear * ctrl - damping * qvel - stiffness * (q - springref)
                     (servos: gear * clip(gain * ctrl + b0 + b1 * length + b2 * velocity))
                     + J^T (fixed-tendon spring, damper and limit forces; J = the coefs)
+                    (spatial tendons through sites: the same forces, applied as point
+                    forces along each straight segment, among the external forces)
                     - frictionloss * qvel / sqrt(qvel^2 + v0^2)  (smoothed dry friction,
                     implicit in the velocity update like damping; v0 = model.friction_v0)
                     (gravity on each body scaled by 1 - gravcomp, MuJoCo's gravity compensation)
@@ -49,6 +51,7 @@ import numpy as np
 import torch
 
 from mbmix_taichi import _ti
+from mbmix_taichi.errors import InputError
 
 from . import articulated_kernels as ak
 from ._launch import FastKernel
@@ -123,6 +126,7 @@ class ArticulatedTables:
                     if g.type == "ellipsoid" and g.contact and g.body and model.chain_dofs(g.body)]
         head = {k: 0 for k in K.HEADER}
         head.update(NB=nb, NJ=nj, NQ=nq, NV=nv, NU=nu, NPT=len(pts), NX=nq + nv, NT=len(model.tendons),
+                    NST=len(model.spatial_tendons),
                     SUBSTEPS=substeps, FLUID=int(model.fluid is not None))
         ints, floats = [], []
 
@@ -170,6 +174,13 @@ class ArticulatedTables:
         table(ints, "A_CLIP", [int(a.forcerange is not None) for a in model.actuators])
         table(ints, "AP_QADR", [j.qadr for j, _ in ap])
         table(ints, "AP_DADR", [j.dadr for j, _ in ap])
+        sts = model.spatial_tendons
+        segs = [(a, b) for t in sts for a, b in zip(t.sites[:-1], t.sites[1:])]
+        table(ints, "ST_ADR", list(np.cumsum([0] + [len(t.sites) - 1 for t in sts])[:-1]))
+        table(ints, "ST_NUM", [len(t.sites) - 1 for t in sts])
+        table(ints, "ST_LIMITED", [int(t.range is not None and limit_ke > 0) for t in sts])
+        table(ints, "SG_B1", [a[0] for a, _ in segs])
+        table(ints, "SG_B2", [b[0] for _, b in segs])
 
         def flat(rows, width):
             return [float(v) for r in rows for v in np.asarray(r, float).reshape(width)]
@@ -216,6 +227,14 @@ class ArticulatedTables:
         table(floats, "T_RLO", [float(t.range[0]) if t.range is not None else 0.0 for t in ts])
         table(floats, "T_RHI", [float(t.range[1]) if t.range is not None else 0.0 for t in ts])
         table(floats, "AP_COEF", [coef for _, coef in ap])
+        table(floats, "ST_STIFF", [float(t.stiffness) for t in sts])
+        table(floats, "ST_SLO", [float(t.lengthspring[0]) if t.stiffness else -np.inf for t in sts])
+        table(floats, "ST_SHI", [float(t.lengthspring[1]) if t.stiffness else np.inf for t in sts])
+        table(floats, "ST_DAMP", [float(t.damping) for t in sts])
+        table(floats, "ST_RLO", [float(t.range[0]) if t.range is not None else 0.0 for t in sts])
+        table(floats, "ST_RHI", [float(t.range[1]) if t.range is not None else 0.0 for t in sts])
+        table(floats, "SG_P1", flat([a[1] for a, _ in segs], 3))
+        table(floats, "SG_P2", flat([b[1] for _, b in segs], 3))
         acts = model.actuators
         table(floats, "A_GEAR", [float(a.gear) for a in acts])
         table(floats, "A_GAIN", [float(a.gain) for a in acts])
@@ -264,6 +283,16 @@ class ArticulatedTables:
         self.floats = floats
         self.ws = off
         self.num_points = len(pts)
+
+
+#: the kernels index their flat arrays (the workspace above all) with 32-bit integers
+INDEX_LIMIT = 2 ** 31 - 1
+
+
+def _check_index(size: int, what: str) -> None:
+    if size > INDEX_LIMIT:
+        raise InputError(f"{what} need {size} scratch entries in one launch, more than the kernels' 32-bit "
+                         f"indexing allows ({INDEX_LIMIT}): use fewer envs (or probes) per call")
 
 
 # --------------------------------------------------------------------------- the simulator
@@ -327,6 +356,8 @@ class ArticulatedSim(Simulator):
         one block per env, or per env and substep with `keep`; then the adjoint/tangent blocks."""
         wp, ws = self.tables.head["W_GXN"], self.tables.ws
         size = n * wp * (self.substeps if keep else 1) + (n * (ws - wp) if keep else 0)
+        _check_index(size, f"{n} envs of this model ({self.nv} dofs, {len(self.model.bodies)} bodies)"
+                     + (f" with {self.substeps} substeps kept for a derivative" if keep else ""))
         if self._work is None or self._work.numel() < size:
             self._work = self._buf(size)
         return self._work
@@ -367,6 +398,7 @@ class ArticulatedSim(Simulator):
         if single:
             t_state, t_control = t_state[:, None], t_control[:, None]
         n, p = t_state.shape[0], t_state.shape[1]
+        _check_index(n * p * max(self.state_dim, self.nu), f"{n} envs x {p} tangent probes")
         out = t_state.contiguous().clone()
         tc = t_control.contiguous().view(-1) if self.nu else self._dummy1
         ctrl = self._flat_ctrl(control)

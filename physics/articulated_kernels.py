@@ -13,8 +13,9 @@ and its tangent:
 
     kinematics        body frames R, p, twists V, dof motion subspaces S and their rates Sd
     body_inertias     world-frame spatial inertias (m, h = m c, Ibar) about the origin
-    external_forces   gravity, ground contact (dflex's penalty model) and MuJoCo's
-                      inertia-box fluid forces, as wrenches about the origin
+    external_forces   gravity, ground contact (dflex's penalty model), MuJoCo's
+                      inertia-box fluid forces and spatial tendons' segment forces, as
+                      wrenches about the origin
     bias_forces       recursive Newton-Euler with qacc = 0; composite inertias
     joint_forces      tau = -S.F + damping, springs, limits, frictionloss, tendons, actuators
     mass_matrix       CRBA over the dof tree, plus armature and implicit damping/friction
@@ -39,16 +40,18 @@ import taichi as ti
 #: integer header slots: sizes, flags, and the offsets of every table (ints in I, floats in P,
 #: per-env workspace in W: primal slots first, then from W_GXN on the adjoint/tangent slots)
 HEADER = [
-    "NB", "NJ", "NQ", "NV", "NU", "NPT", "NX", "NT", "SUBSTEPS", "WS", "FLUID",
+    "NB", "NJ", "NQ", "NV", "NU", "NPT", "NX", "NT", "NST", "SUBSTEPS", "WS", "FLUID",
     # int tables
     "B_PARENT", "B_JADR", "B_JNUM", "B_DADR", "B_DNUM", "J_TYPE", "J_QADR", "J_DADR", "J_LIMITED",
     "D_BODY", "D_PARENT", "PT_BODY", "PT_KIND", "T_ADR", "T_NUM", "T_LIMITED", "TJ_QADR", "TJ_DADR",
-    "A_PADR", "A_PNUM", "A_SERVO", "A_CLIP", "AP_QADR", "AP_DADR",
+    "A_PADR", "A_PNUM", "A_SERVO", "A_CLIP", "AP_QADR", "AP_DADR", "ST_ADR", "ST_NUM", "ST_LIMITED", "SG_B1",
+    "SG_B2",
     # float tables
     "B_POS", "B_ROT", "B_MASS", "B_IPOS", "B_INERTIA", "B_GSCALE", "J_AXIS", "J_POS", "J_REF",
     "J_STIFF", "J_SPRINGREF", "J_LO", "J_HI", "J_FRIC", "D_DAMP", "D_DIAG", "PT_POS", "PT_DIST", "PT_ROT",
     "PT_SIZE", "TJ_COEF", "T_STIFF", "T_SLO", "T_SHI", "T_DAMP", "T_RLO", "T_RHI", "AP_COEF", "A_GEAR",
-    "A_GAIN", "A_BIAS", "A_FR", "FL_ROT", "FL_LIN", "FL_ANG", "SCAL",
+    "A_GAIN", "A_BIAS", "A_FR", "ST_STIFF", "ST_SLO", "ST_SHI", "ST_DAMP", "ST_RLO", "ST_RHI", "SG_P1", "SG_P2",
+    "FL_ROT", "FL_LIN", "FL_ANG", "SCAL",
     # workspace (primal)
     "W_X", "W_XN", "W_R", "W_P", "W_V", "W_S", "W_SD", "W_JR", "W_JP", "W_JV", "W_C", "W_H", "W_IB",
     "W_CH", "W_CIB", "W_FX", "W_A", "W_F", "W_TAU", "W_M", "W_QACC",
@@ -623,30 +626,19 @@ def kernels(fp: str):
         return f
 
     @ti.func
-    def tendon_force(I: ti.template(), P: ti.template(), W: ti.template(), x, t):
-        """(f, df/dL, df/dLdot) of fixed tendon t: spring outside its dead band, damper, limit."""
-        nq = I[NQ]
-        L = F(0.0)
-        Ld = F(0.0)
-        for i in range(iget(I, h_["T_NUM"], t)):
-            e = iget(I, h_["T_ADR"], t) + i
-            cf = pget(I, P, h_["TJ_COEF"], e)
-            L += cf * W[x + iget(I, h_["TJ_QADR"], e)]
-            Ld += cf * W[x + nq + iget(I, h_["TJ_DADR"], e)]
-        stiff = pget(I, P, h_["T_STIFF"], t)
-        damp = pget(I, P, h_["T_DAMP"], t)
+    def tension(I: ti.template(), P: ti.template(), L, Ld, stiff, slo, shi, damp, limited, lo, hi):
+        """(f, df/dL, df/dLdot) of a tendon of length L: spring outside its dead band, damper, limit."""
         f = -damp * Ld
         a = F(0.0)
         bb = -damp
-        if pget(I, P, h_["T_SHI"], t) < L:
-            f += stiff * (pget(I, P, h_["T_SHI"], t) - L)
+        if shi < L:
+            f += stiff * (shi - L)
             a -= stiff
-        elif L < pget(I, P, h_["T_SLO"], t):
-            f += stiff * (pget(I, P, h_["T_SLO"], t) - L)
+        elif L < slo:
+            f += stiff * (slo - L)
             a -= stiff
-        if iget(I, h_["T_LIMITED"], t) != 0:
+        if limited != 0:
             lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
-            lo, hi = pget(I, P, h_["T_RLO"], t), pget(I, P, h_["T_RHI"], t)
             if L < lo:
                 f += lke * (lo - L) - lkd * Ld
                 a -= lke
@@ -656,6 +648,153 @@ def kernels(fp: str):
                 a -= lke
                 bb -= lkd
         return f, a, bb
+
+    @ti.func
+    def tendon_force(I: ti.template(), P: ti.template(), W: ti.template(), x, t):
+        """(f, df/dL, df/dLdot) of fixed tendon t."""
+        nq = I[NQ]
+        L = F(0.0)
+        Ld = F(0.0)
+        for i in range(iget(I, h_["T_NUM"], t)):
+            e = iget(I, h_["T_ADR"], t) + i
+            cf = pget(I, P, h_["TJ_COEF"], e)
+            L += cf * W[x + iget(I, h_["TJ_QADR"], e)]
+            Ld += cf * W[x + nq + iget(I, h_["TJ_DADR"], e)]
+        return tension(I, P, L, Ld, pget(I, P, h_["T_STIFF"], t), pget(I, P, h_["T_SLO"], t),
+                       pget(I, P, h_["T_SHI"], t), pget(I, P, h_["T_DAMP"], t), iget(I, h_["T_LIMITED"], t),
+                       pget(I, P, h_["T_RLO"], t), pget(I, P, h_["T_RHI"], t))
+
+    @ti.func
+    def site_point(I: ti.template(), P: ti.template(), W: ti.template(), w, b, lp):
+        """(world point, its velocity) of the point lp of body b."""
+        pt = ld3(W, w + I[h_["W_P"]] + 3 * b) + ld33(W, w + I[h_["W_R"]] + 9 * b) @ lp
+        return pt, ld3(W, w + I[h_["W_V"]] + 6 * b + 3) + ld3(W, w + I[h_["W_V"]] + 6 * b).cross(pt)
+
+    @ti.func
+    def segment(I: ti.template(), P: ti.template(), W: ti.template(), w, e):
+        """Segment e of a spatial tendon: bodies, local points, world points, velocities, length, direction."""
+        b1, b2 = iget(I, h_["SG_B1"], e), iget(I, h_["SG_B2"], e)
+        l1, l2 = ld3(P, I[h_["SG_P1"]] + 3 * e), ld3(P, I[h_["SG_P2"]] + 3 * e)
+        p1, v1 = site_point(I, P, W, w, b1, l1)
+        p2, v2 = site_point(I, P, W, w, b2, l2)
+        d = p1 - p2
+        ln = ti.sqrt(ti.max(d.dot(d), F(1e-30)))
+        return b1, b2, l1, l2, p1, p2, v1, v2, ln, d / ln
+
+    @ti.func
+    def spatial_force(I: ti.template(), P: ti.template(), W: ti.template(), w, t):
+        """(f, df/dL, df/dLdot) of spatial tendon t: L sums its segments, Ldot their stretch rates."""
+        L = F(0.0)
+        Ld = F(0.0)
+        for i in range(iget(I, h_["ST_NUM"], t)):
+            _b1, _b2, _l1, _l2, _p1, _p2, v1, v2, ln, u = segment(I, P, W, w, iget(I, h_["ST_ADR"], t) + i)
+            L += ln
+            Ld += u.dot(v1 - v2)
+        return tension(I, P, L, Ld, pget(I, P, h_["ST_STIFF"], t), pget(I, P, h_["ST_SLO"], t),
+                       pget(I, P, h_["ST_SHI"], t), pget(I, P, h_["ST_DAMP"], t), iget(I, h_["ST_LIMITED"], t),
+                       pget(I, P, h_["ST_RLO"], t), pget(I, P, h_["ST_RHI"], t))
+
+    @ti.func
+    def add_point_force(W: ti.template(), o, b, pt, f):
+        """The wrench (pt x f, f) about the origin onto body b's slot at o (the world takes none)."""
+        if b != 0:
+            add3(W, o + 6 * b, pt.cross(f))
+            add3(W, o + 6 * b + 3, f)
+
+    @ti.func
+    def point_adjoint(I: ti.template(), W: ti.template(), w, wa, b, lp, pt, gp, gv):
+        """Adds the adjoints gp, gv of a body point's world position and velocity into its body's
+        W_GR, W_GP, W_GV (pt = p + R lp, v = Vv + Vw x pt)."""
+        if b != 0:
+            Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+            add3(W, wa + I[h_["W_GV"]] + 6 * b, pt.cross(gv))
+            add3(W, wa + I[h_["W_GV"]] + 6 * b + 3, gv)
+            g = gp + gv.cross(Vw)
+            add3(W, wa + I[h_["W_GP"]] + 3 * b, g)
+            add33(W, wa + I[h_["W_GR"]] + 9 * b, g.outer_product(lp))
+
+    @ti.func
+    def point_tangent(I: ti.template(), W: ti.template(), w, wa, b, lp, pt):
+        """Tangents of a body point's world position and velocity (from W_GR, W_GP, W_GV)."""
+        dpt = ld3(W, wa + I[h_["W_GP"]] + 3 * b) + ld33(W, wa + I[h_["W_GR"]] + 9 * b) @ lp
+        dv = ld3(W, wa + I[h_["W_GV"]] + 6 * b + 3) + ld3(W, wa + I[h_["W_GV"]] + 6 * b).cross(pt) \
+            + ld3(W, w + I[h_["W_V"]] + 6 * b).cross(dpt)
+        return dpt, dv
+
+    @ti.func
+    def spatial_forces(I: ti.template(), P: ti.template(), W: ti.template(), w):
+        """Each spatial tendon's force f pulls its segments' end points along them: f u at the
+        first end, -f u at the second (u from the second to the first), onto W_FX."""
+        ofx = w + I[h_["W_FX"]]
+        for t in range(I[h_["NST"]]):
+            f, _a, _bb = spatial_force(I, P, W, w, t)
+            for i in range(iget(I, h_["ST_NUM"], t)):
+                b1, b2, _l1, _l2, p1, p2, _v1, _v2, _ln, u = segment(I, P, W, w, iget(I, h_["ST_ADR"], t) + i)
+                add_point_force(W, ofx, b1, p1, f * u)
+                add_point_force(W, ofx, b2, p2, -f * u)
+
+    @ti.func
+    def wrench_adjoint(I: ti.template(), W: ti.template(), wa, b, pt):
+        """(adjoint of the force applied at pt on body b, its share of pt's adjoint per unit force):
+        the external wrench enters with a minus sign (see external_forces_adjoint)."""
+        gn = ti.Vector([0.0, 0.0, 0.0], dt=F)
+        gf = ti.Vector([0.0, 0.0, 0.0], dt=F)
+        if b != 0:
+            gF = wa + I[h_["W_GF"]]
+            gn = -ld3(W, gF + 6 * b)
+            gf = -ld3(W, gF + 6 * b + 3) + gn.cross(pt)
+        return gn, gf
+
+    @ti.func
+    def spatial_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+        for t in range(I[h_["NST"]]):
+            f, a, bb = spatial_force(I, P, W, w, t)
+            gT = F(0.0)
+            for i in range(iget(I, h_["ST_NUM"], t)):
+                b1, b2, _l1, _l2, p1, p2, _v1, _v2, _ln, u = segment(I, P, W, w, iget(I, h_["ST_ADR"], t) + i)
+                _gn1, gf1 = wrench_adjoint(I, W, wa, b1, p1)
+                _gn2, gf2 = wrench_adjoint(I, W, wa, b2, p2)
+                gT += (gf1 - gf2).dot(u)
+            gL = a * gT
+            gLd = bb * gT
+            for i in range(iget(I, h_["ST_NUM"], t)):
+                b1, b2, l1, l2, p1, p2, v1, v2, ln, u = segment(I, P, W, w, iget(I, h_["ST_ADR"], t) + i)
+                gn1, gf1 = wrench_adjoint(I, W, wa, b1, p1)
+                gn2, gf2 = wrench_adjoint(I, W, wa, b2, p2)
+                gu = f * (gf1 - gf2) + gLd * (v1 - v2)
+                gd = (gu - u * u.dot(gu)) / ln + gL * u
+                point_adjoint(I, W, w, wa, b1, l1, p1, gd + (f * u).cross(gn1), gLd * u)
+                point_adjoint(I, W, w, wa, b2, l2, p2, -gd + (-f * u).cross(gn2), -gLd * u)
+
+    @ti.func
+    def spatial_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+        tF = wa + I[h_["W_GF"]]
+        for t in range(I[h_["NST"]]):
+            f, a, bb = spatial_force(I, P, W, w, t)
+            dL = F(0.0)
+            dLd = F(0.0)
+            for i in range(iget(I, h_["ST_NUM"], t)):
+                b1, b2, l1, l2, p1, p2, v1, v2, ln, u = segment(I, P, W, w, iget(I, h_["ST_ADR"], t) + i)
+                dp1, dv1 = point_tangent(I, W, w, wa, b1, l1, p1)
+                dp2, dv2 = point_tangent(I, W, w, wa, b2, l2, p2)
+                dd = dp1 - dp2
+                du = (dd - u * u.dot(dd)) / ln
+                dL += u.dot(dd)
+                dLd += du.dot(v1 - v2) + u.dot(dv1 - dv2)
+            dT = a * dL + bb * dLd
+            for i in range(iget(I, h_["ST_NUM"], t)):
+                b1, b2, l1, l2, p1, p2, _v1, _v2, ln, u = segment(I, P, W, w, iget(I, h_["ST_ADR"], t) + i)
+                dp1, _dv1 = point_tangent(I, W, w, wa, b1, l1, p1)
+                dp2, _dv2 = point_tangent(I, W, w, wa, b2, l2, p2)
+                dd = dp1 - dp2
+                du = (dd - u * u.dot(dd)) / ln
+                df = dT * u + f * du
+                if b1 != 0:
+                    add3(W, tF + 6 * b1, dp1.cross(f * u) + p1.cross(df))
+                    add3(W, tF + 6 * b1 + 3, df)
+                if b2 != 0:
+                    add3(W, tF + 6 * b2, -dp2.cross(f * u) - p2.cross(df))
+                    add3(W, tF + 6 * b2 + 3, -df)
 
     @ti.func
     def actuator_force(I: ti.template(), P: ti.template(), W: ti.template(), x, U: ti.template(), ui, k):
@@ -727,6 +866,7 @@ def kernels(fp: str):
             f = contact_force(I, P, pt, dp)
             add3(W, ofx + 6 * b, pt.cross(f))
             add3(W, ofx + 6 * b + 3, f)
+        spatial_forces(I, P, W, w)
 
     @ti.func
     def external_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
@@ -790,6 +930,7 @@ def kernels(fp: str):
                 add3(W, wa + I[h_["W_GV"]] + 6 * b + 3, gdp)
                 gpt += gdp.cross(Vw)
                 contact_point_adjoint(I, P, W, w, wa, k, b, gpt)
+        spatial_forces_adjoint(I, P, W, w, wa)
 
     @ti.func
     def external_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
@@ -844,6 +985,7 @@ def kernels(fp: str):
                                 -ke * dc + kd * (dmz * c + mz * dc)], dt=F)
                 add3(W, tF + 6 * b, dpt.cross(f) + pt.cross(df))
                 add3(W, tF + 6 * b + 3, df)
+        spatial_forces_tangent(I, P, W, w, wa)
 
     @ti.func
     def bias_forces(I: ti.template(), P: ti.template(), W: ti.template(), w):

@@ -110,6 +110,20 @@ class Tendon:
 
 
 @dataclass
+class SpatialTendon:
+    """A spatial tendon through sites only (no wrapping geoms, no pulleys): length L = the sum
+    of the straight segments between consecutive sites (MuJoCo's semantics). The force along
+    it (stiffness outside the dead band, explicit damping, the limit penalty when ``range``
+    is set) pulls each segment's end points along the segment."""
+    name: str
+    sites: list                     # [(body index, position in the body frame [3])]
+    stiffness: float = 0.0
+    damping: float = 0.0
+    lengthspring: tuple = (0.0, 0.0)
+    range: tuple | None = None
+
+
+@dataclass
 class ArticulatedModel:
     name: str = "model"
     bodies: list = field(default_factory=lambda: [Body("world", -1)])
@@ -117,6 +131,7 @@ class ArticulatedModel:
     geoms: list = field(default_factory=list)
     actuators: list = field(default_factory=list)
     tendons: list = field(default_factory=list)
+    spatial_tendons: list = field(default_factory=list)
     gravity: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, -9.81]))
     timestep: float = 0.002
     #: height of the ground plane (z), None if the model has no plane

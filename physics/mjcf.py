@@ -8,8 +8,8 @@ the compiled bodies, joints, geoms and motors into an :class:`ArticulatedModel`.
 Every feature whose dynamics the articulated simulator does not reproduce is refused with an
 :class:`MJCFError`, one line naming the file, the element (by name, and by line where the
 light XML pre-pass can place it) and the feature. Refused: ball joints, free joints below
-the top level or with stiffness or frictionloss, spatial tendons with dynamics, tendon
-frictionloss or armature, active
+the top level or with stiffness or frictionloss, spatial tendons that wrap around geoms or
+split at pulleys, actuators on spatial tendons, tendon frictionloss or armature, active
 equality constraints, mocap bodies, flexes, plugins, the ellipsoid fluid model
 (``geom fluidshape="ellipsoid"``), ``jnt actuatorgravcomp``, actuators other than a fixed-gain joint motor
 (transmission joint or fixed tendon, ``dyntype="none"``, ``gaintype="fixed"``, ``biastype``
@@ -19,7 +19,9 @@ moving body) when the model has a ground plane.
 
 Simulated from MuJoCo's compiled values: masses, inertias (after every compiler option),
 joint damping, stiffness, springref, armature (free joints included), ranges, ``ref``,
-fixed tendons (stiffness with its dead band, damping, limits, tendon motors),
+fixed tendons (stiffness with its dead band, damping, limits, tendon motors), spatial
+tendons through sites (the same spring, damper and limit; the force pulls each straight
+segment's end points),
 motor gain, affine bias (position/velocity servos) and ``forcerange`` clipping,
 ``body gravcomp``, MuJoCo's inertia-box fluid forces
 (``<option density viscosity wind>``), gravity and the ``<option><flag>``
@@ -31,10 +33,17 @@ joint frictionloss (simulated smoothed, see ``ArticulatedModel.friction_v0``),
 static world geometry other than one horizontal ground plane (our contact model collides
 moving geoms with the ground plane only), inactive equality constraints.
 
-Limits (documented, checked before anything is compiled or generated): files up to
-``MAX_FILE_BYTES``, XML nesting up to ``MAX_XML_DEPTH``, ``<body>`` nesting up to
-``MAX_BODY_DEPTH``, at most ``MAX_BODIES`` bodies and ``MAX_DOFS`` degrees of freedom (the
-generated Taichi kernels grow with the tree; past these they take too long to compile).
+Limits (documented, checked before MuJoCo compiles the file or the model is read). Nothing
+is generated per model (one compiled kernel set reads every model as tables), so these bound
+memory and run time, not compile time: files up to ``MAX_FILE_BYTES`` (read whole into
+memory before parsing); XML nesting up to ``MAX_XML_DEPTH`` (refused here with a line
+number; MuJoCo's XML reader stops at 500 with a less specific error); ``<body>`` nesting up to
+``MAX_BODY_DEPTH``, at most ``MAX_BODIES`` bodies and ``MAX_DOFS`` degrees of freedom: each
+env runs its bodies and dofs serially, keeps a dense nv x nv mass matrix in its workspace
+(one per substep while a VJP or JVP replays the step), the mass matrix and its factor walk
+every dof's ancestors (nv x depth work per substep), and a Jacobian takes nq + nv + nu probes.
+The workspace's hard bound, 2**31 entries per launch (the kernels index it with 32-bit
+integers), is checked per call by the simulator.
 A model with no degree of freedom is refused (nothing to simulate).
 
 The file is read as bytes and parsed by expat in the encoding it declares (UTF-8, UTF-16
@@ -56,9 +65,9 @@ from .articulated_model import ArticulatedModel, Geom, quat_to_mat
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_XML_DEPTH = 200
-MAX_BODY_DEPTH = 32
-MAX_BODIES = 128
-MAX_DOFS = 64
+MAX_BODY_DEPTH = 128
+MAX_BODIES = 256
+MAX_DOFS = 256
 
 _CONTACT_GEOMS = ("sphere", "capsule", "box", "cylinder", "ellipsoid")
 
@@ -280,6 +289,8 @@ class _Reader:
                 hit = (lst[i][0], lst[i][2])
         tag = hit[1] if hit else group
         label = f"<{tag} name={name!r}>" if name else f"<{tag}> #{i}"
+        if group == "equality" and tag != group:   # <equality><tendon name=...>: not the tendon itself
+            label = f"<equality>{label}"
         return f"{self.path}:{hit[0]}: {label}" if hit else f"{self.path}: {label}"
 
     def refuse(self, group, i, name, msg, bodyid=None):
@@ -321,6 +332,7 @@ class _Reader:
         if mm.nplugin:
             raise MJCFError(f"{self.path}: <plugin>: engine plugins are not simulated")
         tendon_ok = {}
+        spatial_ok = []
         for t in range(mm.ntendon):
             tn = self.name(T.mjOBJ_TENDON, t, "")
             limited = bool(mm.tendon_limited[t]) and not no_limit
@@ -331,10 +343,24 @@ class _Reader:
                     (mm.tendon_frictionloss[t] and not no_fric)):
                 continue   # no dynamics: only a length for sensors or display
             wraps = range(int(mm.tendon_adr[t]), int(mm.tendon_adr[t] + mm.tendon_num[t]))
-            if any(mm.wrap_type[w] != int(mujoco.mjtWrap.mjWRAP_JOINT) for w in wraps):
-                self.refuse("tendon", t, tn, "spatial tendons are not simulated (fixed tendons are)")
             if mm.tendon_armature[t] or (mm.tendon_frictionloss[t] and not no_fric):
                 self.refuse("tendon", t, tn, "tendon armature and frictionloss are not simulated")
+            kinds = {int(mm.wrap_type[w]) for w in wraps}
+            if kinds != {int(mujoco.mjtWrap.mjWRAP_JOINT)}:
+                if kinds != {int(mujoco.mjtWrap.mjWRAP_SITE)}:
+                    self.refuse("tendon", t, tn, "spatial tendons that wrap around geoms or split at pulleys are not "
+                                "simulated (site-to-site paths are)")
+                if acted:
+                    self.refuse("tendon", t, tn, "actuators on spatial tendons are not simulated (on fixed tendons "
+                                "and joints they are)")
+                spatial_ok.append(dict(name=tn or f"tendon{t}", stiffness=stiff, damping=damp,
+                                       sites=[(int(mm.site_bodyid[mm.wrap_objid[w]]),
+                                               mm.site_pos[mm.wrap_objid[w]].copy()) for w in wraps],
+                                       lengthspring=(float(mm.tendon_lengthspring[t, 0]),
+                                                     float(mm.tendon_lengthspring[t, 1])),
+                                       range=(float(mm.tendon_range[t, 0]), float(mm.tendon_range[t, 1]))
+                                       if limited else None))
+                continue
             tendon_ok[t] = dict(name=tn or f"tendon{t}", stiffness=stiff, damping=damp,
                                 joints=[(int(mm.wrap_objid[w]), float(mm.wrap_prm[w])) for w in wraps],
                                 lengthspring=(float(mm.tendon_lengthspring[t, 0]), float(mm.tendon_lengthspring[t, 1])),
@@ -344,7 +370,8 @@ class _Reader:
             if no_eq:
                 continue
             if mm.eq_active0[e]:
-                self.refuse("equality", e, n, "equality constraints are not simulated")
+                self.refuse("equality", e, n, "equality constraints are not simulated (they need a "
+                                                    "constraint solver)")
             warnings.warn(f"{self.where('equality', e, n)}: inactive equality constraint ignored (nothing "
                           f"activates it here)", MJCFWarning, stacklevel=4)
         if off(D.mjDSBL_EULERDAMP) and np.any(mm.dof_damping) and not off(D.mjDSBL_DAMPER):
@@ -421,11 +448,12 @@ class _Reader:
                         damping=float(np.max(damping)), stiffness=stiff, springref=float(mm.qpos_spring[q0]),
                         armature=float(arm[0]), ref=float(mm.qpos0[q0]), frictionloss=float(np.max(fl)))
         m.finalize()
-        from .articulated_model import Tendon
+        from .articulated_model import SpatialTendon, Tendon
         tendon_index = {}
         for t, kw in tendon_ok.items():
             tendon_index[t] = len(m.tendons)
             m.tendons.append(Tendon(**kw))
+        m.spatial_tendons = [SpatialTendon(**kw) for kw in spatial_ok]
         if smoothed:
             warnings.warn(f"{self.path}: joint frictionloss on {', '.join(smoothed)}: simulated as smoothed dry "
                           f"friction -fl * qvel / sqrt(qvel^2 + {m.friction_v0:g}^2), implicit like damping "

@@ -160,3 +160,34 @@ SERVO = """<mujoco model="servo">
     <motor joint="j3" gear="2" ctrlrange="-1 1" forcerange="-0.3 0.5"/>
   </actuator>
 </mujoco>"""
+
+# a spatial tendon through sites on the world, two links and a slider, with a spring outside
+# its dead band and a damper (a hinge chain and a slide, so every segment moves differently)
+SPATIAL = """<mujoco model="spatial">
+  <option timestep="0.002"/>
+  <worldbody>
+    <site name="anchor" pos="0.4 0.1 2.3"/>
+    <body name="l1" pos="0 0 2">
+      <joint name="j1" type="hinge" axis="0 1 0" damping="0.05"/>
+      <geom type="capsule" fromto="0 0 0 0.3 0 -0.3" size="0.03"/>
+      <site name="s1" pos="0.2 0.05 -0.2"/>
+      <body name="l2" pos="0.3 0 -0.3">
+        <joint name="j2" type="hinge" axis="0 1 0.2"/>
+        <geom type="capsule" fromto="0 0 0 0 0.1 -0.4" size="0.03"/>
+        <site name="s2" pos="0 0.08 -0.3"/>
+        <body name="l3" pos="0 0.1 -0.4">
+          <joint name="j3" type="slide" axis="1 0 0"/>
+          <geom type="sphere" size="0.06" pos="0 0 -0.2"/>
+          <site name="s3" pos="0.05 0 -0.2"/>
+        </body>
+      </body>
+    </body>
+  </worldbody>
+  <tendon>
+    <spatial name="cable" stiffness="30" damping="0.4" springlength="0.6 0.9">
+      <site site="anchor"/><site site="s1"/><site site="s2"/><site site="s3"/>
+    </spatial>
+    <spatial name="loop" stiffness="5"><site site="s3"/><site site="s1"/></spatial>
+  </tendon>
+  <actuator><motor joint="j1" ctrlrange="-1 1"/><motor joint="j3" ctrlrange="-1 1"/></actuator>
+</mujoco>"""

@@ -10,10 +10,10 @@ import mbmix_taichi as mt  # noqa: E402
 from mbmix_taichi.physics.articulated import ArticulatedSim  # noqa: E402
 from mbmix_taichi.physics.mjcf import load_mjcf  # noqa: E402
 
-from _rigid_models import CHAIN, DROP, FLOATING, FLUID, PENDULUM_CART, SERVO, SLIDES, TENDON, write  # noqa: E402
+from _rigid_models import CHAIN, DROP, FLOATING, FLUID, PENDULUM_CART, SERVO, SLIDES, SPATIAL, TENDON, write  # noqa: E402
 
 MODELS = {"cartpend": PENDULUM_CART, "slides": SLIDES, "floating": FLOATING, "fluid": FLUID, "tendon": TENDON,
-          "servo": SERVO}
+          "servo": SERVO, "spatial": SPATIAL}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_substeps_equal_mujoco_steps(paths):
     assert np.abs(s[0].numpy() - np.concatenate([d.qpos, d.qvel])).max() < 1e-10
 
 
-@pytest.mark.parametrize("name", ["cartpend", "slides", "tendon", "servo"])
+@pytest.mark.parametrize("name", ["cartpend", "slides", "tendon", "servo", "spatial"])
 def test_jacobian_matches_mjd_transitionFD(paths, name):
     mm = mujoco.MjModel.from_xml_path(paths[name])
     d = mujoco.MjData(mm)
@@ -240,3 +240,77 @@ def test_ellipsoid_ground_contact(tmp_path):
         vz = float(sim.step(s, torch.zeros(1, 0, dtype=torch.float64))[0][0, 9]) / h
         want = -9.81 + (ke * depth / m if depth > 0 else 0.0)
         assert vz == pytest.approx(want, rel=1e-4), (depth, vz, want)
+
+
+def _long_chain(n):
+    """n hinges in one chain (alternating axes): n dofs, bodies nested n deep."""
+    body = "<body pos='0 0 -0.05'><joint axis='{}' damping='0.01'/><geom type='capsule' size='0.01 0.02'/>"
+    return ("<mujoco><option timestep='0.001' integrator='Euler'/><worldbody>"
+            + "".join(body.format("0 1 0" if k % 2 else "1 0 0") for k in range(n))
+            + "</body>" * n + "</worldbody></mujoco>")
+
+
+def test_a_long_chain_past_the_old_limits_agrees_with_mujoco(tmp_path):
+    """100 dofs nested 100 deep (the loader used to stop at 64 dofs and depth 32, when kernels
+    were generated per model): one generic kernel set simulates it as MuJoCo does."""
+    p = write(tmp_path, "long", _long_chain(100))
+    mm = mujoco.MjModel.from_xml_path(p)
+    d = mujoco.MjData(mm)
+    sim = ArticulatedSim(load_mjcf(p), dt=mm.opt.timestep, substeps=1, dtype=torch.float64)
+    assert sim.nv == 100
+    rng = np.random.default_rng(3)
+    d.qpos[:] = 0.1 * rng.normal(size=mm.nq)
+    d.qvel[:] = rng.normal(size=mm.nv)
+    s = torch.tensor(np.concatenate([d.qpos, d.qvel]))[None]
+    for _ in range(50):
+        mujoco.mj_step(mm, d)
+        s, _ = sim.step(s, torch.zeros(1, 0, dtype=torch.float64))
+    assert np.abs(s[0].numpy() - np.concatenate([d.qpos, d.qvel])).max() < 1e-9
+
+
+def test_a_launch_past_32_bit_indexing_is_refused_before_allocating(paths):
+    """The kernels index their workspace with 32-bit integers: too many envs for one launch is
+    a clear error, not memory corruption."""
+    from mbmix_taichi.errors import InputError
+    from mbmix_taichi.physics import articulated
+    sim = ArticulatedSim(load_mjcf(paths["chain"]), dt=0.01, substeps=4, dtype=torch.float64)
+    n = articulated.INDEX_LIMIT // sim.tables.head["W_GXN"] + 1
+    with pytest.raises(InputError, match="32-bit"):
+        sim._workspace(n)
+    with pytest.raises(InputError, match="32-bit"):
+        sim._workspace(n // sim.substeps + 1, keep=True)
+    sim._workspace(2)  # an ordinary call still works
+
+
+def test_spatial_tendon_limit_is_a_penalty_with_exact_derivatives(tmp_path):
+    """A spatial tendon's length limit is a penalty, like joint and fixed-tendon limits (MuJoCo's
+    is a constraint, so there is no oracle): with it active, the JVP Jacobian matches central
+    differences of our own step and the VJP is its transpose."""
+    text = SPATIAL.replace('<spatial name="loop" stiffness="5">',
+                           '<spatial name="loop" stiffness="5" limited="true" range="0 0.2">')
+    m = load_mjcf(write(tmp_path, "limited", text))
+    assert m.spatial_tendons[1].range == (0.0, 0.2)
+    kw = dict(dt=0.004, substeps=2, dtype=torch.float64)
+    sim = ArticulatedSim(m, limit_ke=500.0, limit_kd=5.0, **kw)
+    free = ArticulatedSim(m, limit_ke=0.0, **kw)
+    rng = np.random.default_rng(4)
+    s = torch.tensor(np.concatenate([0.3 * rng.normal(size=(2, m.nq)), rng.normal(size=(2, m.nv))], 1))
+    u = torch.tensor(rng.uniform(-1, 1, size=(2, m.nu)))
+    assert (sim.step(s, u)[0] - free.step(s, u)[0]).abs().max() > 1e-3   # the limit acts here
+    Js, Jc = sim.jacobian(s, u)
+    eps = 1e-6
+    for k in range(s.shape[1]):
+        e = torch.zeros_like(s)
+        e[:, k] = eps
+        fd = (sim.step(s + e, u)[0] - sim.step(s - e, u)[0]) / (2 * eps)
+        assert (fd - Js[:, :, k]).abs().max() < 1e-6 * max(1.0, float(Js.abs().max()))
+    for k in range(u.shape[1]):
+        e = torch.zeros_like(u)
+        e[:, k] = eps
+        fd = (sim.step(s, u + e)[0] - sim.step(s, u - e)[0]) / (2 * eps)
+        assert (fd - Jc[:, :, k]).abs().max() < 1e-6 * max(1.0, float(Jc.abs().max()))
+    cot = torch.tensor(rng.normal(size=s.shape))
+    _, tape = sim.step(s, u, record=True)
+    gs, gc = sim.vjp_tape(tape, cot)
+    assert (gs - torch.einsum("ni,nij->nj", cot, Js)).abs().max() < 1e-9 * max(1.0, float(gs.abs().max()))
+    assert (gc - torch.einsum("ni,nij->nj", cot, Jc)).abs().max() < 1e-9 * max(1.0, float(gc.abs().max()))

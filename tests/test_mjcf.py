@@ -76,7 +76,16 @@ BAD = [  # (text, element named in the message, line, words): our refusals and M
     ("<mujoco>\n<worldbody>\n<body name='m' mocap='true'>\n<geom size='1'/></body>\n<body>\n<joint/>\n"
      "<geom size='1'/></body></worldbody></mujoco>", "<body name='m'>", 3, "mocap"),
     ("<mujoco>\n<worldbody>\n<body>\n<joint name='x'/><geom size='1'/></body></worldbody><equality>\n"
-     "<joint joint1='x'/></equality></mujoco>", "<joint>", 5, "equality constraints"),
+     "<joint joint1='x'/></equality></mujoco>", "<equality><joint> #0", 5, "equality constraints"),
+    ("<mujoco>\n<worldbody>\n<body>\n<joint name='x'/><joint name='y' axis='1 0 0'/><geom size='1'/></body></worldbody>"
+     "<tendon><fixed name='c'><joint joint='x' coef='1'/><joint joint='y' coef='1'/></fixed></tendon><equality>\n"
+     "<tendon name='c' tendon1='c'/></equality></mujoco>", "<equality><tendon name='c'>", 5, "constraint solver"),
+    ("<mujoco>\n<worldbody><site name='a'/>\n<body>\n<joint/><geom name='g' size='0.1'/><site name='b' pos='1 0 0'/>"
+     "</body></worldbody><tendon>\n<spatial name='w' stiffness='1'><site site='a'/><geom geom='g'/><site site='b'/>"
+     "</spatial></tendon></mujoco>", "<spatial name='w'>", 5, "wrap around geoms"),
+    ("<mujoco>\n<worldbody><site name='a'/>\n<body>\n<joint/><geom size='0.1'/><site name='b' pos='1 0 0'/>"
+     "</body></worldbody><tendon>\n<spatial name='s'><site site='a'/><site site='b'/></spatial></tendon>"
+     "<actuator><motor tendon='s'/></actuator></mujoco>", "<spatial name='s'>", 5, "actuators on spatial tendons"),
 ]
 
 
@@ -159,6 +168,17 @@ def test_deep_body_chains_are_refused_past_the_documented_limit(tmp_path, n, wor
     with pytest.raises(MJCFError, match=words):
         load_mjcf(write(tmp_path, "deep", _chain(n)))
     assert len(load_mjcf(write(tmp_path, "ok", _chain(mjcf.MAX_BODY_DEPTH))).bodies) == mjcf.MAX_BODY_DEPTH + 1
+
+
+def test_dof_and_body_limits_are_checked_with_a_clear_error(tmp_path, monkeypatch):
+    text = _chain(40)
+    assert load_mjcf(write(tmp_path, "ok", text)).nv == 40
+    monkeypatch.setattr(mjcf, "MAX_DOFS", 39)
+    with pytest.raises(MJCFError, match="MAX_DOFS=39"):
+        load_mjcf(write(tmp_path, "dofs", text))
+    monkeypatch.setattr(mjcf, "MAX_BODIES", 30)
+    with pytest.raises(MJCFError, match="MAX_BODIES"):
+        load_mjcf(write(tmp_path, "bodies", text))
 
 
 def test_deep_xml_and_large_files_are_refused(tmp_path):
