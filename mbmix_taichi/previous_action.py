@@ -62,6 +62,7 @@ class PreviousActionSim(Simulator):
         return c[..., :nc].contiguous(), c[..., nc:]
 
     def step(self, state, control, record: bool = False):
+        state, control = self.check_inputs(state, control)
         s, _ = self._split(state)
         c, prev = self._csplit(control)
         nxt, tape = self.sim.step(s, c, record=record)
@@ -72,16 +73,20 @@ class PreviousActionSim(Simulator):
         return torch.cat([g_s, zeros], -1), torch.cat([g_c, cotangent[:, self.inner_state_dim:]], -1)
 
     def vjp_tape(self, tape, cotangent):
+        cotangent = self.check_cotangent(cotangent, cotangent.shape[0] if cotangent.dim() else -1)
         g_s, g_c = self.sim.vjp_tape(tape, cotangent[:, :self.inner_state_dim].contiguous())
         return self._join_vjp(g_s, g_c, cotangent)
 
     def vjp(self, state, control, cotangent):
+        state, control = self.check_inputs(state, control)
+        cotangent = self.check_cotangent(cotangent, state.shape[0])
         s, _ = self._split(state)
         c, _ = self._csplit(control)
         g_s, g_c = self.sim.vjp(s, c, cotangent[:, :self.inner_state_dim].contiguous())
         return self._join_vjp(g_s, g_c, cotangent)
 
     def jvp(self, state, control, t_state, t_control):
+        state, control = self.check_inputs(state, control)
         s, _ = self._split(state)
         c, _ = self._csplit(control)
         ts, _ = self._split(t_state)
@@ -89,6 +94,7 @@ class PreviousActionSim(Simulator):
         return torch.cat([self.sim.jvp(s, c, ts, tc), tprev.to(state.dtype)], -1)
 
     def jacobian(self, state, control):
+        state, control = self.check_inputs(state, control)
         s, _ = self._split(state)
         c, _ = self._csplit(control)
         js, jc = self.sim.jacobian(s, c)

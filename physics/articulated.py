@@ -373,7 +373,7 @@ class ArticulatedSim(Simulator):
 
     # -- the Simulator contract
     def step(self, state, control, record=False):
-        state = state.contiguous()
+        state, control = self.check_inputs(state, control)
         n = state.shape[0]
         out = torch.empty_like(state)
         ctrl = self._flat_ctrl(control)
@@ -384,6 +384,7 @@ class ArticulatedSim(Simulator):
 
     def vjp_tape(self, tape, cotangent):
         st, ctrl, n = tape
+        cotangent = self.check_cotangent(cotangent, n)
         gs = self._buf(n, self.state_dim)
         gc = self._buf(n * max(self.nu, 1))
         W = self._replay(st, ctrl, n)
@@ -392,6 +393,7 @@ class ArticulatedSim(Simulator):
         return gs, gc.view(n, -1)[:, :self.nu]
 
     def jvp(self, state, control, t_state, t_control):
+        state, control = self.check_inputs(state, control)
         if self.nu:
             self.check_tangents(state, control, t_state, t_control)
         single = t_state.dim() == 2

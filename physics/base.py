@@ -50,6 +50,22 @@ class Simulator(abc.ABC):
         item = torch.empty((), dtype=self.dtype).element_size()
         return item * self.state_dim * (16 if record else 8)
 
+    def check_inputs(self, state, control):
+        """(state, control) made contiguous, or ValueError: the kernels index state [N, ds] and
+        control [N, dc] of the simulator's dtype by these sizes, so never launch on others."""
+        if (state.dtype != self.dtype or control.dtype != self.dtype or state.dim() != 2 or control.dim() != 2
+                or state.shape[1] != self.state_dim or tuple(control.shape) != (state.shape[0], self.control_dim)):
+            raise ValueError(f"{type(self).__name__}: state {list(state.shape)} {state.dtype} and control "
+                             f"{list(control.shape)} {control.dtype} do not match [N, {self.state_dim}], "
+                             f"[N, {self.control_dim}] {self.dtype}")
+        return state.contiguous(), control.contiguous()
+
+    def check_cotangent(self, cotangent, n: int):
+        if cotangent.dtype != self.dtype or tuple(cotangent.shape) != (n, self.state_dim):
+            raise ValueError(f"{type(self).__name__}: cotangent {list(cotangent.shape)} {cotangent.dtype} does not "
+                             f"match [{n}, {self.state_dim}] {self.dtype}")
+        return cotangent.contiguous()
+
     def check_tangents(self, state, control, t_state, t_control) -> None:
         """Shapes the tangent kernels index: t_state [N, ds] / [N, P, ds], t_control [N, dc] / [N, P, dc]."""
         n = state.shape[0]

@@ -509,12 +509,7 @@ class ClothSim(Simulator):
 
     # Simulator contract ---------------------------------------------------------------------
     def _check(self, state, control):
-        # the kernels index state [N, ds] and control [N, dc] by these sizes: never launch on others
-        if (state.dtype != self.dtype or control.dtype != self.dtype or state.dim() != 2 or control.dim() != 2
-                or state.shape[1] != self.state_dim or control.shape != (state.shape[0], self.control_dim)):
-            raise ValueError(f"ClothSim: state {list(state.shape)} {state.dtype} and control {list(control.shape)} "
-                             f"{control.dtype} do not match [N, {self.state_dim}], [N, {self.control_dim}] {self.dtype}")
-        return state.contiguous(), control.contiguous()
+        return self.check_inputs(state, control)
 
     def _ground_clamp(self, state, control):
         """(effective control, clamp) with each picker's z displacement raised so that it and

@@ -49,6 +49,26 @@ def test_simulator_refuses_mismatched_tangents_itself(env):
         env.sim.jvp(s, c, torch.zeros(3, 20, env.state_dim), torch.zeros(3, 1, env.sim.control_dim))
 
 
+@pytest.mark.parametrize("task", ["cloth-fold", "cartpole-swingup", "ant"])
+def test_simulators_refuse_wrong_shapes_and_dtypes_instead_of_reading_out_of_bounds(task):
+    """A simulator called directly (benchmarks, wrappers) checks what its kernels index: a control
+    of the action's width where the simulator's control is wider (ant carries its previous action)
+    is a ValueError, not a segfault."""
+    e = mt.make(task, num_envs=2, seed=0, **(OPTS if task == "cloth-fold" else {}))
+    sim, s = e.sim, e.get_state()
+    c = torch.zeros(2, sim.control_dim, dtype=s.dtype)
+    for bad_s, bad_c in ((s, c[:, :-1]), (s[:, :-1], c), (s, c[:1]), (s.double(), c.double())):
+        for call in (lambda: sim.step(bad_s, bad_c), lambda: sim.jvp(bad_s, bad_c, bad_s, bad_c),
+                     lambda: sim.vjp(bad_s, bad_c, bad_s), lambda: sim.jacobian(bad_s, bad_c)):
+            with pytest.raises(ValueError, match="do not match"):
+                call()
+    _, tape = sim.step(s, c, record=True)
+    with pytest.raises(ValueError, match="cotangent"):
+        sim.vjp_tape(tape, s[:, :-1])
+    nxt, _ = sim.step(s, c)
+    assert nxt.shape == s.shape and torch.isfinite(nxt).all()
+
+
 @pytest.mark.parametrize("call", ["jvp", "vjp", "jacobian", "transition", "observe", "set_state"])
 def test_none_instead_of_a_tensor(env, call):
     s, a = env.get_state(), torch.zeros(3, env.act_dim)

@@ -102,7 +102,11 @@ def sim_rates(sim, s, c, min_time):
 
 def states(mt, task, seed=1):
     """(landed, free) states of one env: 40 random steps from reset, and the reset raised 1 m."""
-    env = mt.make(task, num_envs=1, seed=seed, dtype="float64")
+    from mbmix_taichi.registry import get_task_class
+
+    # the simulator alone: no previous action carried in the state (ant's and humanoid's default)
+    opts = {"previous_action": False} if "previous_action" in get_task_class(task).default_options else {}
+    env = mt.make(task, num_envs=1, seed=seed, dtype="float64", **opts)
     free = env.get_state().clone()
     if env.task.model.joints[0].type == "free":
         free[:, 2] += 1.0
@@ -153,7 +157,7 @@ def compile_times(tasks):
     code = ("import sys, torch, mbmix_taichi as mt\n"
             "for t in sys.argv[1].split(','):\n"
             "    e = mt.make(t, num_envs=2, seed=0, dtype='float64'); s = e.get_state()\n"
-            "    c = torch.zeros(2, e.act_dim, dtype=torch.float64); e.sim.step(s, c)\n"
+            "    c = torch.zeros(2, e.sim.control_dim, dtype=torch.float64); e.sim.step(s, c)\n"
             "    _, tp = e.sim.step(s, c, record=True); e.sim.vjp_tape(tp, torch.ones_like(s)); e.sim.jacobian(s, c)\n")
 
     def run(task_list, cache):
