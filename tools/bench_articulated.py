@@ -173,6 +173,33 @@ def compile_times(tasks):
     return cold, warm
 
 
+WARM_BREAKDOWN = """
+import sys, time
+t0 = time.process_time()
+import torch, mbmix_taichi as mt
+t = {"import": time.process_time() - t0}
+def lap(name, fn):
+    c = time.process_time(); fn(); t[name] = time.process_time() - c
+e = None
+def make():
+    global e
+    e = mt.make(sys.argv[1], num_envs=2, seed=0, dtype="float64")
+lap("make", make)
+s = e.get_state(); c = torch.zeros(2, e.sim.control_dim, dtype=torch.float64)
+lap("first step", lambda: e.sim.step(s, c))
+lap("first VJP", lambda: e.sim.vjp(s, c, torch.ones_like(s)))
+lap("first Jacobian", lambda: e.sim.jacobian(s, c))
+lap("second step", lambda: e.sim.step(s, c))
+print(", ".join(f"{k} {v:.2f}" for k, v in t.items()), f"(total {sum(t.values()):.1f} CPU-s)")
+"""
+
+
+def warm_breakdown(task: str) -> str:
+    """Where a warm start's CPU time goes, in a fresh process with the user's (warm) offline cache."""
+    out = subprocess.run([sys.executable, "-c", WARM_BREAKDOWN, task], check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", default="cartpole-swingup,hopper,cheetah,ant,humanoid")
@@ -180,7 +207,13 @@ def main(argv=None):
     ap.add_argument("--min-time", type=float, default=0.5)
     ap.add_argument("--compile", action="store_true", help="measure cold compile and warm start (subprocesses)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--warm-breakdown", metavar="TASK", default=None,
+                    help="only: CPU time of each first call in a fresh process with a warm cache, then exit")
     args = ap.parse_args(argv)
+    if args.warm_breakdown:
+        warm_breakdown(args.warm_breakdown)  # the first run fills the cache if it is cold
+        print(f"{args.warm_breakdown} warm start, CPU-s:", warm_breakdown(args.warm_breakdown))
+        return
     torch.set_num_threads(1)
     rows = measure(args)
     comp = compile_times(args.tasks) if args.compile else None
