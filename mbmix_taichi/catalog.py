@@ -10,13 +10,13 @@ from __future__ import annotations
 #: name -> (state_dim, obs_dim, act_dim, episode_length, description); None where the task
 #: needs an option to say (mjcf: model=PATH)
 BUILTIN_TASKS: dict[str, tuple] = {
-    "ant": (29, 29, 8, 1000, "DiffRL ant: run forward on four legs (1000 steps)"),
+    "ant": (37, 37, 8, 1000, "DiffRL ant: run forward on four legs (1000 steps)"),
     "cartpole-swingup": (4, 5, 1, 240, "DiffRL cart-pole swing-up: swing the pole up and balance it (240 steps)"),
     "cheetah": (18, 17, 6, 1000, "DiffRL half-cheetah: run forward (1000 steps)"),
     "cloth-fold": (606, 606, 6, 50, "fold a flat cloth in half with two pickers holding the corners of one edge; `train` uses a 6 x 6 cloth and 30 steps (--task-option resolution=6 --task-option episode_length=30)"),
     "cloth-unfold": (606, 606, 6, 50, "unfold a cloth folded in half back to flat with two pickers; `train` uses a 6 x 6 cloth and 30 steps (--task-option resolution=6 --task-option episode_length=30)"),
     "hopper": (12, 11, 3, 1000, "DiffRL hopper: hop forward on one leg (1000 steps)"),
-    "humanoid": (55, 55, 21, 1000, "DiffRL humanoid: run forward without falling (1000 steps)"),
+    "humanoid": (76, 76, 21, 1000, "DiffRL humanoid: run forward without falling (1000 steps)"),
     "mjcf": (None, None, None, None,
              "any MJCF model (compiled by MuJoCo; hinge/slide/free joints, motors, tendons); model=PATH; reward 0"),
 }
