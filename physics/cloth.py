@@ -519,13 +519,13 @@ class ClothSim(Simulator):
             return control, None
         N = state.shape[0]
         cand = state[:, self._low_entries.view(-1)].view(N, self.K, -1)
-        z_low, arg = cand.min(2)
-        src = self._low_entries[torch.arange(self.K, device=self.device), arg]  # [N, K]
-        lo = self.ground - z_low
+        lo = self.ground - cand.amin(2)
         cz = control[:, 2::3]
         mask = cz < lo
-        if not bool(mask.any()):
+        if not bool(mask.any()):  # the common case: a few torch ops, no index bookkeeping
             return control, None
+        arg = cand.argmin(2)
+        src = self._low_entries[torch.arange(self.K, device=self.device), arg]  # [N, K]
         eff = control.clone()
         eff[:, 2::3] = torch.where(mask, lo, cz)
         return eff, (mask, src)
