@@ -219,20 +219,15 @@ class ArticulatedTables:
         table(floats, "PT_SIZE", flat([p[5] for p in pts], 3))
         ts = model.tendons
         table(floats, "TJ_COEF", [coef for _, coef in tj])
-        table(floats, "T_STIFF", [float(t.stiffness) for t in ts])
-        # no stiffness: an infinite dead band, so the spring never acts
-        table(floats, "T_SLO", [float(t.lengthspring[0]) if t.stiffness else -np.inf for t in ts])
-        table(floats, "T_SHI", [float(t.lengthspring[1]) if t.stiffness else np.inf for t in ts])
-        table(floats, "T_DAMP", [float(t.damping) for t in ts])
-        table(floats, "T_RLO", [float(t.range[0]) if t.range is not None else 0.0 for t in ts])
-        table(floats, "T_RHI", [float(t.range[1]) if t.range is not None else 0.0 for t in ts])
+        for prefix, tendons in (("T_", ts), ("ST_", sts)):  # fixed and spatial tendons: the same parameters
+            table(floats, prefix + "STIFF", [float(t.stiffness) for t in tendons])
+            # no stiffness: an infinite dead band, so the spring never acts
+            table(floats, prefix + "SLO", [float(t.lengthspring[0]) if t.stiffness else -np.inf for t in tendons])
+            table(floats, prefix + "SHI", [float(t.lengthspring[1]) if t.stiffness else np.inf for t in tendons])
+            table(floats, prefix + "DAMP", [float(t.damping) for t in tendons])
+            table(floats, prefix + "RLO", [float(t.range[0]) if t.range is not None else 0.0 for t in tendons])
+            table(floats, prefix + "RHI", [float(t.range[1]) if t.range is not None else 0.0 for t in tendons])
         table(floats, "AP_COEF", [coef for _, coef in ap])
-        table(floats, "ST_STIFF", [float(t.stiffness) for t in sts])
-        table(floats, "ST_SLO", [float(t.lengthspring[0]) if t.stiffness else -np.inf for t in sts])
-        table(floats, "ST_SHI", [float(t.lengthspring[1]) if t.stiffness else np.inf for t in sts])
-        table(floats, "ST_DAMP", [float(t.damping) for t in sts])
-        table(floats, "ST_RLO", [float(t.range[0]) if t.range is not None else 0.0 for t in sts])
-        table(floats, "ST_RHI", [float(t.range[1]) if t.range is not None else 0.0 for t in sts])
         table(floats, "SG_P1", flat([a[1] for a, _ in segs], 3))
         table(floats, "SG_P2", flat([b[1] for _, b in segs], 3))
         acts = model.actuators

@@ -31,16 +31,20 @@ def _rows(run_dir):
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def ppo_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ppo")
+def _train_tiny_ppo(root, name):
+    """A 128-step PPO run on cartpole through the CLI (seed 3) in root/name."""
     cfg = root / "ppo.json"
     cfg.write_text(json.dumps({"sb3": TINY_PPO, "eval_episodes": 2}))
-    out = root / "run"
+    out = root / name
     res = _invoke("train", "cartpole-swingup", "--algo", "ppo", "--env-steps", 128, "--num-envs", 2, "--seed", 3,
                   "--config", cfg, "--out", out, "--quiet", *OPTS)
     assert res.exit_code == 0, res.output
     return out
+
+
+@pytest.fixture(scope="module")
+def ppo_run(tmp_path_factory):
+    return _train_tiny_ppo(tmp_path_factory.mktemp("ppo"), "run")
 
 
 def test_ppo_cli_run_directory(ppo_run):
@@ -83,12 +87,7 @@ def test_ppo_eval_and_plot_read_the_run(ppo_run, tmp_path):
 
 
 def test_ppo_seed_fixes_the_run(ppo_run, tmp_path):
-    cfg = tmp_path / "ppo.json"
-    cfg.write_text(json.dumps({"sb3": TINY_PPO, "eval_episodes": 2}))
-    out = tmp_path / "again"
-    res = _invoke("train", "cartpole-swingup", "--algo", "ppo", "--env-steps", 128, "--num-envs", 2, "--seed", 3,
-                  "--config", cfg, "--out", out, "--quiet", *OPTS)
-    assert res.exit_code == 0, res.output
+    out = _train_tiny_ppo(tmp_path, "again")
     skip = {"wall_time", "steps_per_s"}
     strip = [{k: v for k, v in r.items() if k not in skip} for r in _rows(out)]
     assert strip == [{k: v for k, v in r.items() if k not in skip} for r in _rows(ppo_run)]
