@@ -37,14 +37,19 @@ The substep runs in the generic kernels of :mod:`articulated_kernels` (primal, t
 adjoint stage by stage): one set of kernels for every model, compiled once per float type,
 reading the model from the tables :class:`ArticulatedTables` packs. Each call (a control
 step, its VJP from the recorded tape, or a batch of JVP probes) is ONE kernel launch, a
-parallel loop over envs with the substeps, bodies and dofs serial inside it; a VJP or a JVP
-first replays the step keeping every substep's intermediates, then runs the adjoint or tangent
-kernel over them (two launches; the tape is just the step's input).
+parallel loop over envs with the substeps, bodies and dofs serial inside it.
+
+Store or recompute: a recorded step (`step(..., record=True)`) keeps every substep's
+intermediates in its tape, so its VJP is one adjoint launch; while the live tapes' stored
+intermediates would pass `tape_budget` bytes (a long BPTT window of a big model), a recorded
+step keeps only its input and its VJP first replays the step (bit-identical) to get them back
+(two launches). A JVP batch replays the step, then runs the tangent kernel (two launches).
 """
 from __future__ import annotations
 
 import functools
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -284,6 +289,23 @@ class ArticulatedTables:
 INDEX_LIMIT = 2 ** 31 - 1
 
 
+class _Tape:
+    """A recorded step: its control and env count, and either its input state (the VJP replays the
+    step) or the buffer W of every substep's intermediates, whose bytes count against the
+    simulator's `tape_budget` while the tape lives."""
+    __slots__ = ("state", "ctrl", "n", "W", "__weakref__")
+
+    def __init__(self, state, ctrl, n, W=None, live=None, nbytes=0):
+        self.state, self.ctrl, self.n, self.W = state, ctrl, n, W
+        if W is not None:
+            live[0] += nbytes
+            weakref.finalize(self, _release, live, nbytes)
+
+
+def _release(live, nbytes):
+    live[0] -= nbytes
+
+
 def _check_index(size: int, what: str) -> None:
     if size > INDEX_LIMIT:
         raise InputError(f"{what} need {size} scratch entries in one launch, more than the kernels' 32-bit "
@@ -301,9 +323,13 @@ class ArticulatedSim(Simulator):
     """
 
     jacobian_chunk = 512
-    #: kernel launches of one control step (its VJP and a batch of JVP probes take two: the
-    #: forward again, keeping every substep's intermediates, then the adjoint or tangent)
+    #: kernel launches of one control step (its VJP takes one more from a stored tape, two when
+    #: replayed; a batch of JVP probes two: the forward again keeping every substep's
+    #: intermediates, then the tangent)
     launches_per_step = 1
+    #: bytes of substep intermediates that live recorded tapes may hold together; beyond it a
+    #: recorded step keeps only its input and its VJP replays the step (see the module docstring)
+    tape_budget = 2 * 2**30
 
     def __init__(self, model: ArticulatedModel, dt: float, substeps: int = 1, dtype=torch.float64,
                  device="cpu", contact: ContactParams | None = None, implicit_damping: bool = True,
@@ -334,6 +360,7 @@ class ArticulatedSim(Simulator):
         self._tan = fast["tangent"].bind(("tangent", fp), fixed=(0, 1))
         self._work = None
         self._dummy1 = torch.zeros(1, dtype=dtype, device=self.device)
+        self._tape_bytes = [0]  # stored intermediates of the live tapes (a list: tape finalizers update it)
 
     def bytes_per_env(self, record: bool = False) -> int:
         """A step's scratch; with `record`, the VJP's too: every substep's intermediates (transient)."""
@@ -346,13 +373,18 @@ class ArticulatedSim(Simulator):
     def _buf(self, *shape):
         return torch.empty(shape, dtype=self.dtype, device=self.device)
 
-    def _workspace(self, n, keep=False):
-        """Scratch for n envs (kept between calls, grown when needed): their primal intermediates,
-        one block per env, or per env and substep with `keep`; then the adjoint/tangent blocks."""
+    def _workspace_size(self, n, keep=False):
+        """Scratch for n envs: their primal intermediates, one block per env, or per env and substep
+        with `keep`; then the adjoint/tangent blocks."""
         wp, ws = self.tables.head["W_GXN"], self.tables.ws
         size = n * wp * (self.substeps if keep else 1) + (n * (ws - wp) if keep else 0)
         _check_index(size, f"{n} envs of this model ({self.nv} dofs, {len(self.model.bodies)} bodies)"
                      + (f" with {self.substeps} substeps kept for a derivative" if keep else ""))
+        return size
+
+    def _workspace(self, n, keep=False):
+        """The simulator's own scratch (kept between calls, grown when needed)."""
+        size = self._workspace_size(n, keep)
         if self._work is None or self._work.numel() < size:
             self._work = self._buf(size)
         return self._work
@@ -372,19 +404,30 @@ class ArticulatedSim(Simulator):
         n = state.shape[0]
         out = torch.empty_like(state)
         ctrl = self._flat_ctrl(control)
-        self._fwd(self._I, self._P, state.view(-1), ctrl, out.view(-1), self._workspace(n), n, 0)
         self.launches += 1
-        # the tape is the step's input: the VJP replays the step (bit-identical) to get its intermediates
-        return out, ((state.clone(), ctrl.clone(), n) if record else None)
+        if record:
+            size = self._workspace_size(n, keep=True)
+            nbytes = size * torch.empty((), dtype=self.dtype).element_size()
+            if self._tape_bytes[0] + nbytes <= self.tape_budget:
+                # store: this launch keeps every substep's intermediates in the tape's own buffer
+                W = self._buf(size)
+                self._fwd(self._I, self._P, state.view(-1), ctrl, out.view(-1), W, n, 1)
+                return out, _Tape(None, ctrl.clone(), n, W, self._tape_bytes, nbytes)
+        self._fwd(self._I, self._P, state.view(-1), ctrl, out.view(-1), self._workspace(n), n, 0)
+        # recompute: the tape is the step's input; the VJP replays the step (bit-identical)
+        return out, (_Tape(state.clone(), ctrl.clone(), n) if record else None)
 
     def vjp_tape(self, tape, cotangent):
-        st, ctrl, n = tape
+        n = tape.n
         cotangent = self.check_cotangent(cotangent, n)
         gs = self._buf(n, self.state_dim)
         gc = self._buf(n * max(self.nu, 1))
-        W = self._replay(st, ctrl, n)
-        self._adj(self._I, self._P, ctrl, cotangent.contiguous().view(-1), gs.view(-1), gc, W, n)
-        self.launches += 2
+        W = tape.W
+        if W is None:
+            W = self._replay(tape.state, tape.ctrl, n)
+            self.launches += 1
+        self._adj(self._I, self._P, tape.ctrl, cotangent.contiguous().view(-1), gs.view(-1), gc, W, n)
+        self.launches += 1
         return gs, gc.view(n, -1)[:, :self.nu]
 
     def jvp(self, state, control, t_state, t_control):

@@ -126,7 +126,41 @@ def test_launches_per_control_step_and_derivative(paths):
     _, tape = sim.step(s, c, record=True)
     sim.vjp_tape(tape, torch.ones_like(s))
     sim.jacobian(s, c)
-    assert sim.launches - before == 5  # step 1; VJP and Jacobian: replay + adjoint/tangent
+    assert sim.launches - before == 4  # step 1 (keeping its intermediates); VJP 1; Jacobian: replay + tangent
+    sim.tape_budget = 0  # no stored intermediates: the VJP replays the step
+    before = sim.launches
+    _, tape = sim.step(s, c, record=True)
+    sim.vjp_tape(tape, torch.ones_like(s))
+    assert sim.launches - before == 3
+
+
+def test_stored_and_replayed_tapes_give_the_same_vjp(paths):
+    """A tape that keeps the step's intermediates and one that replays the step give bit-identical
+    VJPs; stored bytes count against tape_budget while the tape lives, and beyond the budget a
+    recorded step falls back to replaying."""
+    import gc
+    from mbmix_taichi.physics.articulated import ContactParams
+    sim = ArticulatedSim(load_mjcf(paths["drop"]), dt=0.01, substeps=5, dtype=torch.float64,
+                         contact=ContactParams())
+    gen = torch.Generator().manual_seed(0)
+    s = torch.tensor(sim.model.qpos0().tolist() + [0.0] * sim.nv, dtype=torch.float64).repeat(3, 1)
+    s = s + 0.05 * torch.randn(s.shape, generator=gen, dtype=torch.float64)
+    c = torch.zeros(3, sim.nu, dtype=torch.float64)
+    cot = torch.randn(s.shape, generator=gen, dtype=torch.float64)
+    out_a, stored = sim.step(s, c, record=True)
+    assert stored.W is not None and sim._tape_bytes[0] > 0
+    one = sim._tape_bytes[0]
+    sim.tape_budget = one  # room for exactly one stored tape
+    out_b, replayed = sim.step(s, c, record=True)
+    assert replayed.W is None and sim._tape_bytes[0] == one
+    assert torch.equal(out_a, out_b)
+    ga, gb = sim.vjp_tape(stored, cot), sim.vjp_tape(replayed, cot)
+    assert torch.equal(ga[0], gb[0]) and torch.equal(ga[1], gb[1])
+    del stored
+    gc.collect()
+    assert sim._tape_bytes[0] == 0
+    _, again = sim.step(s, c, record=True)
+    assert again.W is not None
 
 
 def test_every_model_runs_on_one_compiled_kernel_set(paths):
@@ -145,7 +179,7 @@ def test_every_model_runs_on_one_compiled_kernel_set(paths):
         out, tape = sim.step(s, c, record=True)
         sim.vjp_tape(tape, torch.ones_like(s))
         sim.jvp(s, c, torch.ones_like(s), torch.ones_like(c))
-        assert sim.launches - before == 5 and torch.isfinite(out).all()
+        assert sim.launches - before == 4 and torch.isfinite(out).all()
         now = {k: len(v._primal.compiled_kernels) for k, v in ak.kernels("f64").items()}
         assert all(n == 1 for n in now.values()), now
         counts = counts or now
