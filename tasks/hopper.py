@@ -13,8 +13,10 @@ Where the numbers come from (DiffRL, envs/hopper.py unless noted):
 * reward (on the next state): progress qd[0]; height: d = rootz - (termination_height -0.45
   + tolerance 0.15) clipped to [-1, 0.3], -200 d^2 if d < 0 else 1.0 * d; angle
   1 - rooty^2 / (pi/6)^2; action penalty -0.1 * sum(a^2);
-* episode_length 1000; early termination (rootz < -0.45) is off by default as in DiffRL
-  (option early_termination);
+* episode_length 1000; early termination when rootz < -0.45 (HopperEnv's default
+  early_termination=True, which DiffRL's SHAC keeps: shac.py does not pass it; option
+  early_termination=false turns it off, and then a fallen hopper collects the -200 d^2 height
+  penalty for the rest of its 1000 steps);
 * reset: q = 0, qd = 0; with stochastic_init (SHAC configs: stochastic_env True):
   q[0:2] += 0.05 U(-1, 1), q[2] = 0.1 (U[0,1) - 0.5), joints += 0.05 U(-1, 1),
   qd = 0.05 U(-1, 1).
@@ -41,7 +43,7 @@ def height_reward(h, low, tol, scale, upper=0.3):
 class Hopper(PlanarTask):
     name = "hopper"
     description = "DiffRL hopper: hop forward on one leg (1000 steps)"
-    default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True, "early_termination": False,
+    default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True, "early_termination": True,
                        "previous_action": False}
     asset_name = "hopper.xml"
     contact = ContactParams(ke=2e4, kd=1e3, kf=1e3, mu=0.9)

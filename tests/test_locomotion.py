@@ -169,7 +169,8 @@ def test_cartpole_definition():
 
 
 def test_hopper_rewards_and_termination():
-    env = mt.make("hopper", num_envs=2, seed=0, dtype="float64", stochastic_init=False, early_termination=True)
+    # early termination is DiffRL's HopperEnv default, so it is ours
+    env = mt.make("hopper", num_envs=2, seed=0, dtype="float64", stochastic_init=False)
     s = env.get_state()
     assert s.abs().max() == 0
     r = env.reward(s, torch.zeros(2, 3, dtype=torch.float64), s)
@@ -178,6 +179,8 @@ def test_hopper_rewards_and_termination():
     low = s.clone()
     low[:, 1] = -0.5
     assert env.task.terminated(low).all() and not env.task.terminated(s).any()
+    off = mt.make("hopper", num_envs=2, seed=0, dtype="float64", stochastic_init=False, early_termination=False)
+    assert not off.task.terminated(low).any()
 
 
 def test_legged_definitions():
