@@ -7,6 +7,7 @@ import torch
 
 import _toy  # noqa: F401  (registers toy-reach)
 from mbmix_taichi.learner import ALGOS, Run, evaluate, load_policy, resolve, untrained_policy
+from mbmix_taichi.learner.config import RunError
 from mbmix_taichi.learner.agent import Agent
 
 FAST = dict(num_envs=8, actor_hidden=[32, 32], critic_hidden=[32, 32], critic_iterations=4,
@@ -66,6 +67,28 @@ def test_resume_equals_uninterrupted(algo, extra, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
+def test_resume_and_eval_keep_the_task_options_the_run_started_with(tmp_path, monkeypatch):
+    """A task's defaults change between two sessions (as hopper's early_termination did): resuming
+    an existing run continues, and eval evaluates, the task as the run resolved it (task.json),
+    while config.json keeps the options as given."""
+    import json
+
+    from _toy import ToyReach
+    cfg = _cfg("mix", iterations=4)
+    Run(cfg, tmp_path / "full", progress=False).train()
+    Run(cfg, tmp_path / "split", progress=False).train(stop_after=2)
+    saved = json.loads((tmp_path / "split" / "task.json").read_text())
+    assert saved == {"task": "toy-reach", "options": {"dim": 2, "episode_length": 32}}
+    monkeypatch.setattr(ToyReach, "default_options", {"dim": 2, "episode_length": 8})  # the new default
+    Run(None, tmp_path / "split", resume=True, progress=False).train()
+    assert _metrics(tmp_path / "split") == _metrics(tmp_path / "full")
+    assert load_policy(tmp_path / "split")[1]["episode_length"] == 32
+    assert json.loads((tmp_path / "split" / "config.json").read_text())["task_options"] == {}
+    (tmp_path / "split" / "task.json").write_text(json.dumps({"task": "cloth-fold", "options": {}}))
+    with pytest.raises(RunError, match="task.json"):
+        load_policy(tmp_path / "split")
+
+
 def test_non_finite_updates_are_skipped(tmp_path):
     run = Run(_cfg("shac", iterations=1), tmp_path / "r", progress=False)
     agent: Agent = run.agent
@@ -83,7 +106,7 @@ def test_non_finite_updates_are_skipped(tmp_path):
 def test_policy_fn_shapes(tmp_path):
     Run(_cfg("bptt", iterations=1), tmp_path / "r", progress=False).train()
     task, opts, pol = load_policy(tmp_path / "r")
-    assert task == "toy-reach" and opts == {}
+    assert task == "toy-reach" and opts == {"dim": 2, "episode_length": 32}  # resolved (task.json)
     out = pol(torch.zeros(5, 4))
     assert out.shape == (5, 2) and not out.requires_grad
     torch.testing.assert_close(out, pol(torch.zeros(5, 4)))  # deterministic

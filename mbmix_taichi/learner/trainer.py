@@ -1,7 +1,10 @@
 """Runs: run directory, metrics, checkpoints, resume, evaluation, loading policies.
 
 Run directory format (the renderer and plotter rely on it):
-  config.json     the resolved Config (task, task_options, algo, seed, num_envs, ...)
+  config.json     the resolved Config (task, task_options as given, algo, seed, num_envs, ...)
+  task.json       the task and ALL its options as the run resolved them (defaults included):
+                  resume, eval and render use these, so a later change of a task's defaults
+                  does not change what an existing run continues or is evaluated on
   metrics.csv     one row per iteration: iteration, env_steps, wall_time, return, score, losses...
   checkpoint.pt   everything needed to resume (written atomically: temp file + os.replace)
   policy.pt       the final policy: {"config", "actor", "obs_norm", "obs_dim", "act_dim"}
@@ -51,7 +54,9 @@ def metric_columns(cfg: Config) -> list[str]:
 
 
 #: files whose presence means a directory holds a run (train refuses to replace them by accident)
-RUN_FILES = ("config.json", "metrics.csv", "checkpoint.pt", "policy.pt")
+#: the task and all its resolved options, as the run started
+TASK_FILE = "task.json"
+RUN_FILES = ("config.json", "metrics.csv", "checkpoint.pt", "policy.pt", "task.json")
 
 
 def holds_run(path) -> bool:
@@ -131,7 +136,7 @@ class Run:
         self.columns = metric_columns(cfg)
         if cfg.torch_threads > 0:
             torch.set_num_threads(cfg.torch_threads)
-        self.env = make_env(cfg)
+        self.env = make_env(cfg)  # on resume cfg.task_options are the run's resolved ones (read_config)
         self.agent = make_agent(cfg, self.env)
         self.agent.log = self.log
         self.rows: list[dict] = []
@@ -150,7 +155,13 @@ class Run:
                 raise RunError(f"checkpoint in {self.out} does not fit this run's config: {exc}") from exc
             self.rows = ckpt["rows"]
             self.wall = ckpt["wall_time"]
-        (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        given = dict(cfg.task_options)
+        if resume:  # config.json keeps the options as given; task.json has them resolved
+            given = _read_json(self.out / "config.json").get("task_options", given)
+        else:
+            (self.out / TASK_FILE).write_text(json.dumps(
+                {"task": cfg.task, "options": _json_options(self.env.task.options)}, indent=2))
+        (self.out / "config.json").write_text(json.dumps({**cfg.to_dict(), "task_options": given}, indent=2))
         self._write_csv()
         self._tb = None
         try:
@@ -299,7 +310,29 @@ def read_config(run_dir) -> Config:
         raise RunError(f"corrupt config.json in {run_dir}: {exc}") from exc
     if not isinstance(data, dict) or not data.get("task"):
         raise RunError(f"corrupt config.json in {run_dir}: no task")
-    return from_dict(data)
+    cfg = from_dict(data)
+    task_file = run_dir / TASK_FILE
+    if task_file.is_file():  # the options the run resolved (runs made before task.json existed have none)
+        saved = _read_json(task_file)
+        if saved.get("task") != cfg.task or not isinstance(saved.get("options"), dict):
+            raise RunError(f"corrupt {TASK_FILE} in {run_dir}: it does not hold the options of task {cfg.task!r}")
+        cfg.task_options = dict(saved["options"])
+    return cfg
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except Exception as exc:
+        raise RunError(f"corrupt {path.name} in {path.parent}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RunError(f"corrupt {path.name} in {path.parent}: not a JSON object")
+    return data
+
+
+def _json_options(options: dict) -> dict:
+    """A task's resolved options as JSON values (paths as strings)."""
+    return json.loads(json.dumps(options, default=str))
 
 
 _LOCKS: dict = {}  # run directory -> this process's open, locked .lock file
