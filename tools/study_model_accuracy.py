@@ -1,11 +1,14 @@
 """Model accuracy: Sobolev-trained (eq. 4, alpha > 0) vs MSE-trained (alpha = 0) dynamics
-models on the same data, evaluated on held-out trajectories of cloth-fold.
+models on the same data, evaluated on held-out trajectories of a task.
 
 Measures one-step state error, multi-step (open-loop) state error over k steps, and the
 relative Jacobian error ||J_hat - J||_F / ||J||_F against the simulator's exact Jacobians.
-Writes docs/study_model_accuracy.md and docs/study_model_accuracy.png.
+The Sobolev targets are random JVP probes (`--probes P`, as MB-MIX uses for the cloth) or the
+full one-step Jacobians (`--probes full`, as MB-MIX uses for state_dim <= 64: the rigid tasks).
+Writes docs/study_model_accuracy.md/.png (cloth-fold) or docs/study_model_accuracy_<task>.md/.png.
 
     python tools/study_model_accuracy.py [--task cloth-fold] [--resolution 5] [--train-episodes 8]
+    python tools/study_model_accuracy.py --task hopper --probes full --episode-length 100
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ def collect(env, episodes: int, seed: int, probes: int, full_jacobian: bool):
     (and full Jacobians for evaluation). Returns time-major tensors [T, N*episodes, ...]."""
     g = torch.Generator().manual_seed(seed)
     T = env.episode_length
-    out = {k: [] for k in ("s", "a", "s2", "t_in", "t_out", "js", "ja")}
+    out = {k: [] for k in ("s", "a", "s2", "done", "t_in", "t_out", "js", "ja")}
     for ep in range(episodes):
         env.reset(seed + 1000 * ep)
         act = torch.zeros(env.num_envs, env.act_dim)
@@ -41,9 +44,10 @@ def collect(env, episodes: int, seed: int, probes: int, full_jacobian: bool):
             act = 0.8 * act + 0.6 * torch.randn(act.shape, generator=g)
             a = act.clamp(-1, 1).to(env.dtype)
             s = env.get_state()
-            _, _, _, _, info = env.step(a)
+            _, _, term, trunc, info = env.step(a)
             s2 = info["final_state"]
             rows["s"].append(s); rows["a"].append(a); rows["s2"].append(s2)
+            rows["done"].append(term | trunc)  # the env reset after this step: no k-step window crosses it
             if full_jacobian:
                 js, ja = env.jacobian(s, a)
                 rows["js"].append(js); rows["ja"].append(ja)
@@ -51,7 +55,17 @@ def collect(env, episodes: int, seed: int, probes: int, full_jacobian: bool):
             if v:
                 out[k].append(torch.stack(v))
     data = {k: torch.cat(v, 1) for k, v in out.items() if v}
-    if probes:
+    if probes == "full":
+        # the full Jacobian as probe/response pairs: identity columns scaled by the input std
+        # (the learner's `_probe_batch` for full Jacobians)
+        T_, B_ = data["s"].shape[:2]
+        s, a = data["s"].reshape(T_ * B_, -1), data["a"].reshape(T_ * B_, -1)
+        c = safe_std(torch.cat([s, a], -1))
+        js, ja = env.jacobian(s, a)
+        t_in = torch.diag_embed(c).expand(T_ * B_, -1, -1)
+        t_out = torch.cat([js, ja], -1).transpose(1, 2) * c[None, :, None]
+        data["t_in"], data["t_out"] = t_in.reshape(T_, B_, *t_in.shape[1:]), t_out.reshape(T_, B_, *t_out.shape[1:])
+    elif probes:
         # Gaussian probes scaled by the std of the model inputs, z * std / sqrt(P), as the
         # learner draws them (so the Jacobian error is weighted in the model's input units)
         T_, B_ = data["s"].shape[:2]
@@ -95,8 +109,10 @@ def evaluate(m, test, horizons):
             x = s[t0]
             for j in range(k):
                 x = m(x, a[t0 + j])
-            errs.append((((x - s2[t0 + k - 1]) / scale) ** 2).mean())
-        multi[k] = float(torch.stack(errs).mean())
+            ok = ~test["done"][t0:t0 + k - 1].any(0)  # envs whose window lies inside one episode
+            if ok.any():
+                errs.append((((x - s2[t0 + k - 1]) / scale) ** 2)[ok].mean(-1))
+        multi[k] = float(torch.cat(errs).mean())
     res["multi_step_nmse"] = multi
     # positions only, in millimetres (interpretable)
     if "js" in test:
@@ -110,20 +126,28 @@ def evaluate(m, test, horizons):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="cloth-fold")
-    p.add_argument("--resolution", type=int, default=5)
+    p.add_argument("--resolution", type=int, default=5, help="cloth tasks: particles per side")
     p.add_argument("--episode-length", type=int, default=30)
     p.add_argument("--num-envs", type=int, default=8)
     p.add_argument("--train-episodes", type=int, default=4)
     p.add_argument("--test-episodes", type=int, default=1)
-    p.add_argument("--probes", type=int, default=4)
+    p.add_argument("--probes", default="4", help="random JVP probes per transition, or 'full' (full Jacobians)")
     p.add_argument("--updates", type=int, default=3000)
     p.add_argument("--alphas", default="0,0.1,1")
     p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--out", default=str(ROOT / "docs" / "study_model_accuracy"))
+    p.add_argument("--out", default=None, help="output path without extension (default: docs/study_model_accuracy"
+                   "[_<task>])")
     a = p.parse_args(argv)
+    if a.probes != "full":
+        a.probes = int(a.probes)
+    cloth = a.task.startswith("cloth")
+    if a.out is None:
+        a.out = str(ROOT / "docs" / ("study_model_accuracy" + ("" if a.task == "cloth-fold" else "_" + a.task)))
     torch.set_num_threads(1)
     t_start = time.time()
-    opts = {"resolution": a.resolution, "episode_length": a.episode_length}
+    opts = {"episode_length": a.episode_length}
+    if cloth:
+        opts["resolution"] = a.resolution
     env = mt.make(a.task, num_envs=a.num_envs, seed=0, **opts)
     train = collect(env, a.train_episodes, 1, a.probes, False)
     test = collect(env, a.test_episodes, 99, 0, True)
@@ -162,19 +186,22 @@ def main(argv=None):
     ax[1].set_xticks(list(xs)); ax[1].set_xticklabels([f"alpha={al:g}" for al in alphas])
     ax[1].set_ylabel("relative Jacobian error ||J_hat-J||/||J|| (held out)"); ax[1].legend()
     ax[1].set_title("Jacobian error")
-    fig.suptitle(f"{a.task} resolution {a.resolution}: model accuracy, Sobolev vs MSE")
+    what = f"{a.task} resolution {a.resolution}" if cloth else a.task
+    fig.suptitle(f"{what}: model accuracy, Sobolev vs MSE")
     fig.tight_layout()
     fig.savefig(a.out + ".png", dpi=110)
     n_train = a.train_episodes * a.num_envs * a.episode_length
     lines = [
         f"# Model accuracy: Sobolev (eq. 4) vs MSE-only dynamics models on {a.task}",
         "",
-        f"Run: `python tools/study_model_accuracy.py --resolution {a.resolution} --train-episodes "
-        f"{a.train_episodes} --updates {a.updates} --seeds {a.seeds}` ({time.time() - t_start:.0f} s on 2 shared CPU cores).",
+        f"Run: `python tools/study_model_accuracy.py {' '.join(sys.argv[1:] if argv is None else argv)}` "
+        f"({time.time() - t_start:.0f} s on 2 shared CPU cores).",
         "",
-        f"Data: {a.task} with resolution {a.resolution} (state_dim {env.state_dim}), episode length "
+        f"Data: {what} (state_dim {env.state_dim}), episode length "
         f"{a.episode_length}; a smooth random policy (AR(1) actions). Training set {n_train} transitions "
-        f"with {a.probes} Gaussian JVP probes each, z * std(inputs) / sqrt(P) (the projected Sobolev term, as the learner uses for cloth); "
+        + (f"with their full one-step Jacobians (identity probes scaled by the input std, as the learner uses for state_dim <= 64); "
+           if a.probes == "full" else
+           f"with {a.probes} Gaussian JVP probes each, z * std(inputs) / sqrt(P) (the projected Sobolev term, as the learner uses for cloth); ") +
         f"held-out set: {a.test_episodes * a.num_envs} other episodes ({a.test_episodes * a.num_envs * a.episode_length} "
         "transitions) with the simulator's full Jacobians. One MLP (2x128 SiLU) per setting, "
         f"{a.updates} Adam steps of batch 256, mean over {a.seeds} seeds.",
@@ -192,7 +219,7 @@ def main(argv=None):
         lines.append(f"| {lab} | {r['one_step_nmse']:.3g} | {m[2]:.3g} | {m[5]:.3g} | {m[10]:.3g} | "
                      f"{r['jac_s_rel']:.3g} | {r['jac_a_rel']:.3g} |")
     lines.append(f"| reference: s' = s + const (no learned Jacobian) | | | | | {ident['jac_s_rel']:.3g} | {ident['jac_a_rel']:.3g} |")
-    lines += ["", NOTE, "", "![model accuracy](study_model_accuracy.png)", ""]
+    lines += ["", NOTE if cloth else "", "", f"![model accuracy]({Path(a.out).name}.png)", ""]
     Path(a.out + ".md").write_text("\n".join(lines) + "\n")
     print("wrote", a.out + ".md")
 
