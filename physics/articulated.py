@@ -292,18 +292,39 @@ INDEX_LIMIT = 2 ** 31 - 1
 class _Tape:
     """A recorded step: its control and env count, and either its input state (the VJP replays the
     step) or the buffer W of every substep's intermediates, whose bytes count against the
-    simulator's `tape_budget` while the tape lives."""
+    simulator's `tape_budget` while the tape lives; when the tape dies, W goes back to the
+    simulator's pool for the next recorded step (fresh pages cost page faults on every write)."""
     __slots__ = ("state", "ctrl", "n", "W", "__weakref__")
 
-    def __init__(self, state, ctrl, n, W=None, live=None, nbytes=0):
+    def __init__(self, state, ctrl, n, W=None, pool=None):
         self.state, self.ctrl, self.n, self.W = state, ctrl, n, W
         if W is not None:
-            live[0] += nbytes
-            weakref.finalize(self, _release, live, nbytes)
+            pool.live += W.numel()
+            weakref.finalize(self, pool.put, W)
 
 
-def _release(live, nbytes):
-    live[0] -= nbytes
+class _TapePool:
+    """Tape buffers: the entries live tapes hold, and free buffers kept for reuse (by size; their
+    entries and the live ones together stay within the budget)."""
+
+    def __init__(self):
+        self.live = 0  # entries held by live tapes
+        self.free: dict[int, list] = {}
+        self.free_entries = 0
+
+    def get(self, size, make):
+        bufs = self.free.get(size)
+        if bufs:
+            self.free_entries -= size
+            return bufs.pop()
+        return make(size)
+
+    def put(self, W):
+        size = W.numel()
+        self.live -= size
+        if self.free_entries + self.live + size <= self.budget_entries:
+            self.free.setdefault(size, []).append(W)
+            self.free_entries += size
 
 
 def _check_index(size: int, what: str) -> None:
@@ -360,7 +381,8 @@ class ArticulatedSim(Simulator):
         self._tan = fast["tangent"].bind(("tangent", fp), fixed=(0, 1))
         self._work = None
         self._dummy1 = torch.zeros(1, dtype=dtype, device=self.device)
-        self._tape_bytes = [0]  # stored intermediates of the live tapes (a list: tape finalizers update it)
+        self._tapes = _TapePool()
+        self._tapes.budget_entries = self.tape_budget // torch.empty((), dtype=dtype).element_size()
 
     def bytes_per_env(self, record: bool = False) -> int:
         """A step's scratch; with `record`, the VJP's too: every substep's intermediates (transient)."""
@@ -407,15 +429,21 @@ class ArticulatedSim(Simulator):
         self.launches += 1
         if record:
             size = self._workspace_size(n, keep=True)
-            nbytes = size * torch.empty((), dtype=self.dtype).element_size()
-            if self._tape_bytes[0] + nbytes <= self.tape_budget:
+            item = torch.empty((), dtype=self.dtype).element_size()
+            self._tapes.budget_entries = self.tape_budget // item  # (tape_budget may be set any time)
+            if (self._tapes.live + size) * item <= self.tape_budget:
                 # store: this launch keeps every substep's intermediates in the tape's own buffer
-                W = self._buf(size)
+                W = self._tapes.get(size, self._buf)
                 self._fwd(self._I, self._P, state.view(-1), ctrl, out.view(-1), W, n, 1)
-                return out, _Tape(None, ctrl.clone(), n, W, self._tape_bytes, nbytes)
+                return out, _Tape(None, ctrl.clone(), n, W, self._tapes)
         self._fwd(self._I, self._P, state.view(-1), ctrl, out.view(-1), self._workspace(n), n, 0)
         # recompute: the tape is the step's input; the VJP replays the step (bit-identical)
         return out, (_Tape(state.clone(), ctrl.clone(), n) if record else None)
+
+    def tape_bytes(self) -> tuple[int, int]:
+        """(bytes held by live recorded tapes, bytes of free tape buffers kept for reuse)."""
+        item = torch.empty((), dtype=self.dtype).element_size()
+        return self._tapes.live * item, self._tapes.free_entries * item
 
     def vjp_tape(self, tape, cotangent):
         n = tape.n

@@ -148,19 +148,22 @@ def test_stored_and_replayed_tapes_give_the_same_vjp(paths):
     c = torch.zeros(3, sim.nu, dtype=torch.float64)
     cot = torch.randn(s.shape, generator=gen, dtype=torch.float64)
     out_a, stored = sim.step(s, c, record=True)
-    assert stored.W is not None and sim._tape_bytes[0] > 0
-    one = sim._tape_bytes[0]
+    assert stored.W is not None
+    one = sim.tape_bytes()[0]
+    assert one > 0
     sim.tape_budget = one  # room for exactly one stored tape
     out_b, replayed = sim.step(s, c, record=True)
-    assert replayed.W is None and sim._tape_bytes[0] == one
+    assert replayed.W is None and sim.tape_bytes()[0] == one
     assert torch.equal(out_a, out_b)
     ga, gb = sim.vjp_tape(stored, cot), sim.vjp_tape(replayed, cot)
     assert torch.equal(ga[0], gb[0]) and torch.equal(ga[1], gb[1])
+    buf = stored.W.data_ptr()
     del stored
     gc.collect()
-    assert sim._tape_bytes[0] == 0
-    _, again = sim.step(s, c, record=True)
-    assert again.W is not None
+    assert sim.tape_bytes() == (0, one)  # its buffer is kept for the next recorded step
+    out_c, again = sim.step(s, c, record=True)
+    assert again.W is not None and again.W.data_ptr() == buf and sim.tape_bytes() == (one, 0)
+    assert torch.equal(out_c, out_a) and torch.equal(sim.vjp_tape(again, cot)[0], ga[0])
 
 
 def test_every_model_runs_on_one_compiled_kernel_set(paths):
