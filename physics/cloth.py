@@ -15,10 +15,12 @@ the picker moves by delta_p per control step (the control). State layout, per en
 Pickers respect the ground: a picker's vertical displacement is raised to
     delta_p.z = max(delta_p.z, h - z_low),   z_low = min(picker z, z of the particles it holds)
 so that neither the picker nor anything it holds ends a control step below the ground h
-(a state that has them all above the ground never moves for a zero control). The clamp is
-applied to the control before the kernels run and its derivative is chained around them in
-`step`/`vjp_tape`/`jvp` (a clamped entry has zero derivative w.r.t. the control's z and -1
-w.r.t. z_low's state entry), so forward, tangent and adjoint stay exactly consistent. Like
+(a state that has them all above the ground never moves for a zero control). The kernels apply
+the clamp themselves at the start of a control step (`_clamp`; z_low is the first of the lowest
+of the picker's z, then its particles' z in index order) and record, per env and picker, the
+state entry of z_low where it raised the control; the tangent and adjoint kernels read that
+record (a raised entry has zero derivative w.r.t. the control's z and -1 w.r.t. z_low's state
+entry), so forward, tangent and adjoint stay exactly consistent at no torch-side cost. Like
 contact, the clamp is a kink: where it switches on, and where several of those heights tie
 for the lowest (the derivative then follows the first of them), a central difference that
 straddles it is not a derivative.
@@ -152,9 +154,63 @@ def _contact_adjoint(x, u, vb, dt, h, mu):
     return ub, xzb
 
 
+# The pickers' ground clamp: a forward that records its decision in the step's record (the tail of
+# U, one entry per env and picker: the state entry of z_low if the control was raised, else -1; an
+# integer held in the float tape, exact below 2^24), the effective control read through it, and
+# its tangent and adjoint (a raised z is h - z_low: derivative -1 w.r.t. that entry, 0 w.r.t. the
+# control's z).
+@ti.func
+def _clamp(state: ti.template(), ctrl: ti.template(), U: ti.template(), held_by: ti.template(), prm: ti.template(),
+           b, n, K, cr):
+    ds = 6 * n + 3 * K
+    r = cr + b * K
+    for q in range(K):  # z_low: the first of the lowest of the picker's z, then its particles' in index order
+        U[r + q] = 6 * n + 3 * q + 2
+    for i in range(n):
+        q = held_by[i]
+        if q >= 0:
+            if state[b * ds + 3 * i + 2] < state[b * ds + ti.cast(U[r + q], ti.i32)]:
+                U[r + q] = 3 * i + 2
+    for q in range(K):
+        if not ctrl[b * 3 * K + 3 * q + 2] < prm[_P_H] - state[b * ds + ti.cast(U[r + q], ti.i32)]:
+            U[r + q] = -1
+
+
+@ti.func
+def _clamped_ctrl(state: ti.template(), ctrl: ti.template(), U: ti.template(), prm: ti.template(), b, q, n, K, cr):
+    """Displacement of picker q in env b with the ground clamp applied (after _clamp)."""
+    d = _ld(ctrl, b * 3 * K + 3 * q)
+    e = ti.cast(U[cr + b * K + q], ti.i32)
+    if e >= 0:
+        d[2] = prm[_P_H] - state[b * (6 * n + 3 * K) + e]
+    return d
+
+
+@ti.func
+def _clamp_tangent(T: ti.template(), tc: ti.template(), U: ti.template(), t0, c0, b, K, cr):
+    """Replace the control tangents tc[c0:] by those of the clamped displacements, given the state
+    tangent T[t0:] at the step's start."""
+    for q in range(K):
+        e = ti.cast(U[cr + b * K + q], ti.i32)
+        if e >= 0:
+            tc[c0 + 3 * q + 2] = -T[t0 + e]
+
+
+@ti.func
+def _clamp_adjoint(gs: ti.template(), gc: ti.template(), U: ti.template(), b, n, K, cr):
+    """Chain the adjoints w.r.t. the clamped displacements (in gc) back to the state and control."""
+    ds, dc = 6 * n + 3 * K, 3 * K
+    for q in range(K):
+        e = ti.cast(U[cr + b * K + q], ti.i32)
+        if e >= 0:
+            gs[b * ds + e] -= gc[b * dc + 3 * q + 2]
+            gc[b * dc + 3 * q + 2] = gc[b * dc + 3 * q + 2] * 0.0
+
+
 # ------------------------------------------------------------------------------------ kernels
 # Flat layouts (b env, s substep, i particle, k spring, p probe, q picker, n particles, M springs):
-#   state/out/gs [b*ds + e]; ctrl/gc [b*dc + 3q]; X,V [((b*(S+1) + s)*n + i)*3]; U [((b*S + s)*n + i)*3]
+#   state/out/gs [b*ds + e]; ctrl/gc [b*dc + 3q]; X,V [((b*(S+1) + s)*n + i)*3]; U [((b*S + s)*n + i)*3],
+#   then the clamp record U[N*S*n*3 + b*K + q] (cr: its start); DF [((b*P + p)*M + k)*3]
 #   Fs [(b*M + k)*3]; Fb,Hb [(b*n + i)*3]; Db [((b*2 + 0|1)*M + k)*3]; T [(b*P + p)*ds + e]; DF [((b*P + p)*M + k)*3]
 _nd = ti.types.ndarray(ndim=1)
 
@@ -177,8 +233,8 @@ def _gather(Fs: ti.template(), inc_ptr: ti.template(), inc_spr: ti.template(), i
 
 
 @ti.func
-def _fwd_particle(ctrl: ti.template(), X: ti.template(), V: ti.template(), U: ti.template(), F,
-                  inv_m: ti.template(), held_by: ti.template(), prm: ti.template(), b, s, i, n, K, S, SX, SU):
+def _fwd_particle(state: ti.template(), ctrl: ti.template(), X: ti.template(), V: ti.template(), U: ti.template(), F,
+                  inv_m: ti.template(), held_by: ti.template(), prm: ti.template(), b, s, i, n, K, S, SX, SU, cr):
     dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
     xs = (b * SX + s % SX) * n * 3
     xs1 = (b * SX + (s + 1) % SX) * n * 3
@@ -187,7 +243,7 @@ def _fwd_particle(ctrl: ti.template(), X: ti.template(), V: ti.template(), U: ti
     v = _ld(V, xs + 3 * i)
     p = held_by[i]
     if p >= 0:
-        dp = _ld(ctrl, b * 3 * K + 3 * p) / S
+        dp = _clamped_ctrl(state, ctrl, U, prm, b, p, n, K, cr) / S
         _st(X, xs1 + 3 * i, x + dp)
         _st(V, xs1 + 3 * i, dp / dt)
         _st(U, us + 3 * i, dp / dt)
@@ -209,8 +265,10 @@ def _forward(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _nd,
     run it on the calling thread, which saves the CPU thread pool's dispatch for a single env)."""
     M = si.shape[0]
     ds = 6 * n + 3 * K
+    cr = N * SU * n * 3
     ti.loop_config(serialize=serial)
     for b in range(N):
+        _clamp(state, ctrl, U, held_by, prm, b, n, K, cr)
         x0 = b * SX * n * 3
         for i in range(n):
             _st(X, x0 + 3 * i, _ld(state, b * ds + 3 * i))
@@ -229,20 +287,21 @@ def _forward(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _nd,
                 _st(Fs, (b * n + i) * 3, _ld(Fs, (b * n + i) * 3) + f)
                 _st(Fs, (b * n + j) * 3, _ld(Fs, (b * n + j) * 3) - f)
             for i in range(n):
-                _fwd_particle(ctrl, X, V, U, _ld(Fs, (b * n + i) * 3), inv_m, held_by, prm, b, s, i, n, K, S, SX, SU)
-        _fwd_out(state, ctrl, out, X, V, b, n, K, S, SX)
+                _fwd_particle(state, ctrl, X, V, U, _ld(Fs, (b * n + i) * 3), inv_m, held_by, prm, b, s, i, n, K, S, SX,
+                              SU, cr)
+        _fwd_out(state, ctrl, out, X, V, U, prm, b, n, K, S, SX, cr)
 
 
 @ti.func
 def _fwd_out(state: ti.template(), ctrl: ti.template(), out: ti.template(), X: ti.template(), V: ti.template(),
-             b, n, K, S, SX):
+             U: ti.template(), prm: ti.template(), b, n, K, S, SX, cr):
     ds = 6 * n + 3 * K
     xS = (b * SX + S % SX) * n * 3
     for i in range(n):
         _st(out, b * ds + 3 * i, _ld(X, xS + 3 * i))
         _st(out, b * ds + 3 * n + 3 * i, _ld(V, xS + 3 * i))
     for q in range(K):
-        _st(out, b * ds + 6 * n + 3 * q, _ld(state, b * ds + 6 * n + 3 * q) + _ld(ctrl, b * 3 * K + 3 * q))
+        _st(out, b * ds + 6 * n + 3 * q, _ld(state, b * ds + 6 * n + 3 * q) + _clamped_ctrl(state, ctrl, U, prm, b, q, n, K, cr))
 
 
 @ti.kernel
@@ -256,6 +315,9 @@ def _forward_wide(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _
     agree to rounding: with S a compile-time constant the compiler folds divisions differently)."""
     M = si.shape[0]
     ds = 6 * n + 3 * K
+    cr = N * SU * n * 3
+    for b in range(N):
+        _clamp(state, ctrl, U, held_by, prm, b, n, K, cr)
     for b, i in ti.ndrange(N, n):
         x0 = b * SX * n * 3
         _st(X, x0 + 3 * i, _ld(state, b * ds + 3 * i))
@@ -265,13 +327,13 @@ def _forward_wide(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _
             _fwd_spring(X, V, Fs, si, sj, rest, ke, kd, b, s, k, n, M, SX)
         for b, i in ti.ndrange(N, n):
             F = _gather(Fs, inc_ptr, inc_spr, inc_sgn, b, i, M, _ld(X, 0) * 0.0)
-            _fwd_particle(ctrl, X, V, U, F, inv_m, held_by, prm, b, s, i, n, K, S, SX, SU)
+            _fwd_particle(state, ctrl, X, V, U, F, inv_m, held_by, prm, b, s, i, n, K, S, SX, SU, cr)
     for b, i in ti.ndrange(N, n):
         xS = (b * SX + S % SX) * n * 3
         _st(out, b * ds + 3 * i, _ld(X, xS + 3 * i))
         _st(out, b * ds + 3 * n + 3 * i, _ld(V, xS + 3 * i))
     for b, q in ti.ndrange(N, K):
-        _st(out, b * ds + 6 * n + 3 * q, _ld(state, b * ds + 6 * n + 3 * q) + _ld(ctrl, b * 3 * K + 3 * q))
+        _st(out, b * ds + 6 * n + 3 * q, _ld(state, b * ds + 6 * n + 3 * q) + _clamped_ctrl(state, ctrl, U, prm, b, q, n, K, cr))
 
 
 @ti.kernel
@@ -283,6 +345,7 @@ def _adjoint(cot: _nd, gs: _nd, gc: _nd, X: _nd, V: _nd, U: _nd, Fb: _nd, Db: _n
     collected by held particles, Db the spring adjoints w.r.t. d = x_i - x_j and w = v_i - v_j."""
     M = si.shape[0]
     ds, dc = 6 * n + 3 * K, 3 * K
+    cr = N * S * n * 3
     for b in range(N):
         dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
         for e in range(ds):
@@ -333,6 +396,7 @@ def _adjoint(cot: _nd, gs: _nd, gc: _nd, X: _nd, V: _nd, U: _nd, Fb: _nd, Db: _n
             p = held_by[i]
             if p >= 0:
                 _st(gc, b * dc + 3 * p, _ld(gc, b * dc + 3 * p) + _ld(Hb, (b * n + i) * 3))
+        _clamp_adjoint(gs, gc, U, b, n, K, cr)
 
 
 @ti.kernel
@@ -340,14 +404,17 @@ def _tangent(T: _nd, tc: _nd, X: _nd, V: _nd, U: _nd, DF: _nd,
              si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
              inv_m: _nd, held_by: _nd, prm: _nd, N: ti.i32, P: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32):
     """T: tangents of the state in, of the next state out (in place), one row per (env, probe);
-    tc: control tangents. One thread per (env, probe); reads the forward tape."""
+    tc: control tangents, replaced in place by those of the clamped control. One thread per
+    (env, probe); reads the forward tape."""
     M = si.shape[0]
     ds, dc = 6 * n + 3 * K, 3 * K
+    cr = N * S * n * 3
     for b, p in ti.ndrange(N, P):
         dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
         t0 = (b * P + p) * ds
         c0 = (b * P + p) * dc
         f0 = (b * P + p) * M * 3
+        _clamp_tangent(T, tc, U, t0, c0, b, K, cr)
         for s in range(S):
             xs = (b * (S + 1) + s) * n * 3
             us = (b * S + s) * n * 3
@@ -459,14 +526,9 @@ class ClothSim(Simulator):
         prm[_P_H] = -1e30 if ground is None else ground
         self.prm = torch.tensor(prm, **f)
         self.ground = None if ground is None else float(ground)
-        # per picker, the state entries (z of the picker, z of each held particle) whose lowest
-        # value bounds its downward displacement; padded with the picker's own entry
-        width = 1 + max((len(h) for h in self.held), default=0)
-        low = np.empty((K, width), dtype=np.int64)
-        for p, idx in enumerate(self.held):
-            entries = [6 * n + 3 * p + 2] + [3 * int(i) + 2 for i in idx]
-            low[p] = entries + [entries[0]] * (width - len(entries))
-        self._low_entries = torch.tensor(low, dtype=torch.int64, device=self.device)
+        if self.dtype == torch.float32 and self.state_dim >= 2 ** 24:
+            raise ValueError(f"a float32 ClothSim records state entries in its float tape, exact below 2^24; "
+                             f"state_dim {self.state_dim} is too large (use float64)")
         self._topo = tuple(getattr(self, name) for name in TOPOLOGY)
         self._key = (self.dtype, self.device.type)  # the argument kinds of every launch of this sim
         self._scratch = None  # (N, buffers) of the unrecorded step
@@ -511,58 +573,15 @@ class ClothSim(Simulator):
     def _check(self, state, control):
         return self.check_inputs(state, control)
 
-    def _ground_clamp(self, state, control):
-        """(effective control, clamp) with each picker's z displacement raised so that it and
-        the particles it holds stay above the ground; clamp = (mask [N, K], state entry [N, K]
-        of z_low) for the derivatives, or None when nothing is clamped."""
-        if self.ground is None or self.K == 0:
-            return control, None
-        N = state.shape[0]
-        cand = state[:, self._low_entries.view(-1)].view(N, self.K, -1)
-        lo = self.ground - cand.amin(2)
-        cz = control[:, 2::3]
-        mask = cz < lo
-        if not bool(mask.any()):  # the common case: a few torch ops, no index bookkeeping
-            return control, None
-        arg = cand.argmin(2)
-        src = self._low_entries[torch.arange(self.K, device=self.device), arg]  # [N, K]
-        eff = control.clone()
-        eff[:, 2::3] = torch.where(mask, lo, cz)
-        return eff, (mask, src)
-
-    @staticmethod
-    def _clamp_tangent(clamp, ts, tc):
-        """Control tangents of the clamped control: ts [N, P, ds], tc [N, P, dc]."""
-        if clamp is None:
-            return tc
-        mask, src = clamp
-        P = ts.shape[1]
-        from_state = -torch.gather(ts, 2, src[:, None, :].expand(-1, P, -1))  # d(h - z_low)
-        tc = tc.clone()
-        tc[..., 2::3] = torch.where(mask[:, None, :], from_state, tc[..., 2::3])
-        return tc
-
-    @staticmethod
-    def _clamp_adjoint(clamp, gs, gc):
-        """Adjoints w.r.t. (state, control) from those w.r.t. (state, clamped control)."""
-        if clamp is None:
-            return gs, gc
-        mask, src = clamp
-        gz = gc[:, 2::3]
-        gs = gs.scatter_add(1, src, -torch.where(mask, gz, torch.zeros_like(gz)))
-        gc = gc.clone()
-        gc[:, 2::3] = torch.where(mask, torch.zeros_like(gz), gz)
-        return gs, gc
-
     def _tape(self, N, SX, SU):
         n, M = self.n, self.model.num_springs
         e = dict(dtype=self.dtype, device=self.device)
+        # U: pre-contact velocities, then the clamp record (one entry per env and picker)
         return (torch.empty(N * SX * n * 3, **e), torch.empty(N * SX * n * 3, **e),
-                torch.empty(N * SU * n * 3, **e), torch.empty(N * max(M, n) * 3, **e))
+                torch.empty(N * (SU * n * 3 + self.K), **e), torch.empty(N * max(M, n) * 3, **e))
 
     def step(self, state, control, record=False):
         state, control = self._check(state, control)
-        control, clamp = self._ground_clamp(state, control)
         N = state.shape[0]
         out = torch.empty_like(state)
         # recording keeps every substep (the adjoint walks them back); otherwise two slots suffice
@@ -580,10 +599,17 @@ class ClothSim(Simulator):
         else:  # state, control: checked by _check; the rest made here (see physics/_launch.py)
             (self._fwd1 if N == 1 else self._fwd)(*args, N == 1)
         self.launches += 1
-        return out, ((X, V, U, N, clamp) if record else None)
+        return out, ((X, V, U, N, self._clamp_record(U, N)) if record else None)
+
+    def _clamp_record(self, U, N):
+        """What the ground clamp did in a recorded step: (mask [N, K] of the pickers whose z
+        displacement was raised, state entry [N, K] of their z_low, -1 where not raised); views
+        of the record the kernels keep at the end of U."""
+        src = U[N * self.substeps * self.n * 3:].view(N, self.K)
+        return src >= 0, src
 
     def vjp_tape(self, tape, cotangent):
-        X, V, U, N, clamp = tape
+        X, V, U, N, _ = tape
         cot = cotangent.to(self.dtype).contiguous()
         if cot.shape != (N, self.state_dim):
             raise ValueError(f"ClothSim: cotangent {list(cot.shape)} does not match [{N}, {self.state_dim}]")
@@ -596,13 +622,13 @@ class ClothSim(Simulator):
         self._adj(cot.view(-1), gs.view(-1), gc.view(-1), X, V, U, Fb, Db, Hb, *self._topo,
                  N, self.n, self.K, self.substeps)
         self.launches += 1
-        return self._clamp_adjoint(clamp, gs, gc)
+        return gs, gc
 
     def bytes_per_env(self, record: bool = False) -> int:
         item = torch.empty((), dtype=self.dtype).element_size()
         n, M, S = self.n, self.model.num_springs, self.substeps
         SX, SU = (S + 1, S) if record else (2, 1)
-        tape = (2 * SX + SU) * n * 3 + max(M, n) * 3
+        tape = (2 * SX + SU) * n * 3 + self.K + max(M, n) * 3
         vjp = (2 * n * 3 + 2 * M * 3 + 2 * self.state_dim) if record else 0
         return item * (8 * self.state_dim + tape + vjp)
 
@@ -611,9 +637,9 @@ class ClothSim(Simulator):
         self.check_tangents(state, control, t_state, t_control)
         single = t_state.dim() == 2
         ts = (t_state.unsqueeze(1) if single else t_state).to(self.dtype).contiguous().clone()
-        tc = (t_control.unsqueeze(1) if single else t_control).to(self.dtype).contiguous()
-        _, (X, V, U, N, clamp) = self.step(state, control, record=True)
-        tc = self._clamp_tangent(clamp, ts, tc).contiguous()
+        # (the kernel writes the clamped control's tangents into tc: a copy, never the caller's)
+        tc = (t_control.unsqueeze(1) if single else t_control).to(self.dtype).contiguous().clone()
+        _, (X, V, U, N, _) = self.step(state, control, record=True)
         P = ts.shape[1]
         DF = torch.empty(N * P * self.model.num_springs * 3, dtype=self.dtype, device=self.device)
         self._tan(ts.view(-1), tc.view(-1), X, V, U, DF, *self._topo, N, P, self.n, self.K, self.substeps)
