@@ -23,13 +23,13 @@ def test_both_layouts_clamp_a_picker_pushed_into_the_ground():
     s = sims[0].make_state(x)
     c = torch.tensor([[0.01, 0.0, -0.05, 0.0, 0.0, 0.02], [0.0, 0.01, -0.05, 0.0, 0.0, -0.004]], dtype=torch.float64)
     outs = [sim.step(s, c, record=True) for sim in sims]
-    for out, (_, _, _, _, (mask, src)) in outs:
-        assert mask.tolist() == [[True, False], [True, False]]
+    for out, (_, _, _, _, rec) in outs:
+        assert rec.clamped.tolist() == [[True, False], [True, False]]
         p = sims[0].pickers(out)
         assert p[:, 0, 2].abs().max() < 1e-15, "picker 0 stops at the ground"
         assert torch.allclose(p[1, 1, 2], torch.tensor(0.006, dtype=torch.float64)), "picker 1 moves freely"
     assert torch.allclose(outs[0][0], outs[1][0], rtol=0, atol=1e-13)
-    assert torch.equal(outs[0][1][4][1], outs[1][1][4][1])
+    assert torch.equal(outs[0][1][4].low_entry, outs[1][1][4].low_entry)
 
 
 def test_a_tie_at_the_clamp_follows_the_pickers_own_height():
@@ -38,9 +38,9 @@ def test_a_tie_at_the_clamp_follows_the_pickers_own_height():
     sim, m = _sim()
     s = sim.make_state(torch.tensor(m.positions)[None])
     c = torch.tensor([[0.0, 0.0, -0.01, 0.0, 0.0, 0.0]], dtype=torch.float64)
-    _, (_, _, _, _, (mask, src)) = sim.step(s, c, record=True)
+    _, (_, _, _, _, rec) = sim.step(s, c, record=True)
     n = sim.n
-    assert mask.tolist() == [[True, False]] and int(src[0, 0]) == 6 * n + 2
+    assert rec.clamped.tolist() == [[True, False]] and int(rec.low_entry[0, 0]) == 6 * n + 2
     J_s, J_c = sim.jacobian(s, c)
     pz = 6 * n + 2
     assert J_s[0, pz, pz] == 0 and J_c[0, pz, 2] == 0  # the picker's height: h - its own height + itself
