@@ -144,3 +144,28 @@ def test_bad_actions_raise_clear_errors(pnp64):
         env.sim.step(s, torch.zeros(2, 6, dtype=torch.float64))
     obs, r, *_ = env.step(torch.zeros(2, 4, dtype=torch.float64))  # and the env is still usable
     assert torch.isfinite(obs).all() and ((r > 0) & (r <= 1)).all()
+
+
+_DEBUG_SCRIPT = r'''
+import torch, mbmix_taichi as mt
+env = mt.make("cloth-fold-pnp", num_envs=2, resolution=4, lift_steps=1, move_steps=1, lower_steps=1, settle_steps=1)
+s, a = env.get_state(), torch.rand(2, 4) * 2 - 1
+env.jvp(s, a, torch.randn(2, 3, env.state_dim), torch.randn(2, 3, 4))
+env.vjp(s, a, torch.randn(2, env.state_dim))
+env.transition(s, a.clone().requires_grad_(True)).sum().backward()
+env.step(a)
+print("pnp accepted inputs: no out-of-bounds access")
+'''
+
+
+def test_per_env_held_tables_stay_in_bounds_under_taichi_debug_mode():
+    """The kernels index per-env held tables (rows b * n): every launch of a macro step, under
+    Taichi's bounds checks."""
+    import os
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _DEBUG_SCRIPT], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "MBMIX_TAICHI_DEBUG": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "pnp accepted inputs: no out-of-bounds access" in res.stdout
