@@ -714,10 +714,13 @@ class PickPlaceSim(Simulator):
     ground), releases, and the cloth settles for `settle_steps`. The state is the inner
     cloth's ([x, v, picker position]); the place point acts through the move steps' picker
     displacements, (place - picked particle's x-y) / move_steps, so its derivative is exact.
+    `relative_carry`: carry by (place - pick) / move_steps instead, as DaXBench does (its picker
+    does not snap to a particle): what it holds then moves by place - pick, and the pick point
+    has a derivative, minus the place point's.
     """
 
     def __init__(self, cloth: ClothSim, radius: float, lift: float, depth: float = 0.005, lift_steps: int = 4,
-                 move_steps: int = 12, lower_steps: int = 4, settle_steps: int = 6):
+                 move_steps: int = 12, lower_steps: int = 4, settle_steps: int = 6, relative_carry: bool = False):
         if cloth.K != 1:
             raise ValueError(f"PickPlaceSim drives a cloth with one picker, got {cloth.K}")
         steps = (lift_steps, move_steps, lower_steps, settle_steps)
@@ -731,6 +734,7 @@ class PickPlaceSim(Simulator):
         self.state_dim, self.control_dim = cloth.state_dim, 4
         self.radius, self.lift, self.depth = float(radius), float(lift), float(depth)
         self.steps = steps
+        self.relative_carry = bool(relative_carry)
         self.launches = 0
         self.jacobian_chunk = cloth.jacobian_chunk
         # the inner steps: (phase, picker displacement or None for the move, holding?)
@@ -784,7 +788,8 @@ class PickPlaceSim(Simulator):
         free = torch.full_like(held, -1)
         s = state.clone()
         s[:, 6 * n:6 * n + 3] = torch.gather(state, 1, self._entries(k))  # the picker jumps to the picked particle
-        move = torch.cat([(control[:, 2:] - s[:, 6 * n:6 * n + 2]) / self.steps[1], state[:, :1] * 0], 1)
+        start = control[:, :2] if self.relative_carry else s[:, 6 * n:6 * n + 2]
+        move = torch.cat([(control[:, 2:] - start) / self.steps[1], state[:, :1] * 0], 1)
         tapes = []
         for phase, delta, holding in self._plan:
             c = move if delta is None else delta.expand(N, 3).contiguous()
@@ -803,13 +808,16 @@ class PickPlaceSim(Simulator):
             if phase == "move":
                 g_move += gc
         g_move = g_move / self.steps[1]
-        # s0 = state with the picker replaced by particle k's position; move = (place - s0 picker xy) / steps
+        # s0 = state with the picker replaced by particle k's position; move = (place - start) / steps,
+        # start = the pick point (relative_carry) or s0's picker x-y
         g_pick = g[:, 6 * n:6 * n + 3].clone()
-        g_pick[:, :2] -= g_move[:, :2]
+        if not self.relative_carry:
+            g_pick[:, :2] -= g_move[:, :2]
         g_state = g.clone()
         g_state[:, 6 * n:6 * n + 3] = 0
         g_state.scatter_add_(1, self._entries(k), g_pick)
-        g_control = torch.cat([torch.zeros_like(g_move[:, :2]), g_move[:, :2]], 1)
+        g_start = -g_move[:, :2] if self.relative_carry else torch.zeros_like(g_move[:, :2])
+        g_control = torch.cat([g_start, g_move[:, :2]], 1)
         self.launches += len(tapes)
         return g_state, g_control
 
@@ -824,7 +832,8 @@ class PickPlaceSim(Simulator):
         t_pick = torch.gather(ts, 2, self._entries(k)[:, None, :].expand(N, P, 3))
         t = ts.clone()
         t[..., 6 * n:6 * n + 3] = t_pick
-        t_move = torch.cat([(tc[..., 2:] - t_pick[..., :2]) / self.steps[1], t_pick[..., :1] * 0], -1)
+        t_start = tc[..., :2] if self.relative_carry else t_pick[..., :2]
+        t_move = torch.cat([(tc[..., 2:] - t_start) / self.steps[1], t_pick[..., :1] * 0], -1)
         t_fixed = torch.zeros_like(t_move)
         for (phase, _, _), tape in zip(self._plan, tapes):
             t = self.cloth.jvp_tape(tape, t, t_move if phase == "move" else t_fixed)

@@ -219,10 +219,11 @@ class ClothPickPlaceTask(ClothTask):
         "move_steps": 12,        # slow enough that a carried edge folds over instead of dragging the cloth
         "lower_steps": 4,        # (2, 6, 2, 4) dragged it: a scripted fold then scored below a flat cloth
         "settle_steps": 6,
+        "relative_carry": False,  # True: carry by (place - pick) as DaXBench (the pick point then has a derivative)
     }
     option_types = {
         **ClothTask.option_types, "pick_radius": "float >= 0", "grab_depth": "float >= 0", "lift": "float >= 0", "lift_steps": "int >= 0",
-        "move_steps": "int >= 1", "lower_steps": "int >= 0", "settle_steps": "int >= 0",
+        "move_steps": "int >= 1", "lower_steps": "int >= 0", "settle_steps": "int >= 0", "relative_carry": "bool",
     }
 
     def _simulator(self, model, dtype, device):
@@ -234,7 +235,7 @@ class ClothPickPlaceTask(ClothTask):
         self._half = torch.tensor(0.5 * (hi - lo), dtype=dtype, device=device).repeat(2)
         return PickPlaceSim(cloth, radius=o["pick_radius"] * self.spacing, lift=o["lift"] * self.size, depth=o["grab_depth"],
                             lift_steps=o["lift_steps"], move_steps=o["move_steps"], lower_steps=o["lower_steps"],
-                            settle_steps=o["settle_steps"])
+                            settle_steps=o["settle_steps"], relative_carry=o["relative_carry"])
 
     def control(self, action):
         """(pick, place) x-y over the flat cloth's extent: -1 and 1 are its edges."""

@@ -39,9 +39,9 @@ def test_a_per_env_held_table_equals_the_shared_one():
             sim.step(s, c, held=bad)
 
 
-@pytest.fixture(scope="module")
-def pnp64():
-    return mt.make("cloth-fold-pnp", num_envs=2, seed=0, dtype="float64", **SMALL)
+@pytest.fixture(scope="module", params=[False, True], ids=["to-place", "relative-carry"])
+def pnp64(request):
+    return mt.make("cloth-fold-pnp", num_envs=2, seed=0, dtype="float64", relative_carry=request.param, **SMALL)
 
 
 def _state_action(env):
@@ -60,20 +60,26 @@ def _fd(env, s, a, ts, ta, eps=1e-7):
 def test_macro_step_jvp_and_vjp_match_finite_differences(pnp64):
     env = pnp64
     s, a = _state_action(env)
+    relative = env.sim.relative_carry
     ts, ta = torch.randn_like(s), torch.randn_like(a)
-    ta_place = ta.clone()
-    ta_place[:, :2] = 0  # the pick point only chooses particles: zero derivative
-    fd = _fd(env, s, a, ts, ta_place)
+    ta_fd = ta.clone()
+    if not relative:
+        ta_fd[:, :2] = 0  # the pick point only chooses particles: zero derivative (checked below)
+    fd = _fd(env, s, a, ts, ta_fd)
     assert fd.abs().max() > 1e-2
     jv = env.jvp(s, a, ts, ta)
     assert (jv - fd).abs().max() < 1e-6 * fd.abs().max(), (jv - fd).abs().max()
     u = torch.randn_like(s)
     g_s, g_a = env.vjp(s, a, u)
-    assert g_a[:, :2].abs().max() == 0 and g_a[:, 2:].abs().max() > 0
+    assert g_a[:, 2:].abs().max() > 0
+    if relative:  # the carry is (place - pick) / steps
+        assert torch.equal(g_a[:, :2], -g_a[:, 2:])
+    else:
+        assert g_a[:, :2].abs().max() == 0
     ours = (g_s * ts).sum(1) + (g_a * ta).sum(1)
     ref = (u * fd).sum(1)
     assert torch.allclose(ours, ref, rtol=1e-6, atol=1e-8 * ref.abs().max().item()), (ours, ref)
-    for k in (2, 3):  # the place point, entry by entry
+    for k in (0, 1, 2, 3) if relative else (2, 3):  # the pick (relative carry) and place points, entry by entry
         e = torch.zeros_like(a)
         e[:, k] = 1
         fd_k = (u * _fd(env, s, a, torch.zeros_like(s), e)).sum(1)
@@ -100,7 +106,8 @@ def test_autograd_through_two_macro_steps(pnp64):
     A = acts.clone().requires_grad_(True)
     g_s, g_a = torch.autograd.grad(final_reward(s, A), (s, A))
     ts, ta = torch.randn_like(s0), torch.randn_like(acts)
-    ta[..., :2] = 0
+    if not env.sim.relative_carry:
+        ta[..., :2] = 0
     eps = 1e-7
     fd = (final_reward(s0 + eps * ts, acts + eps * ta) - final_reward(s0 - eps * ts, acts - eps * ta)) / (2 * eps)
     ours = (g_s * ts).sum() + (g_a * ta).sum()
