@@ -15,10 +15,12 @@ the picker moves by delta_p per control step (the control). State layout, per en
 Pickers respect the ground: a picker's vertical displacement is raised to
     delta_p.z = max(delta_p.z, h - z_low),   z_low = min(picker z, z of the particles it holds)
 so that neither the picker nor anything it holds ends a control step below the ground h
-(a state that has them all above the ground never moves for a zero control). The clamp is
-applied to the control before the kernels run and its derivative is chained around them in
-`step`/`vjp_tape`/`jvp` (a clamped entry has zero derivative w.r.t. the control's z and -1
-w.r.t. z_low's state entry), so forward, tangent and adjoint stay exactly consistent. Like
+(a state that has them all above the ground never moves for a zero control). The kernels apply
+the clamp themselves at the start of a control step (`_clamp`; z_low is the first of the lowest
+of the picker's z, then its particles' z in index order) and record, per env and picker, the
+state entry of z_low where it raised the control; the tangent and adjoint kernels read that
+record (a raised entry has zero derivative w.r.t. the control's z and -1 w.r.t. z_low's state
+entry), so forward, tangent and adjoint stay exactly consistent at no torch-side cost. Like
 contact, the clamp is a kink: where it switches on, and where several of those heights tie
 for the lowest (the derivative then follows the first of them), a central difference that
 straddles it is not a derivative.
@@ -37,6 +39,7 @@ serially inside it: one kernel launch per control step.
 
 
 import inspect
+from typing import NamedTuple
 
 import numpy as np
 import taichi as ti
@@ -152,9 +155,69 @@ def _contact_adjoint(x, u, vb, dt, h, mu):
     return ub, xzb
 
 
+# The pickers' ground clamp: a forward that records its decision in the step's record (the tail of
+# U, one entry per env and picker: the state entry of z_low if the control was raised, else -1; an
+# integer held in the float tape, exact below 2^24), the effective control read through it, and
+# its tangent and adjoint (a raised z is h - z_low: derivative -1 w.r.t. that entry, 0 w.r.t. the
+# control's z).
+@ti.func
+def _held_at(held_by: ti.template(), b, n):
+    """Offset of env b's row in held_by: one row [n] shared by every env, or one per env [N*n]."""
+    return (b * n) % held_by.shape[0]
+
+
+@ti.func
+def _clamp(state: ti.template(), ctrl: ti.template(), U: ti.template(), held_by: ti.template(), prm: ti.template(),
+           b, n, K, cr):
+    ds = 6 * n + 3 * K
+    r = cr + b * K
+    for q in range(K):  # z_low: the first of the lowest of the picker's z, then its particles' in index order
+        U[r + q] = 6 * n + 3 * q + 2
+    for i in range(n):
+        q = held_by[_held_at(held_by, b, n) + i]
+        if q >= 0:
+            if state[b * ds + 3 * i + 2] < state[b * ds + ti.cast(U[r + q], ti.i32)]:
+                U[r + q] = 3 * i + 2
+    for q in range(K):
+        if not ctrl[b * 3 * K + 3 * q + 2] < prm[_P_H] - state[b * ds + ti.cast(U[r + q], ti.i32)]:
+            U[r + q] = -1
+
+
+@ti.func
+def _clamped_ctrl(state: ti.template(), ctrl: ti.template(), U: ti.template(), prm: ti.template(), b, q, n, K, cr):
+    """Displacement of picker q in env b with the ground clamp applied (after _clamp)."""
+    d = _ld(ctrl, b * 3 * K + 3 * q)
+    e = ti.cast(U[cr + b * K + q], ti.i32)
+    if e >= 0:
+        d[2] = prm[_P_H] - state[b * (6 * n + 3 * K) + e]
+    return d
+
+
+@ti.func
+def _clamp_tangent(T: ti.template(), tc: ti.template(), U: ti.template(), t0, c0, b, K, cr):
+    """Replace the control tangents tc[c0:] by those of the clamped displacements, given the state
+    tangent T[t0:] at the step's start."""
+    for q in range(K):
+        e = ti.cast(U[cr + b * K + q], ti.i32)
+        if e >= 0:
+            tc[c0 + 3 * q + 2] = -T[t0 + e]
+
+
+@ti.func
+def _clamp_adjoint(gs: ti.template(), gc: ti.template(), U: ti.template(), b, n, K, cr):
+    """Chain the adjoints w.r.t. the clamped displacements (in gc) back to the state and control."""
+    ds, dc = 6 * n + 3 * K, 3 * K
+    for q in range(K):
+        e = ti.cast(U[cr + b * K + q], ti.i32)
+        if e >= 0:
+            gs[b * ds + e] -= gc[b * dc + 3 * q + 2]
+            gc[b * dc + 3 * q + 2] = gc[b * dc + 3 * q + 2] * 0.0
+
+
 # ------------------------------------------------------------------------------------ kernels
 # Flat layouts (b env, s substep, i particle, k spring, p probe, q picker, n particles, M springs):
-#   state/out/gs [b*ds + e]; ctrl/gc [b*dc + 3q]; X,V [((b*(S+1) + s)*n + i)*3]; U [((b*S + s)*n + i)*3]
+#   state/out/gs [b*ds + e]; ctrl/gc [b*dc + 3q]; X,V [((b*(S+1) + s)*n + i)*3]; U [((b*S + s)*n + i)*3],
+#   then the clamp record U[N*S*n*3 + b*K + q] (cr: its start); DF [((b*P + p)*M + k)*3]
 #   Fs [(b*M + k)*3]; Fb,Hb [(b*n + i)*3]; Db [((b*2 + 0|1)*M + k)*3]; T [(b*P + p)*ds + e]; DF [((b*P + p)*M + k)*3]
 _nd = ti.types.ndarray(ndim=1)
 
@@ -177,17 +240,17 @@ def _gather(Fs: ti.template(), inc_ptr: ti.template(), inc_spr: ti.template(), i
 
 
 @ti.func
-def _fwd_particle(ctrl: ti.template(), X: ti.template(), V: ti.template(), U: ti.template(), F,
-                  inv_m: ti.template(), held_by: ti.template(), prm: ti.template(), b, s, i, n, K, S, SX, SU):
+def _fwd_particle(state: ti.template(), ctrl: ti.template(), X: ti.template(), V: ti.template(), U: ti.template(), F,
+                  inv_m: ti.template(), held_by: ti.template(), prm: ti.template(), b, s, i, n, K, S, SX, SU, cr):
     dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
     xs = (b * SX + s % SX) * n * 3
     xs1 = (b * SX + (s + 1) % SX) * n * 3
     us = (b * SU + s % SU) * n * 3
     x = _ld(X, xs + 3 * i)
     v = _ld(V, xs + 3 * i)
-    p = held_by[i]
+    p = held_by[_held_at(held_by, b, n) + i]
     if p >= 0:
-        dp = _ld(ctrl, b * 3 * K + 3 * p) / S
+        dp = _clamped_ctrl(state, ctrl, U, prm, b, p, n, K, cr) / S
         _st(X, xs1 + 3 * i, x + dp)
         _st(V, xs1 + 3 * i, dp / dt)
         _st(U, us + 3 * i, dp / dt)
@@ -209,8 +272,10 @@ def _forward(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _nd,
     run it on the calling thread, which saves the CPU thread pool's dispatch for a single env)."""
     M = si.shape[0]
     ds = 6 * n + 3 * K
+    cr = N * SU * n * 3
     ti.loop_config(serialize=serial)
     for b in range(N):
+        _clamp(state, ctrl, U, held_by, prm, b, n, K, cr)
         x0 = b * SX * n * 3
         for i in range(n):
             _st(X, x0 + 3 * i, _ld(state, b * ds + 3 * i))
@@ -229,20 +294,21 @@ def _forward(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _nd,
                 _st(Fs, (b * n + i) * 3, _ld(Fs, (b * n + i) * 3) + f)
                 _st(Fs, (b * n + j) * 3, _ld(Fs, (b * n + j) * 3) - f)
             for i in range(n):
-                _fwd_particle(ctrl, X, V, U, _ld(Fs, (b * n + i) * 3), inv_m, held_by, prm, b, s, i, n, K, S, SX, SU)
-        _fwd_out(state, ctrl, out, X, V, b, n, K, S, SX)
+                _fwd_particle(state, ctrl, X, V, U, _ld(Fs, (b * n + i) * 3), inv_m, held_by, prm, b, s, i, n, K, S, SX,
+                              SU, cr)
+        _fwd_out(state, ctrl, out, X, V, U, prm, b, n, K, S, SX, cr)
 
 
 @ti.func
 def _fwd_out(state: ti.template(), ctrl: ti.template(), out: ti.template(), X: ti.template(), V: ti.template(),
-             b, n, K, S, SX):
+             U: ti.template(), prm: ti.template(), b, n, K, S, SX, cr):
     ds = 6 * n + 3 * K
     xS = (b * SX + S % SX) * n * 3
     for i in range(n):
         _st(out, b * ds + 3 * i, _ld(X, xS + 3 * i))
         _st(out, b * ds + 3 * n + 3 * i, _ld(V, xS + 3 * i))
     for q in range(K):
-        _st(out, b * ds + 6 * n + 3 * q, _ld(state, b * ds + 6 * n + 3 * q) + _ld(ctrl, b * 3 * K + 3 * q))
+        _st(out, b * ds + 6 * n + 3 * q, _ld(state, b * ds + 6 * n + 3 * q) + _clamped_ctrl(state, ctrl, U, prm, b, q, n, K, cr))
 
 
 @ti.kernel
@@ -256,6 +322,9 @@ def _forward_wide(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _
     agree to rounding: with S a compile-time constant the compiler folds divisions differently)."""
     M = si.shape[0]
     ds = 6 * n + 3 * K
+    cr = N * SU * n * 3
+    for b in range(N):
+        _clamp(state, ctrl, U, held_by, prm, b, n, K, cr)
     for b, i in ti.ndrange(N, n):
         x0 = b * SX * n * 3
         _st(X, x0 + 3 * i, _ld(state, b * ds + 3 * i))
@@ -265,13 +334,13 @@ def _forward_wide(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _
             _fwd_spring(X, V, Fs, si, sj, rest, ke, kd, b, s, k, n, M, SX)
         for b, i in ti.ndrange(N, n):
             F = _gather(Fs, inc_ptr, inc_spr, inc_sgn, b, i, M, _ld(X, 0) * 0.0)
-            _fwd_particle(ctrl, X, V, U, F, inv_m, held_by, prm, b, s, i, n, K, S, SX, SU)
+            _fwd_particle(state, ctrl, X, V, U, F, inv_m, held_by, prm, b, s, i, n, K, S, SX, SU, cr)
     for b, i in ti.ndrange(N, n):
         xS = (b * SX + S % SX) * n * 3
         _st(out, b * ds + 3 * i, _ld(X, xS + 3 * i))
         _st(out, b * ds + 3 * n + 3 * i, _ld(V, xS + 3 * i))
     for b, q in ti.ndrange(N, K):
-        _st(out, b * ds + 6 * n + 3 * q, _ld(state, b * ds + 6 * n + 3 * q) + _ld(ctrl, b * 3 * K + 3 * q))
+        _st(out, b * ds + 6 * n + 3 * q, _ld(state, b * ds + 6 * n + 3 * q) + _clamped_ctrl(state, ctrl, U, prm, b, q, n, K, cr))
 
 
 @ti.kernel
@@ -283,6 +352,7 @@ def _adjoint(cot: _nd, gs: _nd, gc: _nd, X: _nd, V: _nd, U: _nd, Fb: _nd, Db: _n
     collected by held particles, Db the spring adjoints w.r.t. d = x_i - x_j and w = v_i - v_j."""
     M = si.shape[0]
     ds, dc = 6 * n + 3 * K, 3 * K
+    cr = N * S * n * 3
     for b in range(N):
         dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
         for e in range(ds):
@@ -299,7 +369,7 @@ def _adjoint(cot: _nd, gs: _nd, gc: _nd, X: _nd, V: _nd, U: _nd, Fb: _nd, Db: _n
             for i in range(n):
                 xb = _ld(gs, b * ds + 3 * i)
                 vb = _ld(gs, b * ds + 3 * n + 3 * i)
-                if held_by[i] >= 0:
+                if held_by[_held_at(held_by, b, n) + i] >= 0:
                     _st(Hb, (b * n + i) * 3, _ld(Hb, (b * n + i) * 3) + xb / S + vb / (S * dt))
                     _st(gs, b * ds + 3 * n + 3 * i, vb * 0.0)
                     _st(Fb, (b * n + i) * 3, vb * 0.0)
@@ -330,9 +400,10 @@ def _adjoint(cot: _nd, gs: _nd, gc: _nd, X: _nd, V: _nd, U: _nd, Fb: _nd, Db: _n
                 _st(gs, b * ds + 3 * i, xb)
                 _st(gs, b * ds + 3 * n + 3 * i, vb)
         for i in range(n):
-            p = held_by[i]
+            p = held_by[_held_at(held_by, b, n) + i]
             if p >= 0:
                 _st(gc, b * dc + 3 * p, _ld(gc, b * dc + 3 * p) + _ld(Hb, (b * n + i) * 3))
+        _clamp_adjoint(gs, gc, U, b, n, K, cr)
 
 
 @ti.kernel
@@ -340,14 +411,17 @@ def _tangent(T: _nd, tc: _nd, X: _nd, V: _nd, U: _nd, DF: _nd,
              si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
              inv_m: _nd, held_by: _nd, prm: _nd, N: ti.i32, P: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32):
     """T: tangents of the state in, of the next state out (in place), one row per (env, probe);
-    tc: control tangents. One thread per (env, probe); reads the forward tape."""
+    tc: control tangents, replaced in place by those of the clamped control. One thread per
+    (env, probe); reads the forward tape."""
     M = si.shape[0]
     ds, dc = 6 * n + 3 * K, 3 * K
+    cr = N * S * n * 3
     for b, p in ti.ndrange(N, P):
         dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
         t0 = (b * P + p) * ds
         c0 = (b * P + p) * dc
         f0 = (b * P + p) * M * 3
+        _clamp_tangent(T, tc, U, t0, c0, b, K, cr)
         for s in range(S):
             xs = (b * (S + 1) + s) * n * 3
             us = (b * S + s) * n * 3
@@ -362,7 +436,7 @@ def _tangent(T: _nd, tc: _nd, X: _nd, V: _nd, U: _nd, DF: _nd,
             for i in range(n):
                 dx = _ld(T, t0 + 3 * i)
                 dv = _ld(T, t0 + 3 * n + 3 * i)
-                q = held_by[i]
+                q = held_by[_held_at(held_by, b, n) + i]
                 if q >= 0:
                     ddp = _ld(tc, c0 + 3 * q) / S
                     dx = dx + ddp
@@ -403,10 +477,19 @@ _forward_fast, _adjoint_fast, _tangent_fast = FastKernel(_forward), FastKernel(_
 
 
 # --------------------------------------------------------------------------------- simulator
+class StepRecord(NamedTuple):
+    """What a recorded cloth step decided (the last entry of its tape)."""
+    clamped: torch.Tensor    # [N, K] bool: the ground clamp raised the picker's z displacement
+    low_entry: torch.Tensor  # [N, K]: the state entry of its z_low where raised, else -1 (a view of U)
+    held_by: torch.Tensor    # the held_by table of the step ([n] shared, or [N*n] per env)
+
+
 class ClothSim(Simulator):
     """Batched cloth simulator over a `ClothModel` with K kinematic pickers.
 
-    held: list (one per picker) of particle index lists the picker holds.
+    held: list (one per picker) of particle index lists the picker holds (a picker holding
+    nothing moves alone). `step`/`jvp` take `held=` a per-env override [N, n] (int32: the picker
+    holding each particle, or -1), e.g. for pick-and-place, where each env grabs its own set.
     """
 
     def __init__(self, model: ClothModel, held, dt: float = 1 / 60, substeps: int = 16,
@@ -430,7 +513,7 @@ class ClothSim(Simulator):
         held_by = np.full(n, -1, dtype=np.int32)
         for p, idx in enumerate(held):
             idx = np.asarray(idx, dtype=np.int64)
-            if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
                 raise ValueError(f"picker {p} holds particles {idx.tolist()} outside 0..{n - 1}")
             if (held_by[idx] >= 0).any():
                 raise ValueError(f"picker {p} holds particles already held by another picker")
@@ -459,14 +542,9 @@ class ClothSim(Simulator):
         prm[_P_H] = -1e30 if ground is None else ground
         self.prm = torch.tensor(prm, **f)
         self.ground = None if ground is None else float(ground)
-        # per picker, the state entries (z of the picker, z of each held particle) whose lowest
-        # value bounds its downward displacement; padded with the picker's own entry
-        width = 1 + max((len(h) for h in self.held), default=0)
-        low = np.empty((K, width), dtype=np.int64)
-        for p, idx in enumerate(self.held):
-            entries = [6 * n + 3 * p + 2] + [3 * int(i) + 2 for i in idx]
-            low[p] = entries + [entries[0]] * (width - len(entries))
-        self._low_entries = torch.tensor(low, dtype=torch.int64, device=self.device)
+        if self.dtype == torch.float32 and self.state_dim >= 2 ** 24:
+            raise ValueError(f"a float32 ClothSim records state entries in its float tape, exact below 2^24; "
+                             f"state_dim {self.state_dim} is too large (use float64)")
         self._topo = tuple(getattr(self, name) for name in TOPOLOGY)
         self._key = (self.dtype, self.device.type)  # the argument kinds of every launch of this sim
         self._scratch = None  # (N, buffers) of the unrecorded step
@@ -504,6 +582,8 @@ class ClothSim(Simulator):
         N = x.shape[0]
         v = torch.zeros_like(x) if v is None else torch.as_tensor(v, dtype=self.dtype, device=self.device)
         if pickers is None:
+            if any(len(h) == 0 for h in self.held):
+                raise ValueError("make_state: a picker holds no particles, so its position must be given (pickers=)")
             pickers = torch.stack([x[:, torch.as_tensor(h)].mean(1) for h in self.held], 1) if self.K else x[:, :0]
         return torch.cat([x.reshape(N, -1), v.reshape(N, -1), pickers.reshape(N, -1)], 1).contiguous()
 
@@ -511,59 +591,30 @@ class ClothSim(Simulator):
     def _check(self, state, control):
         return self.check_inputs(state, control)
 
-    def _ground_clamp(self, state, control):
-        """(effective control, clamp) with each picker's z displacement raised so that it and
-        the particles it holds stay above the ground; clamp = (mask [N, K], state entry [N, K]
-        of z_low) for the derivatives, or None when nothing is clamped."""
-        if self.ground is None or self.K == 0:
-            return control, None
-        N = state.shape[0]
-        cand = state[:, self._low_entries.view(-1)].view(N, self.K, -1)
-        lo = self.ground - cand.amin(2)
-        cz = control[:, 2::3]
-        mask = cz < lo
-        if not bool(mask.any()):  # the common case: a few torch ops, no index bookkeeping
-            return control, None
-        arg = cand.argmin(2)
-        src = self._low_entries[torch.arange(self.K, device=self.device), arg]  # [N, K]
-        eff = control.clone()
-        eff[:, 2::3] = torch.where(mask, lo, cz)
-        return eff, (mask, src)
-
-    @staticmethod
-    def _clamp_tangent(clamp, ts, tc):
-        """Control tangents of the clamped control: ts [N, P, ds], tc [N, P, dc]."""
-        if clamp is None:
-            return tc
-        mask, src = clamp
-        P = ts.shape[1]
-        from_state = -torch.gather(ts, 2, src[:, None, :].expand(-1, P, -1))  # d(h - z_low)
-        tc = tc.clone()
-        tc[..., 2::3] = torch.where(mask[:, None, :], from_state, tc[..., 2::3])
-        return tc
-
-    @staticmethod
-    def _clamp_adjoint(clamp, gs, gc):
-        """Adjoints w.r.t. (state, control) from those w.r.t. (state, clamped control)."""
-        if clamp is None:
-            return gs, gc
-        mask, src = clamp
-        gz = gc[:, 2::3]
-        gs = gs.scatter_add(1, src, -torch.where(mask, gz, torch.zeros_like(gz)))
-        gc = gc.clone()
-        gc[:, 2::3] = torch.where(mask, torch.zeros_like(gz), gz)
-        return gs, gc
-
     def _tape(self, N, SX, SU):
         n, M = self.n, self.model.num_springs
         e = dict(dtype=self.dtype, device=self.device)
+        # U: pre-contact velocities, then the clamp record (one entry per env and picker)
         return (torch.empty(N * SX * n * 3, **e), torch.empty(N * SX * n * 3, **e),
-                torch.empty(N * SU * n * 3, **e), torch.empty(N * max(M, n) * 3, **e))
+                torch.empty(N * (SU * n * 3 + self.K), **e), torch.empty(N * max(M, n) * 3, **e))
 
-    def step(self, state, control, record=False):
+    def _held(self, held, N):
+        """The held_by table for a step: the sim's own (shared by every env) or a checked per-env one."""
+        if held is None:
+            return self.held_by
+        if (type(held) is not torch.Tensor or held.dtype != torch.int32 or held.device != self.device
+                or tuple(held.shape) != (N, self.n)):
+            raise ValueError(f"ClothSim: held must be an int32 tensor [{N}, {self.n}] on {self.device} (the picker "
+                             f"holding each particle, or -1), got {getattr(held, 'dtype', type(held))} "
+                             f"{list(getattr(held, 'shape', []))}")
+        if N and (int(held.min()) < -1 or int(held.max()) >= self.K):
+            raise ValueError(f"ClothSim: held names pickers outside -1..{self.K - 1}")
+        return held.contiguous().view(-1)
+
+    def step(self, state, control, record=False, held=None):
         state, control = self._check(state, control)
-        control, clamp = self._ground_clamp(state, control)
         N = state.shape[0]
+        held_by = self._held(held, N)
         out = torch.empty_like(state)
         # recording keeps every substep (the adjoint walks them back); otherwise two slots suffice
         SX, SU = (self.substeps + 1, self.substeps) if record else (2, 1)
@@ -573,17 +624,30 @@ class ClothSim(Simulator):
             if self._scratch is None or self._scratch[0] != N:
                 self._scratch = (N, self._tape(N, SX, SU))
             X, V, U, Fs = self._scratch[1]
-        args = (state.view(-1), control.view(-1), out.view(-1), X, V, U, Fs, *self._topo,
+        topo = self._topo if held is None else self._topo_with(held_by)
+        args = (state.view(-1), control.view(-1), out.view(-1), X, V, U, Fs, *topo,
                 N, self.n, self.K, self.substeps, SX, SU)
         if self.uses_wide_layout(N):
             _forward_wide(*args)
-        else:  # state, control: checked by _check; the rest made here (see physics/_launch.py)
+        elif held is None:  # state, control: checked by _check; the rest made here (see physics/_launch.py)
             (self._fwd1 if N == 1 else self._fwd)(*args, N == 1)
+        else:  # a per-env held table: not one of the bound topology arrays
+            _forward_fast(*args, N == 1)
         self.launches += 1
-        return out, ((X, V, U, N, clamp) if record else None)
+        return out, ((X, V, U, N, self._record(U, N, held_by)) if record else None)
+
+    def _topo_with(self, held_by):
+        return tuple(held_by if name == "held_by" else t for name, t in zip(TOPOLOGY, self._topo))
+
+    def _record(self, U, N, held_by):
+        """What a recorded step decided: which pickers' z displacement the ground clamp raised
+        ([N, K] mask), the state entry of their z_low (-1 where not raised; views of the record the
+        kernels keep at the end of U), and the held_by table it used."""
+        src = U[N * self.substeps * self.n * 3:].view(N, self.K)
+        return StepRecord(src >= 0, src, held_by)
 
     def vjp_tape(self, tape, cotangent):
-        X, V, U, N, clamp = tape
+        X, V, U, N, rec = tape
         cot = cotangent.to(self.dtype).contiguous()
         if cot.shape != (N, self.state_dim):
             raise ValueError(f"ClothSim: cotangent {list(cot.shape)} does not match [{N}, {self.state_dim}]")
@@ -593,29 +657,185 @@ class ClothSim(Simulator):
         Fb = torch.empty(N * self.n * 3, **e)
         Hb = torch.empty(N * self.n * 3, **e)
         Db = torch.empty(N * 2 * self.model.num_springs * 3, **e)
-        self._adj(cot.view(-1), gs.view(-1), gc.view(-1), X, V, U, Fb, Db, Hb, *self._topo,
-                 N, self.n, self.K, self.substeps)
+        args = (cot.view(-1), gs.view(-1), gc.view(-1), X, V, U, Fb, Db, Hb)
+        ints = (N, self.n, self.K, self.substeps)
+        if rec.held_by is self.held_by:
+            self._adj(*args, *self._topo, *ints)
+        else:
+            _adjoint_fast(*args, *self._topo_with(rec.held_by), *ints)
         self.launches += 1
-        return self._clamp_adjoint(clamp, gs, gc)
+        return gs, gc
 
     def bytes_per_env(self, record: bool = False) -> int:
         item = torch.empty((), dtype=self.dtype).element_size()
         n, M, S = self.n, self.model.num_springs, self.substeps
         SX, SU = (S + 1, S) if record else (2, 1)
-        tape = (2 * SX + SU) * n * 3 + max(M, n) * 3
+        tape = (2 * SX + SU) * n * 3 + self.K + max(M, n) * 3
         vjp = (2 * n * 3 + 2 * M * 3 + 2 * self.state_dim) if record else 0
         return item * (8 * self.state_dim + tape + vjp)
 
-    def jvp(self, state, control, t_state, t_control):
+    def jvp(self, state, control, t_state, t_control, held=None):
         state, control = self._check(state, control)
         self.check_tangents(state, control, t_state, t_control)
+        _, tape = self.step(state, control, record=True, held=held)
+        return self.jvp_tape(tape, t_state, t_control)
+
+    def jvp_tape(self, tape, t_state, t_control):
+        """d next_state along (t_state, t_control) ([N, ds], [N, dc] or [N, P, .]) of a recorded step."""
+        X, V, U, N, rec = tape
         single = t_state.dim() == 2
         ts = (t_state.unsqueeze(1) if single else t_state).to(self.dtype).contiguous().clone()
-        tc = (t_control.unsqueeze(1) if single else t_control).to(self.dtype).contiguous()
-        _, (X, V, U, N, clamp) = self.step(state, control, record=True)
-        tc = self._clamp_tangent(clamp, ts, tc).contiguous()
+        # (the kernel writes the clamped control's tangents into tc: a copy, never the caller's)
+        tc = (t_control.unsqueeze(1) if single else t_control).to(self.dtype).contiguous().clone()
         P = ts.shape[1]
+        if tuple(ts.shape) != (N, P, self.state_dim) or tuple(tc.shape) != (N, P, self.control_dim):
+            raise ValueError(f"ClothSim: tangents {list(t_state.shape)}, {list(t_control.shape)} do not match the "
+                             f"tape's {N} envs, [.., {self.state_dim}] and [.., {self.control_dim}]")
         DF = torch.empty(N * P * self.model.num_springs * 3, dtype=self.dtype, device=self.device)
-        self._tan(ts.view(-1), tc.view(-1), X, V, U, DF, *self._topo, N, P, self.n, self.K, self.substeps)
+        args = (ts.view(-1), tc.view(-1), X, V, U, DF)
+        ints = (N, P, self.n, self.K, self.substeps)
+        if rec.held_by is self.held_by:
+            self._tan(*args, *self._topo, *ints)
+        else:
+            _tangent_fast(*args, *self._topo_with(rec.held_by), *ints)
         self.launches += 1
         return ts[:, 0] if single else ts
+
+
+class PickPlaceSim(Simulator):
+    """One control step = one pick-and-place of a cloth with a single picker (DaXBench's macro
+    action), composed of inner `ClothSim` steps; exact VJP / JVP by chaining their tapes.
+
+    control [N, 4] = (pick x, y, place x, y) in metres. The picker grabs the top layer of the
+    cloth under the pick point (`_pick`: a discrete choice per env from the current state, so
+    zero derivative w.r.t. the pick point), jumps to the picked particle, lifts by
+    `lift` over `lift_steps` inner steps, moves in x-y to the place point over `move_steps`,
+    lowers by `lift` over `lower_steps` (the ground clamp stops it and what it holds at the
+    ground), releases, and the cloth settles for `settle_steps`. The state is the inner
+    cloth's ([x, v, picker position]); the place point acts through the move steps' picker
+    displacements, (place - picked particle's x-y) / move_steps, so its derivative is exact.
+    `relative_carry`: carry by (place - pick) / move_steps instead, as DaXBench does (its picker
+    does not snap to a particle): what it holds then moves by place - pick, and the pick point
+    has a derivative, minus the place point's.
+    """
+
+    def __init__(self, cloth: ClothSim, radius: float, lift: float, depth: float = 0.005, lift_steps: int = 4,
+                 move_steps: int = 12, lower_steps: int = 4, settle_steps: int = 6, relative_carry: bool = False):
+        if cloth.K != 1:
+            raise ValueError(f"PickPlaceSim drives a cloth with one picker, got {cloth.K}")
+        steps = (lift_steps, move_steps, lower_steps, settle_steps)
+        if any(not isinstance(k, int) or k < 0 for k in steps) or move_steps < 1:
+            raise ValueError(f"PickPlaceSim: inner step counts must be integers >= 0 (move_steps >= 1), got {steps}")
+        if not radius >= 0 or not lift >= 0 or not depth >= 0:
+            raise ValueError(f"PickPlaceSim: radius, lift and depth must be >= 0, got {radius}, {lift}, {depth}")
+        self.cloth = cloth
+        self.n, self.K = cloth.n, 1
+        self.dtype, self.device = cloth.dtype, cloth.device
+        self.state_dim, self.control_dim = cloth.state_dim, 4
+        self.radius, self.lift, self.depth = float(radius), float(lift), float(depth)
+        self.steps = steps
+        self.relative_carry = bool(relative_carry)
+        self.launches = 0
+        self.jacobian_chunk = cloth.jacobian_chunk
+        # the inner steps: (phase, picker displacement or None for the move, holding?)
+        up = torch.tensor([0.0, 0.0, self.lift / max(lift_steps, 1)], dtype=self.dtype, device=self.device)
+        self._plan = ([("lift", up, True)] * lift_steps + [("move", None, True)] * move_steps
+                      + [("lower", -up, True)] * lower_steps + [("settle", up * 0, False)] * settle_steps)
+
+    # state helpers (the inner cloth's)
+    def positions(self, state):
+        return self.cloth.positions(state)
+
+    def velocities(self, state):
+        return self.cloth.velocities(state)
+
+    def pickers(self, state):
+        return self.cloth.pickers(state)
+
+    def make_state(self, x, v=None):
+        """Pack positions [N, n, 3] (+ velocities); the picker starts above the cloth's centroid."""
+        x = torch.as_tensor(x, dtype=self.dtype, device=self.device)
+        picker = x.mean(1, keepdim=True) + torch.tensor([0.0, 0.0, self.lift], dtype=self.dtype, device=self.device)
+        return self.cloth.make_state(x, v, picker)
+
+    def bytes_per_env(self, record: bool = False) -> int:
+        return self.cloth.bytes_per_env(record) * (len(self._plan) if record else 1)
+
+    # the macro step ---------------------------------------------------------------------------
+    def _pick(self, state, control):
+        """(index of the picked particle [N], held table [N, n]: 0 where grabbed, else -1). The
+        picker comes down on the particle nearest the pick point in x-y and grabs the top of what
+        lies there: the highest particle within `radius` (x-y) of it, and the particles within
+        `radius` (x-y) of that one and no more than `depth` below it."""
+        x = self.positions(state)
+        rows = torch.arange(x.shape[0], device=self.device)
+        j = (x[..., :2] - control[:, None, :2]).square().sum(-1).argmin(1)
+        under = (x[..., :2] - x[rows, j, None, :2]).norm(dim=-1) <= self.radius
+        k = torch.where(under, x[..., 2], torch.full_like(x[..., 2], -torch.inf)).argmax(1)
+        xk = x[rows, k]
+        near = ((x[..., :2] - xk[:, None, :2]).norm(dim=-1) <= self.radius) & (x[..., 2] >= xk[:, None, 2] - self.depth)
+        near[rows, k] = True
+        return k, torch.where(near, 0, -1).to(torch.int32)
+
+    def _entries(self, k):
+        """State entries [N, 3] of the picked particles' positions."""
+        return 3 * k[:, None] + torch.arange(3, device=self.device)
+
+    def step(self, state, control, record=False):
+        state, control = self.check_inputs(state, control)
+        N, n = state.shape[0], self.n
+        k, held = self._pick(state, control)
+        free = torch.full_like(held, -1)
+        s = state.clone()
+        s[:, 6 * n:6 * n + 3] = torch.gather(state, 1, self._entries(k))  # the picker jumps to the picked particle
+        start = control[:, :2] if self.relative_carry else s[:, 6 * n:6 * n + 2]
+        move = torch.cat([(control[:, 2:] - start) / self.steps[1], state[:, :1] * 0], 1)
+        tapes = []
+        for phase, delta, holding in self._plan:
+            c = move if delta is None else delta.expand(N, 3).contiguous()
+            s, tape = self.cloth.step(s, c, record=record, held=held if holding else free)
+            tapes.append(tape)
+        self.launches += len(self._plan)
+        return s, ((k, tapes) if record else None)
+
+    def vjp_tape(self, tape, cotangent):
+        k, tapes = tape
+        g = self.check_cotangent(cotangent.to(self.dtype), tapes[0][3] if tapes else 0)
+        N, n = g.shape[0], self.n
+        g_move = torch.zeros(N, 3, dtype=self.dtype, device=self.device)
+        for (phase, _, _), t in zip(reversed(self._plan), reversed(tapes)):
+            g, gc = self.cloth.vjp_tape(t, g)
+            if phase == "move":
+                g_move += gc
+        g_move = g_move / self.steps[1]
+        # s0 = state with the picker replaced by particle k's position; move = (place - start) / steps,
+        # start = the pick point (relative_carry) or s0's picker x-y
+        g_pick = g[:, 6 * n:6 * n + 3].clone()
+        if not self.relative_carry:
+            g_pick[:, :2] -= g_move[:, :2]
+        g_state = g.clone()
+        g_state[:, 6 * n:6 * n + 3] = 0
+        g_state.scatter_add_(1, self._entries(k), g_pick)
+        g_start = -g_move[:, :2] if self.relative_carry else torch.zeros_like(g_move[:, :2])
+        g_control = torch.cat([g_start, g_move[:, :2]], 1)
+        self.launches += len(tapes)
+        return g_state, g_control
+
+    def jvp(self, state, control, t_state, t_control):
+        state, control = self.check_inputs(state, control)
+        self.check_tangents(state, control, t_state, t_control)
+        single = t_state.dim() == 2
+        ts = (t_state.unsqueeze(1) if single else t_state).to(self.dtype)
+        tc = (t_control.unsqueeze(1) if single else t_control).to(self.dtype)
+        N, P, n = ts.shape[0], ts.shape[1], self.n
+        _, (k, tapes) = self.step(state, control, record=True)
+        t_pick = torch.gather(ts, 2, self._entries(k)[:, None, :].expand(N, P, 3))
+        t = ts.clone()
+        t[..., 6 * n:6 * n + 3] = t_pick
+        t_start = tc[..., :2] if self.relative_carry else t_pick[..., :2]
+        t_move = torch.cat([(tc[..., 2:] - t_start) / self.steps[1], t_pick[..., :1] * 0], -1)
+        t_fixed = torch.zeros_like(t_move)
+        for (phase, _, _), tape in zip(self._plan, tapes):
+            t = self.cloth.jvp_tape(tape, t, t_move if phase == "move" else t_fixed)
+        self.launches += len(tapes)
+        return t[:, 0] if single else t

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mbmix_taichi.errors import OptionError
-from mbmix_taichi.physics.cloth import ClothSim
+from mbmix_taichi.physics.cloth import ClothSim, PickPlaceSim
 from mbmix_taichi.physics.cloth_model import asset_path, check_flat, check_pickers, grid, load_obj
 from mbmix_taichi.task import Task
 
@@ -104,19 +104,7 @@ class ClothTask(Task):
         model, self.size, self.spacing = self._model()
         pos = model.positions
         self.x_mid = 0.5 * (pos[:, 0].min() + pos[:, 0].max())
-        # pickers hold the two corners of the +x side (and particles within one spacing of them):
-        # the right-most vertices of the bottom and the top 15% of the cloth's height (for a
-        # T-shirt: the hem's corner and the shoulder, not the sleeve tips)
-        y, span = pos[:, 1], np.ptp(pos[:, 1])
-        corners = []
-        for band, sign in ((y <= y.min() + 0.15 * span, 1.0), (y >= y.max() - 0.15 * span, -1.0)):
-            cand = np.flatnonzero(band)
-            corners.append(int(cand[np.argmax(pos[cand, 0] + 1e-3 * sign * (y.mean() - y[cand]))]))
-        held = [np.flatnonzero(np.linalg.norm(pos - pos[c], axis=1) < 1.01 * self.spacing) for c in corners]
-        check_pickers(held, str(o["mesh"] or f"grid {o['resolution']}x{o['resolution']}"))
-        substeps = o["substeps"] or stable_substeps(model, o["dt"])
-        self.sim = ClothSim(model, held, dt=o["dt"], substeps=substeps, drag=o["drag"],
-                            friction=o["friction"], ground=0.0, dtype=dtype, device=device)
+        self.sim = self._simulator(model, dtype, device)
         self.model = model
         self.episode_length = int(o["episode_length"])
         self.act_dim = self.sim.control_dim
@@ -128,6 +116,26 @@ class ClothTask(Task):
                                  torch.full((3 * model.num_particles,), 0.1),
                                  torch.full((3 * self.sim.K,), 1.0 / self.size)]).to(dtype=dtype, device=device)
         return self.sim
+
+    def _cloth_sim(self, model, held, dtype, device) -> ClothSim:
+        o = self.options
+        substeps = o["substeps"] or stable_substeps(model, o["dt"])
+        return ClothSim(model, held, dt=o["dt"], substeps=substeps, drag=o["drag"],
+                        friction=o["friction"], ground=0.0, dtype=dtype, device=device)
+
+    def _simulator(self, model, dtype, device):
+        """Pickers hold the two corners of the +x side (and particles within one spacing of them):
+        the right-most vertices of the bottom and the top 15% of the cloth's height (for a
+        T-shirt: the hem's corner and the shoulder, not the sleeve tips)."""
+        o, pos = self.options, model.positions
+        y, span = pos[:, 1], np.ptp(pos[:, 1])
+        corners = []
+        for band, sign in ((y <= y.min() + 0.15 * span, 1.0), (y >= y.max() - 0.15 * span, -1.0)):
+            cand = np.flatnonzero(band)
+            corners.append(int(cand[np.argmax(pos[cand, 0] + 1e-3 * sign * (y.mean() - y[cand]))]))
+        held = [np.flatnonzero(np.linalg.norm(pos - pos[c], axis=1) < 1.01 * self.spacing) for c in corners]
+        check_pickers(held, str(o["mesh"] or f"grid {o['resolution']}x{o['resolution']}"))
+        return self._cloth_sim(model, held, dtype, device)
 
     def _fold(self, pos, radius: float = 0.0):
         """Positions of the cloth folded in half over x = x_mid (a half-cylinder of `radius` at the fold)."""
@@ -190,3 +198,48 @@ class ClothTask(Task):
                        "focal_point": [c[0], c[1], 0.0], "up": [0.0, 0.0, 1.0]},
             "ground": {"height": 0.0, "size": 3.0 * float(np.ptp(pos[:, 0]))},
         }
+
+
+class ClothPickPlaceTask(ClothTask):
+    """The cloth tasks with DaXBench's pick-and-place macro actions (`PickPlaceSim`): an action
+    (pick x, y, place x, y) in [-1, 1]^4 spans the flat cloth's x-y extent; one env step is a
+    whole pick, lift, carry, lower, release and settle of one picker; `episode_length` counts
+    these macro steps (DaXBench: 3 for Fold-Cloth1, 4 for Fold-Cloth3, 15 for Unfold-Cloth1/3).
+
+    reward = exp(-10 * chamfer(x, goal)), DaXBench's per-step reward (it also scales it by
+    0.99^t; here the learner's discount does that), equal to info["score"].
+    """
+    default_options = {
+        **ClothTask.default_options,
+        "episode_length": 3,     # macro steps (pick-and-places) per episode
+        "pick_radius": 0.8,      # grab the particles within this many particle spacings (x-y) of the picked one (DaXBench: 0.8)
+        "grab_depth": 0.005,     # ... and no more than this far below it [m]: the top layer only
+        "lift": 0.3,             # lift height, as a fraction of the cloth's size (DaXBench: 0.06 for a 0.2 x 0.4 cloth)
+        "lift_steps": 4,         # inner control steps (of dt each) of the lift, move, lower and settle phases;
+        "move_steps": 12,        # slow enough that a carried edge folds over instead of dragging the cloth
+        "lower_steps": 4,        # (2, 6, 2, 4) dragged it: a scripted fold then scored below a flat cloth
+        "settle_steps": 6,
+        "relative_carry": False,  # True: carry by (place - pick) as DaXBench (the pick point then has a derivative)
+    }
+    option_types = {
+        **ClothTask.option_types, "pick_radius": "float >= 0", "grab_depth": "float >= 0", "lift": "float >= 0", "lift_steps": "int >= 0",
+        "move_steps": "int >= 1", "lower_steps": "int >= 0", "settle_steps": "int >= 0", "relative_carry": "bool",
+    }
+
+    def _simulator(self, model, dtype, device):
+        o = self.options
+        cloth = self._cloth_sim(model, [[]], dtype, device)
+        pos = model.positions
+        lo, hi = pos[:, :2].min(0), pos[:, :2].max(0)
+        self._centre = torch.tensor(0.5 * (lo + hi), dtype=dtype, device=device).repeat(2)
+        self._half = torch.tensor(0.5 * (hi - lo), dtype=dtype, device=device).repeat(2)
+        return PickPlaceSim(cloth, radius=o["pick_radius"] * self.spacing, lift=o["lift"] * self.size, depth=o["grab_depth"],
+                            lift_steps=o["lift_steps"], move_steps=o["move_steps"], lower_steps=o["lower_steps"],
+                            settle_steps=o["settle_steps"], relative_carry=o["relative_carry"])
+
+    def control(self, action):
+        """(pick, place) x-y over the flat cloth's extent: -1 and 1 are its edges."""
+        return self._centre + action.clamp(-1.0, 1.0) * self._half
+
+    def reward(self, state, action, next_state):
+        return torch.exp(-10.0 * chamfer(self.sim.positions(next_state), self.goal[None]))

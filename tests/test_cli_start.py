@@ -62,7 +62,7 @@ def test_installed_wheel_layout(tmp_path):
             "print('ok', len(mt.list_tasks()))\n" % str(pkg))
     res = _run_isolated(code, cwd=tmp_path, first=site_dir)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "ok 8" in res.stdout
+    assert "ok 10" in res.stdout
 
 
 @pytest.mark.parametrize("args", [["--help"], ["tasks"], ["train", "--help"]])

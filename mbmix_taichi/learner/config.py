@@ -174,6 +174,11 @@ _CLOTH = {
 TASK_PRESETS: dict[str, dict[str, Any]] = {
     "cloth-fold": dict(_CLOTH),
     "cloth-unfold": dict(_CLOTH),
+    # DaXBench's pick-and-place setting (tasks/_cloth.py, ClothPickPlaceTask): a 6 x 6 cloth, 3 macro
+    # steps per episode, windows of one whole episode (h = 3, as DaXBench's APG differentiates whole
+    # episodes); a short sanity preset, not tuned (docs/cloth.md)
+    "cloth-fold-pnp": {"task_options": {"resolution": 6}, "num_envs": 8, "horizon": 3, "iterations": 100},
+    "cloth-unfold-pnp": {"task_options": {"resolution": 6}, "num_envs": 8, "horizon": 3, "iterations": 100},
 }
 
 # The DiffRL locomotion suite. Numbers from DiffRL's examples/cfg/shac/<task>.yaml (Xu et al. 2022,

@@ -1,0 +1,59 @@
+"""The pickers' ground clamp inside the cloth kernels: both kernel layouts apply it alike, the
+tie rule of its derivative (the picker's own height first), and the tangent kernel leaves the
+caller's control tangents alone. (Finite-difference agreement of JVP, VJP and Jacobian with
+the clamp active: tests/test_cloth_gradients.py.)"""
+import torch
+
+from mbmix_taichi import _ti
+from mbmix_taichi.physics.cloth import ClothSim
+from mbmix_taichi.physics.cloth_model import grid
+
+
+def _sim(layout="auto"):
+    _ti.init("cpu")
+    m = grid(4, 4, 0.05, ke=(20, 10, 1), kd=(0.01, 0.01, 0.001), total_mass=0.05)
+    return ClothSim(m, [[15, 14], [3]], dt=0.04, substeps=3, dtype=torch.float64, layout=layout), m
+
+
+def test_both_layouts_clamp_a_picker_pushed_into_the_ground():
+    sims = [_sim(lay)[0] for lay in ("fused", "wide")]
+    m = _sim()[1]
+    x = torch.tensor(m.positions)[None].repeat(2, 1, 1)
+    x[1, :, 2] += 0.01
+    s = sims[0].make_state(x)
+    c = torch.tensor([[0.01, 0.0, -0.05, 0.0, 0.0, 0.02], [0.0, 0.01, -0.05, 0.0, 0.0, -0.004]], dtype=torch.float64)
+    outs = [sim.step(s, c, record=True) for sim in sims]
+    for out, (_, _, _, _, rec) in outs:
+        assert rec.clamped.tolist() == [[True, False], [True, False]]
+        p = sims[0].pickers(out)
+        assert p[:, 0, 2].abs().max() < 1e-15, "picker 0 stops at the ground"
+        assert torch.allclose(p[1, 1, 2], torch.tensor(0.006, dtype=torch.float64)), "picker 1 moves freely"
+    assert torch.allclose(outs[0][0], outs[1][0], rtol=0, atol=1e-13)
+    assert torch.equal(outs[0][1][4].low_entry, outs[1][1][4].low_entry)
+
+
+def test_a_tie_at_the_clamp_follows_the_pickers_own_height():
+    """Flat cloth on the ground, pickers level with it: picker 0 pushed down is clamped at a tie of
+    its own height and its particles'; the derivative follows the picker's entry (listed first)."""
+    sim, m = _sim()
+    s = sim.make_state(torch.tensor(m.positions)[None])
+    c = torch.tensor([[0.0, 0.0, -0.01, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    _, (_, _, _, _, rec) = sim.step(s, c, record=True)
+    n = sim.n
+    assert rec.clamped.tolist() == [[True, False]] and int(rec.low_entry[0, 0]) == 6 * n + 2
+    J_s, J_c = sim.jacobian(s, c)
+    pz = 6 * n + 2
+    assert J_s[0, pz, pz] == 0 and J_c[0, pz, 2] == 0  # the picker's height: h - its own height + itself
+    for i in (15, 14):
+        assert J_s[0, 3 * i + 2, pz] == -1 and J_s[0, 3 * i + 2, 3 * i + 2] == 1
+
+
+def test_jvp_does_not_write_the_callers_control_tangents():
+    sim, m = _sim()
+    s = sim.make_state(torch.tensor(m.positions)[None])
+    c = torch.tensor([[0.0, 0.0, -0.01, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    ts, tc = torch.randn(1, 3, sim.state_dim, dtype=torch.float64), torch.randn(1, 3, sim.control_dim, dtype=torch.float64)
+    tc0 = tc.clone()
+    out = sim.jvp(s, c, ts, tc)
+    assert torch.equal(tc, tc0)
+    assert torch.allclose(sim.pickers(out)[0, :, 0, 2], torch.zeros(3, dtype=torch.float64)), "clamped: no z tangent"
