@@ -311,6 +311,7 @@ class _TapePool:
         self.live = 0  # entries held by live tapes
         self.free: dict[int, list] = {}
         self.free_entries = 0
+        self.budget_entries = 0  # the simulator's tape_budget in entries, set at each recorded step
 
     def get(self, size, make):
         bufs = self.free.get(size)
@@ -381,15 +382,14 @@ class ArticulatedSim(Simulator):
         self._tan = fast["tangent"].bind(("tangent", fp), fixed=(0, 1))
         self._work = None
         self._dummy1 = torch.zeros(1, dtype=dtype, device=self.device)
+        self._item = torch.empty((), dtype=dtype).element_size()  # bytes per entry
         self._tapes = _TapePool()
-        self._tapes.budget_entries = self.tape_budget // torch.empty((), dtype=dtype).element_size()
 
     def bytes_per_env(self, record: bool = False) -> int:
         """A step's scratch; with `record`, the VJP's too: every substep's intermediates (transient)."""
-        item = torch.empty((), dtype=self.dtype).element_size()
         wp, ws = self.tables.head["W_GXN"], self.tables.ws
         scratch = wp * self.substeps + (ws - wp) if record else wp
-        return item * (scratch + 4 * self.state_dim)
+        return self._item * (scratch + 4 * self.state_dim)
 
     # -- helpers
     def _buf(self, *shape):
@@ -429,9 +429,8 @@ class ArticulatedSim(Simulator):
         self.launches += 1
         if record:
             size = self._workspace_size(n, keep=True)
-            item = torch.empty((), dtype=self.dtype).element_size()
-            self._tapes.budget_entries = self.tape_budget // item  # (tape_budget may be set any time)
-            if (self._tapes.live + size) * item <= self.tape_budget:
+            self._tapes.budget_entries = self.tape_budget // self._item  # (tape_budget may be set any time)
+            if self._tapes.live + size <= self._tapes.budget_entries:
                 # store: this launch keeps every substep's intermediates in the tape's own buffer
                 W = self._tapes.get(size, self._buf)
                 self._fwd(self._I, self._P, state.view(-1), ctrl, out.view(-1), W, n, 1)
@@ -442,8 +441,7 @@ class ArticulatedSim(Simulator):
 
     def tape_bytes(self) -> tuple[int, int]:
         """(bytes held by live recorded tapes, bytes of free tape buffers kept for reuse)."""
-        item = torch.empty((), dtype=self.dtype).element_size()
-        return self._tapes.live * item, self._tapes.free_entries * item
+        return self._tapes.live * self._item, self._tapes.free_entries * self._item
 
     def vjp_tape(self, tape, cotangent):
         n = tape.n
