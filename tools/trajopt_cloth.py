@@ -11,6 +11,7 @@ Adam (lr 0.05) ascends the dense return; the table reports the best and the medi
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -36,11 +37,20 @@ def main():
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--iterations", type=int, default=150)
     p.add_argument("--out", default=str(ROOT / "docs" / "trajopt_cloth.md"))
+    p.add_argument("-o", "--task-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a task option over the training preset's (repeatable), e.g. -o chamfer_weight=1")
     a = p.parse_args()
+    extra = {}
+    for kv in a.task_option:
+        k, _, v = kv.partition("=")
+        try:
+            extra[k] = json.loads(v)
+        except json.JSONDecodeError:
+            extra[k] = v
     torch.set_num_threads(1)
     rows = []
     for task in a.tasks.split(","):
-        opts = resolve(task, "mix").task_options  # the task as `train` trains it
+        opts = {**resolve(task, "mix").task_options, **extra}  # the task as `train` trains it
         for seed in [int(s) for s in a.seeds.split(",")]:
             env = mt.make(task, num_envs=8, seed=seed, **opts)
             hold_env = mt.make(task, num_envs=1, seed=seed, **opts)
@@ -62,7 +72,8 @@ def main():
     lines = [
         "# Trajectory optimisation on the cloth tasks (the reference row)",
         "",
-        f"Run: `python tools/trajopt_cloth.py --tasks {a.tasks} --seeds {a.seeds} --iterations {a.iterations}`.",
+        f"Run: `python tools/trajopt_cloth.py --tasks {a.tasks} --seeds {a.seeds} --iterations {a.iterations}"
+        + "".join(f" -o {kv}" for kv in a.task_option) + "`.",
         "",
         "Open-loop actions of one episode, optimised with the exact gradient of the dense return through",
         f"every control step (Adam, lr 0.05, {a.iterations} iterations, 8 starts in parallel: hold-still and",
