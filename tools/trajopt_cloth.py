@@ -11,7 +11,6 @@ Adam (lr 0.05) ascends the dense return; the table reports the best and the medi
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 import mbmix_taichi as mt  # noqa: E402
+from mbmix_taichi.cli.options import parse_task_options  # noqa: E402
 from mbmix_taichi.learner import resolve  # noqa: E402
 from mbmix_taichi.learner.trajopt import optimise  # noqa: E402
 
@@ -40,13 +40,7 @@ def main():
     p.add_argument("-o", "--task-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a task option over the training preset's (repeatable), e.g. -o chamfer_weight=1")
     a = p.parse_args()
-    extra = {}
-    for kv in a.task_option:
-        k, _, v = kv.partition("=")
-        try:
-            extra[k] = json.loads(v)
-        except json.JSONDecodeError:
-            extra[k] = v
+    extra = parse_task_options(a.task_option)
     torch.set_num_threads(1)
     rows = []
     for task in a.tasks.split(","):
