@@ -34,7 +34,10 @@ results are deterministic and identical for any thread count.
 Launch layout: Taichi's CPU backend spends ~50-130 us on every parallel loop it launches
 (measured here), more than a whole substep of a small cloth. Each kernel therefore has a
 single parallel loop (over envs, or envs x probes) and runs substeps, springs and particles
-serially inside it: one kernel launch per control step.
+serially inside it: one kernel launch per control step. The "wide" layout (GPUs) has the same
+three kernels with every phase of a substep a parallel loop over all envs' springs or particles
+(x probes for the tangent), built from the same per-spring and per-particle functions, so the
+two layouts agree to rounding (tests/test_cloth_clamp.py).
 """
 
 
@@ -343,67 +346,163 @@ def _forward_wide(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _
         _st(out, b * ds + 6 * n + 3 * q, _ld(state, b * ds + 6 * n + 3 * q) + _clamped_ctrl(state, ctrl, U, prm, b, q, n, K, cr))
 
 
+# Adjoint of one substep s, by phase (the fused kernel runs them serially per env, the wide one as
+# parallel loops over particles and springs): particles (adjoints of x_{s+1}, v_{s+1} -> direct
+# adjoints of x_s, v_s and of the forces), springs (force adjoints -> adjoints of d = x_i - x_j and
+# w = v_i - v_j), gather (those back into the particles through the incidence lists).
+@ti.func
+def _adj_particle(gs: ti.template(), Fb: ti.template(), Hb: ti.template(), X: ti.template(), U: ti.template(),
+                  inv_m: ti.template(), held_by: ti.template(), prm: ti.template(), b, s, i, n, K, S):
+    dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
+    ds = 6 * n + 3 * K
+    xs = (b * (S + 1) + s) * n * 3
+    us = (b * S + s) * n * 3
+    xb = _ld(gs, b * ds + 3 * i)
+    vb = _ld(gs, b * ds + 3 * n + 3 * i)
+    if held_by[_held_at(held_by, b, n) + i] >= 0:
+        _st(Hb, (b * n + i) * 3, _ld(Hb, (b * n + i) * 3) + xb / S + vb / (S * dt))
+        _st(gs, b * ds + 3 * n + 3 * i, vb * 0.0)
+        _st(Fb, (b * n + i) * 3, vb * 0.0)
+    else:
+        ub, xzb = _contact_adjoint(_ld(X, xs + 3 * i), _ld(U, us + 3 * i), vb + dt * xb, dt, h, mu)
+        xb[2] += xzb
+        ab = dt * ub
+        _st(gs, b * ds + 3 * i, xb)
+        _st(gs, b * ds + 3 * n + 3 * i, ub - drag * ab)
+        _st(Fb, (b * n + i) * 3, inv_m[i] * ab)
+
+
+@ti.func
+def _adj_spring(Fb: ti.template(), Db: ti.template(), X: ti.template(), V: ti.template(), si: ti.template(),
+                sj: ti.template(), rest: ti.template(), ke: ti.template(), kd: ti.template(), b, s, k, n, M, S):
+    """The spring force f_k enters F_i with + and F_j with -."""
+    xs = (b * (S + 1) + s) * n * 3
+    oi, oj = xs + 3 * si[k], xs + 3 * sj[k]
+    d = _ld(X, oi) - _ld(X, oj)
+    w = _ld(V, oi) - _ld(V, oj)
+    l, nn, c = _spring_geom(d, w, rest[k], ke[k], kd[k])
+    fb = _ld(Fb, (b * n + si[k]) * 3) - _ld(Fb, (b * n + sj[k]) * 3)
+    db, wb = _spring_adjoint(l, nn, c, w, fb, ke[k], kd[k])
+    _st(Db, (b * 2 * M + k) * 3, db)
+    _st(Db, ((b * 2 + 1) * M + k) * 3, wb)
+
+
+@ti.func
+def _adj_gather(gs: ti.template(), Db: ti.template(), inc_ptr: ti.template(), inc_spr: ti.template(),
+                inc_sgn: ti.template(), b, i, n, K, M):
+    ds = 6 * n + 3 * K
+    xb = _ld(gs, b * ds + 3 * i)
+    vb = _ld(gs, b * ds + 3 * n + 3 * i)
+    for e in range(inc_ptr[i], inc_ptr[i + 1]):
+        xb += inc_sgn[e] * _ld(Db, (b * 2 * M + inc_spr[e]) * 3)
+        vb += inc_sgn[e] * _ld(Db, ((b * 2 + 1) * M + inc_spr[e]) * 3)
+    _st(gs, b * ds + 3 * i, xb)
+    _st(gs, b * ds + 3 * n + 3 * i, vb)
+
+
+@ti.func
+def _adj_start(cot: ti.template(), gs: ti.template(), gc: ti.template(), Hb: ti.template(), b, n, K):
+    ds, dc = 6 * n + 3 * K, 3 * K
+    for e in range(ds):
+        gs[b * ds + e] = cot[b * ds + e]
+    for i in range(n):
+        _st(Hb, (b * n + i) * 3, _ld(cot, b * ds) * 0.0)
+    for q in range(K):
+        _st(gc, b * dc + 3 * q, _ld(cot, b * ds + 6 * n + 3 * q))
+
+
+@ti.func
+def _adj_end(gs: ti.template(), gc: ti.template(), U: ti.template(), Hb: ti.template(), held_by: ti.template(),
+             b, n, K, cr):
+    """What the held particles collected goes to their pickers' controls (in particle order), then
+    through the clamp."""
+    for i in range(n):
+        p = held_by[_held_at(held_by, b, n) + i]
+        if p >= 0:
+            _st(gc, b * 3 * K + 3 * p, _ld(gc, b * 3 * K + 3 * p) + _ld(Hb, (b * n + i) * 3))
+    _clamp_adjoint(gs, gc, U, b, n, K, cr)
+
+
 @ti.kernel
 def _adjoint(cot: _nd, gs: _nd, gc: _nd, X: _nd, V: _nd, U: _nd, Fb: _nd, Db: _nd, Hb: _nd,
              si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
              inv_m: _nd, held_by: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32):
-    """gs <- cot^T d out / d state, gc <- cot^T d out / d ctrl, walking the tape backwards.
-    gs holds the running adjoints of (x_s, v_s); Fb the force adjoints, Hb the adjoints
-    collected by held particles, Db the spring adjoints w.r.t. d = x_i - x_j and w = v_i - v_j."""
+    """gs <- cot^T d out / d state, gc <- cot^T d out / d ctrl, walking the tape backwards (fused
+    layout: one thread per env). gs holds the running adjoints of (x_s, v_s); Fb the force
+    adjoints, Hb the adjoints collected by held particles, Db the spring adjoints w.r.t. d and w."""
     M = si.shape[0]
-    ds, dc = 6 * n + 3 * K, 3 * K
-    cr = N * S * n * 3
     for b in range(N):
-        dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
-        for e in range(ds):
-            gs[b * ds + e] = cot[b * ds + e]
-        for i in range(n):
-            _st(Hb, (b * n + i) * 3, _ld(cot, b * ds) * 0.0)
-        for q in range(K):
-            _st(gc, b * dc + 3 * q, _ld(cot, b * ds + 6 * n + 3 * q))
+        _adj_start(cot, gs, gc, Hb, b, n, K)
         for r in range(S):
             s = S - 1 - r
-            xs = (b * (S + 1) + s) * n * 3
-            us = (b * S + s) * n * 3
-            # particle phase: adjoints of x_{s+1}, v_{s+1} -> direct adjoints of x_s, v_s and of forces
             for i in range(n):
-                xb = _ld(gs, b * ds + 3 * i)
-                vb = _ld(gs, b * ds + 3 * n + 3 * i)
-                if held_by[_held_at(held_by, b, n) + i] >= 0:
-                    _st(Hb, (b * n + i) * 3, _ld(Hb, (b * n + i) * 3) + xb / S + vb / (S * dt))
-                    _st(gs, b * ds + 3 * n + 3 * i, vb * 0.0)
-                    _st(Fb, (b * n + i) * 3, vb * 0.0)
-                else:
-                    ub, xzb = _contact_adjoint(_ld(X, xs + 3 * i), _ld(U, us + 3 * i), vb + dt * xb, dt, h, mu)
-                    xb[2] += xzb
-                    ab = dt * ub
-                    _st(gs, b * ds + 3 * i, xb)
-                    _st(gs, b * ds + 3 * n + 3 * i, ub - drag * ab)
-                    _st(Fb, (b * n + i) * 3, inv_m[i] * ab)
-            # spring phase: f_k enters F_i with + and F_j with -
+                _adj_particle(gs, Fb, Hb, X, U, inv_m, held_by, prm, b, s, i, n, K, S)
             for k in range(M):
-                oi, oj = xs + 3 * si[k], xs + 3 * sj[k]
-                d = _ld(X, oi) - _ld(X, oj)
-                w = _ld(V, oi) - _ld(V, oj)
-                l, nn, c = _spring_geom(d, w, rest[k], ke[k], kd[k])
-                fb = _ld(Fb, (b * n + si[k]) * 3) - _ld(Fb, (b * n + sj[k]) * 3)
-                db, wb = _spring_adjoint(l, nn, c, w, fb, ke[k], kd[k])
-                _st(Db, (b * 2 * M + k) * 3, db)
-                _st(Db, ((b * 2 + 1) * M + k) * 3, wb)
-            # gather spring adjoints into particles
+                _adj_spring(Fb, Db, X, V, si, sj, rest, ke, kd, b, s, k, n, M, S)
             for i in range(n):
-                xb = _ld(gs, b * ds + 3 * i)
-                vb = _ld(gs, b * ds + 3 * n + 3 * i)
-                for e in range(inc_ptr[i], inc_ptr[i + 1]):
-                    xb += inc_sgn[e] * _ld(Db, (b * 2 * M + inc_spr[e]) * 3)
-                    vb += inc_sgn[e] * _ld(Db, ((b * 2 + 1) * M + inc_spr[e]) * 3)
-                _st(gs, b * ds + 3 * i, xb)
-                _st(gs, b * ds + 3 * n + 3 * i, vb)
-        for i in range(n):
-            p = held_by[_held_at(held_by, b, n) + i]
-            if p >= 0:
-                _st(gc, b * dc + 3 * p, _ld(gc, b * dc + 3 * p) + _ld(Hb, (b * n + i) * 3))
-        _clamp_adjoint(gs, gc, U, b, n, K, cr)
+                _adj_gather(gs, Db, inc_ptr, inc_spr, inc_sgn, b, i, n, K, M)
+        _adj_end(gs, gc, U, Hb, held_by, b, n, K, N * S * n * 3)
+
+
+@ti.kernel
+def _adjoint_wide(cot: _nd, gs: _nd, gc: _nd, X: _nd, V: _nd, U: _nd, Fb: _nd, Db: _nd, Hb: _nd,
+                  si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
+                  inv_m: _nd, held_by: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.template()):
+    """_adjoint in the wide layout: every phase of every substep is a parallel loop over all envs'
+    particles or springs (substeps unrolled at compile time: one launch per control step). Same
+    arithmetic in the same order per entry; agrees with _adjoint to rounding (constant S folds)."""
+    M = si.shape[0]
+    for b in range(N):
+        _adj_start(cot, gs, gc, Hb, b, n, K)
+    for r in ti.static(range(S)):
+        for b, i in ti.ndrange(N, n):
+            _adj_particle(gs, Fb, Hb, X, U, inv_m, held_by, prm, b, S - 1 - r, i, n, K, S)
+        for b, k in ti.ndrange(N, M):
+            _adj_spring(Fb, Db, X, V, si, sj, rest, ke, kd, b, S - 1 - r, k, n, M, S)
+        for b, i in ti.ndrange(N, n):
+            _adj_gather(gs, Db, inc_ptr, inc_spr, inc_sgn, b, i, n, K, M)
+    for b in range(N):
+        _adj_end(gs, gc, U, Hb, held_by, b, n, K, N * S * n * 3)
+
+
+# Tangent of one substep s for probe p of env b (row t0 of T, c0 of tc, f0 of DF), by phase:
+# springs (force tangents into DF), then particles (gathered through the incidence lists).
+@ti.func
+def _tan_spring(T: ti.template(), DF: ti.template(), X: ti.template(), V: ti.template(), si: ti.template(),
+                sj: ti.template(), rest: ti.template(), ke: ti.template(), kd: ti.template(), b, s, k, t0, f0, n, S):
+    xs = (b * (S + 1) + s) * n * 3
+    i, j = si[k], sj[k]
+    d = _ld(X, xs + 3 * i) - _ld(X, xs + 3 * j)
+    w = _ld(V, xs + 3 * i) - _ld(V, xs + 3 * j)
+    l, nn, c = _spring_geom(d, w, rest[k], ke[k], kd[k])
+    dd = _ld(T, t0 + 3 * i) - _ld(T, t0 + 3 * j)
+    dw = _ld(T, t0 + 3 * n + 3 * i) - _ld(T, t0 + 3 * n + 3 * j)
+    _st(DF, f0 + 3 * k, _spring_tangent(l, nn, c, w, dd, dw, ke[k], kd[k]))
+
+
+@ti.func
+def _tan_particle(T: ti.template(), tc: ti.template(), X: ti.template(), U: ti.template(), DF: ti.template(),
+                  inc_ptr: ti.template(), inc_spr: ti.template(), inc_sgn: ti.template(), inv_m: ti.template(),
+                  held_by: ti.template(), prm: ti.template(), b, s, i, t0, c0, f0, n, S):
+    dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
+    xs = (b * (S + 1) + s) * n * 3
+    us = (b * S + s) * n * 3
+    dx = _ld(T, t0 + 3 * i)
+    dv = _ld(T, t0 + 3 * n + 3 * i)
+    q = held_by[_held_at(held_by, b, n) + i]
+    if q >= 0:
+        ddp = _ld(tc, c0 + 3 * q) / S
+        dx = dx + ddp
+        dv = ddp / dt
+    else:
+        dF = dv * 0.0
+        for e in range(inc_ptr[i], inc_ptr[i + 1]):
+            dF += inc_sgn[e] * _ld(DF, f0 + 3 * inc_spr[e])
+        du = dv + dt * (dF * inv_m[i] - drag * dv)
+        dv = _contact_tangent(_ld(X, xs + 3 * i), _ld(U, us + 3 * i), dx, du, dt, h, mu)
+        dx = dx + dt * dv
+    _st(T, t0 + 3 * i, dx)
+    _st(T, t0 + 3 * n + 3 * i, dv)
 
 
 @ti.kernel
@@ -411,47 +510,44 @@ def _tangent(T: _nd, tc: _nd, X: _nd, V: _nd, U: _nd, DF: _nd,
              si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
              inv_m: _nd, held_by: _nd, prm: _nd, N: ti.i32, P: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32):
     """T: tangents of the state in, of the next state out (in place), one row per (env, probe);
-    tc: control tangents, replaced in place by those of the clamped control. One thread per
-    (env, probe); reads the forward tape."""
+    tc: control tangents, replaced in place by those of the clamped control. Fused layout: one
+    thread per (env, probe); reads the forward tape."""
     M = si.shape[0]
     ds, dc = 6 * n + 3 * K, 3 * K
     cr = N * S * n * 3
     for b, p in ti.ndrange(N, P):
-        dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
-        t0 = (b * P + p) * ds
-        c0 = (b * P + p) * dc
-        f0 = (b * P + p) * M * 3
+        t0, c0, f0 = (b * P + p) * ds, (b * P + p) * dc, (b * P + p) * M * 3
         _clamp_tangent(T, tc, U, t0, c0, b, K, cr)
         for s in range(S):
-            xs = (b * (S + 1) + s) * n * 3
-            us = (b * S + s) * n * 3
             for k in range(M):
-                i, j = si[k], sj[k]
-                d = _ld(X, xs + 3 * i) - _ld(X, xs + 3 * j)
-                w = _ld(V, xs + 3 * i) - _ld(V, xs + 3 * j)
-                l, nn, c = _spring_geom(d, w, rest[k], ke[k], kd[k])
-                dd = _ld(T, t0 + 3 * i) - _ld(T, t0 + 3 * j)
-                dw = _ld(T, t0 + 3 * n + 3 * i) - _ld(T, t0 + 3 * n + 3 * j)
-                _st(DF, f0 + 3 * k, _spring_tangent(l, nn, c, w, dd, dw, ke[k], kd[k]))
+                _tan_spring(T, DF, X, V, si, sj, rest, ke, kd, b, s, k, t0, f0, n, S)
             for i in range(n):
-                dx = _ld(T, t0 + 3 * i)
-                dv = _ld(T, t0 + 3 * n + 3 * i)
-                q = held_by[_held_at(held_by, b, n) + i]
-                if q >= 0:
-                    ddp = _ld(tc, c0 + 3 * q) / S
-                    dx = dx + ddp
-                    dv = ddp / dt
-                else:
-                    dF = dv * 0.0
-                    for e in range(inc_ptr[i], inc_ptr[i + 1]):
-                        dF += inc_sgn[e] * _ld(DF, f0 + 3 * inc_spr[e])
-                    du = dv + dt * (dF * inv_m[i] - drag * dv)
-                    dv = _contact_tangent(_ld(X, xs + 3 * i), _ld(U, us + 3 * i), dx, du, dt, h, mu)
-                    dx = dx + dt * dv
-                _st(T, t0 + 3 * i, dx)
-                _st(T, t0 + 3 * n + 3 * i, dv)
+                _tan_particle(T, tc, X, U, DF, inc_ptr, inc_spr, inc_sgn, inv_m, held_by, prm, b, s, i, t0, c0, f0,
+                              n, S)
         for q in range(K):
             _st(T, t0 + 6 * n + 3 * q, _ld(T, t0 + 6 * n + 3 * q) + _ld(tc, c0 + 3 * q))
+
+
+@ti.kernel
+def _tangent_wide(T: _nd, tc: _nd, X: _nd, V: _nd, U: _nd, DF: _nd,
+                  si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
+                  inv_m: _nd, held_by: _nd, prm: _nd, N: ti.i32, P: ti.i32, n: ti.i32, K: ti.i32, S: ti.template()):
+    """_tangent in the wide layout: each substep is a parallel loop over every (env, probe, spring),
+    then one over every (env, probe, particle); substeps unrolled at compile time."""
+    M = si.shape[0]
+    ds, dc = 6 * n + 3 * K, 3 * K
+    cr = N * S * n * 3
+    for b, p in ti.ndrange(N, P):
+        _clamp_tangent(T, tc, U, (b * P + p) * ds, (b * P + p) * dc, b, K, cr)
+    for s in ti.static(range(S)):
+        for b, p, k in ti.ndrange(N, P, M):
+            _tan_spring(T, DF, X, V, si, sj, rest, ke, kd, b, s, k, (b * P + p) * ds, (b * P + p) * M * 3, n, S)
+        for b, p, i in ti.ndrange(N, P, n):
+            _tan_particle(T, tc, X, U, DF, inc_ptr, inc_spr, inc_sgn, inv_m, held_by, prm, b, s, i,
+                          (b * P + p) * ds, (b * P + p) * dc, (b * P + p) * M * 3, n, S)
+    for b, p, q in ti.ndrange(N, P, K):
+        t0, c0 = (b * P + p) * ds, (b * P + p) * dc
+        _st(T, t0 + 6 * n + 3 * q, _ld(T, t0 + 6 * n + 3 * q) + _ld(tc, c0 + 3 * q))
 
 
 # The cloth's topology and constants, in the one order every kernel takes them (after its own
@@ -470,7 +566,8 @@ def _topology_at(kernel) -> int:
 
 
 _FWD_TOPO, _ADJ_TOPO, _TAN_TOPO = (_topology_at(k) for k in (_forward, _adjoint, _tangent))
-_topology_at(_forward_wide)
+for _wide in (_forward_wide, _adjoint_wide, _tangent_wide):
+    _topology_at(_wide)
 
 # launchers that skip Taichi's per-call argument inspection (physics/_launch.py)
 _forward_fast, _adjoint_fast, _tangent_fast = FastKernel(_forward), FastKernel(_adjoint), FastKernel(_tangent)
@@ -557,7 +654,7 @@ class ClothSim(Simulator):
         self.jacobian_chunk = max(1, min(256, int(2e7 // max(1, model.num_springs * 3))))
 
     def uses_wide_layout(self, N: int) -> bool:
-        """Kernel layout of the forward step. "fused" runs one thread per env through all substeps
+        """Kernel layout of the step, its VJP and its JVP. "fused" runs one thread per env through all substeps
         (one parallel task per launch); "wide" spreads every substep over particles and springs.
         auto: wide on GPUs only. On this 2-core CPU the wide layout lost at every size of the
         peer benchmark (d = 32..128, one cloth), its two parallel tasks per substep costing more
@@ -659,7 +756,9 @@ class ClothSim(Simulator):
         Db = torch.empty(N * 2 * self.model.num_springs * 3, **e)
         args = (cot.view(-1), gs.view(-1), gc.view(-1), X, V, U, Fb, Db, Hb)
         ints = (N, self.n, self.K, self.substeps)
-        if rec.held_by is self.held_by:
+        if self.uses_wide_layout(N):
+            _adjoint_wide(*args, *self._topo_with(rec.held_by), *ints)
+        elif rec.held_by is self.held_by:
             self._adj(*args, *self._topo, *ints)
         else:
             _adjoint_fast(*args, *self._topo_with(rec.held_by), *ints)
@@ -694,7 +793,9 @@ class ClothSim(Simulator):
         DF = torch.empty(N * P * self.model.num_springs * 3, dtype=self.dtype, device=self.device)
         args = (ts.view(-1), tc.view(-1), X, V, U, DF)
         ints = (N, P, self.n, self.K, self.substeps)
-        if rec.held_by is self.held_by:
+        if self.uses_wide_layout(N):
+            _tangent_wide(*args, *self._topo_with(rec.held_by), *ints)
+        elif rec.held_by is self.held_by:
             self._tan(*args, *self._topo, *ints)
         else:
             _tangent_fast(*args, *self._topo_with(rec.held_by), *ints)

@@ -57,3 +57,37 @@ def test_jvp_does_not_write_the_callers_control_tangents():
     out = sim.jvp(s, c, ts, tc)
     assert torch.equal(tc, tc0)
     assert torch.allclose(sim.pickers(out)[0, :, 0, 2], torch.zeros(3, dtype=torch.float64)), "clamped: no z tangent"
+
+
+def test_wide_layout_derivatives_agree_with_the_fused_layout():
+    """The wide (GPU) layout's adjoint and tangent kernels, run here on the CPU, give the fused
+    kernels' VJP and multi-probe JVP to rounding: with ground contact and friction, one picker
+    clamped at the ground, and a per-env held table; and they satisfy <u, J t> = <J^T u, t>."""
+    sims = [_sim(lay)[0] for lay in ("fused", "wide")]
+    m = _sim()[1]
+    g = torch.Generator().manual_seed(3)
+    x = torch.tensor(m.positions)[None].repeat(2, 1, 1)
+    x[1, :, 2] += 0.004 * torch.rand(m.num_particles, generator=g, dtype=torch.float64)  # some off the ground
+    v = 0.05 * torch.randn(2, m.num_particles, 3, generator=g, dtype=torch.float64)
+    s = sims[0].make_state(x, v)
+    c = torch.tensor([[0.01, 0.0, -0.05, 0.0, 0.0, 0.02], [0.0, 0.01, 0.003, 0.01, 0.0, -0.004]], dtype=torch.float64)
+    held = torch.full((2, m.num_particles), -1, dtype=torch.int32)
+    held[0, [15, 14]], held[0, 3] = 0, 1
+    held[1, [12, 13]], held[1, 0] = 0, 1
+    u = torch.randn(s.shape, generator=g, dtype=torch.float64)
+    ts = torch.randn(2, 5, s.shape[1], generator=g, dtype=torch.float64)
+    tc = torch.randn(2, 5, c.shape[1], generator=g, dtype=torch.float64)
+    for h in (None, held):
+        res = []
+        for sim in sims:
+            out, tape = sim.step(s, c, record=True, held=h)
+            assert tape[4].clamped[0, 0], "picker 0 of env 0 is pushed into the ground"
+            gs, gc = sim.vjp_tape(tape, u)
+            jt = sim.jvp_tape(tape, ts, tc)
+            lhs = (u[:, None] * jt).sum(-1)
+            rhs = (gs[:, None] * ts).sum(-1) + (gc[:, None] * tc).sum(-1)
+            assert torch.allclose(lhs, rhs, rtol=1e-10, atol=1e-12), (sim.layout, lhs, rhs)
+            res.append((out, gs, gc, jt))
+        for a, b in zip(*res):
+            scale = a.abs().max()
+            assert scale > 0 and (a - b).abs().max() <= 1e-12 * scale, (a - b).abs().max()
