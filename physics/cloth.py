@@ -69,6 +69,18 @@ def _st(a: ti.template(), o, v):
     a[o], a[o + 1], a[o + 2] = v[0], v[1], v[2]
 
 
+# The fused forward masks each element offset to 30 bits (`_o`, a no-op below 2^30, which ClothSim.step
+# checks): Taichi indexes arrays in i32 without overflow flags, so without the mask every element
+# of a 3-vector costs its own add and sign extension; with it LLVM knows o + 1, o + 2 cannot
+# overflow and folds them into the load's address (measured: one `and` per vector instead of 3 add + 3 movslq).
+_IDX_MASK = (1 << 30) - 1
+
+
+@ti.func
+def _o(a):
+    return a & _IDX_MASK
+
+
 @ti.func
 def _spring_geom(d, w, rest, ke, kd):
     """Length l, direction n and scalar tension c of a spring (force on i is -c n)."""
@@ -279,27 +291,64 @@ def _forward(state: _nd, ctrl: _nd, out: _nd, X: _nd, V: _nd, U: _nd, Fs: _nd,
     ti.loop_config(serialize=serial)
     for b in range(N):
         _clamp(state, ctrl, U, held_by, prm, b, n, K, cr)
+        zero = _ld(state, b * ds) * 0.0
         x0 = b * SX * n * 3
+        f0 = b * n * 3
         for i in range(n):
-            _st(X, x0 + 3 * i, _ld(state, b * ds + 3 * i))
-            _st(V, x0 + 3 * i, _ld(state, b * ds + 3 * n + 3 * i))
+            _st(X, _o(x0 + 3 * i), _ld(state, b * ds + 3 * i))
+            _st(V, _o(x0 + 3 * i), _ld(state, b * ds + 3 * n + 3 * i))
+            _st(Fs, _o(f0 + 3 * i), zero)  # the particle pass re-zeroes each force after reading it
+        hb = _held_at(held_by, b, n)
         for s in range(S):
             # serial within an env, so forces are scattered straight into particles (no atomics,
             # a fixed order); the wide layout gathers them through the incidence lists instead
-            for i in range(n):
-                _st(Fs, (b * n + i) * 3, _ld(X, 0) * 0.0)
             xs = (b * SX + s % SX) * n * 3
             for k in range(M):
                 i, j = si[k], sj[k]
-                l, nn, c = _spring_geom(_ld(X, xs + 3 * i) - _ld(X, xs + 3 * j), _ld(V, xs + 3 * i) - _ld(V, xs + 3 * j),
-                                        rest[k], ke[k], kd[k])
+                oi, oj = _o(xs + 3 * i), _o(xs + 3 * j)
+                l, nn, c = _spring_geom(_ld(X, oi) - _ld(X, oj), _ld(V, oi) - _ld(V, oj), rest[k], ke[k], kd[k])
                 f = -c * nn
-                _st(Fs, (b * n + i) * 3, _ld(Fs, (b * n + i) * 3) + f)
-                _st(Fs, (b * n + j) * 3, _ld(Fs, (b * n + j) * 3) - f)
-            for i in range(n):
-                _fwd_particle(state, ctrl, X, V, U, _ld(Fs, (b * n + i) * 3), inv_m, held_by, prm, b, s, i, n, K, S, SX,
-                              SU, cr)
+                fi, fj = _o(f0 + 3 * i), _o(f0 + 3 * j)
+                Fi, Fj = _ld(Fs, fi), _ld(Fs, fj)
+                _st(Fs, fi, Fi + f)
+                _st(Fs, fj, Fj - f)
+            _fwd_particles(state, ctrl, X, V, U, Fs, inv_m, held_by, prm, b, s, n, K, S, SX, SU, cr, hb, f0, zero)
         _fwd_out(state, ctrl, out, X, V, U, prm, b, n, K, S, SX, cr)
+
+
+@ti.func
+def _fwd_particles(state: ti.template(), ctrl: ti.template(), X: ti.template(), V: ti.template(), U: ti.template(),
+                   Fs: ti.template(), inv_m: ti.template(), held_by: ti.template(), prm: ti.template(),
+                   b, s, n, K, S, SX, SU, cr, hb, f0, zero):
+    """The particle pass of substep s in the fused layout: `_fwd_particle` for every particle of env b
+    (same arithmetic), with the slot offsets and parameters read once, the force read and re-zeroed,
+    and the pre-contact velocity U written only where the step keeps it (SU == S: recorded)."""
+    dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
+    g = ti.Vector([prm[_P_GX], prm[_P_GY], prm[_P_GZ]])
+    xs = (b * SX + s % SX) * n * 3
+    xs1 = (b * SX + (s + 1) % SX) * n * 3
+    us = (b * SU + s % SU) * n * 3
+    keep_u = SU == S
+    for i in range(n):
+        fi, oi, oi1, ui = _o(f0 + 3 * i), _o(xs + 3 * i), _o(xs1 + 3 * i), _o(us + 3 * i)
+        F = _ld(Fs, fi)
+        _st(Fs, fi, zero)
+        x = _ld(X, oi)
+        v = _ld(V, oi)
+        p = held_by[hb + i]
+        if p >= 0:
+            dp = _clamped_ctrl(state, ctrl, U, prm, b, p, n, K, cr) / S
+            _st(X, oi1, x + dp)
+            _st(V, oi1, dp / dt)
+            if keep_u:
+                _st(U, ui, dp / dt)
+        else:
+            u = v + dt * (F * inv_m[i] + g - drag * v)
+            vn = _contact(x, u, dt, h, mu)
+            if keep_u:
+                _st(U, ui, u)
+            _st(V, oi1, vn)
+            _st(X, oi1, x + dt * vn)
 
 
 @ti.func
@@ -714,6 +763,7 @@ class ClothSim(Simulator):
         held_by = self._held(held, N)
         out = torch.empty_like(state)
         # recording keeps every substep (the adjoint walks them back); otherwise two slots suffice
+        wide = self.uses_wide_layout(N)
         SX, SU = (self.substeps + 1, self.substeps) if record else (2, 1)
         if record:
             X, V, U, Fs = self._tape(N, SX, SU)
@@ -721,10 +771,13 @@ class ClothSim(Simulator):
             if self._scratch is None or self._scratch[0] != N:
                 self._scratch = (N, self._tape(N, SX, SU))
             X, V, U, Fs = self._scratch[1]
+        if not wide and max(X.numel(), U.numel()) > _IDX_MASK + 1:  # the fused kernel's 30-bit offsets (_o)
+            raise ValueError(f"ClothSim: a step of {N} envs needs a tape of {max(X.numel(), U.numel())} entries, over "
+                             f"the fused kernel's 2^30; step fewer envs at once")
         topo = self._topo if held is None else self._topo_with(held_by)
         args = (state.view(-1), control.view(-1), out.view(-1), X, V, U, Fs, *topo,
                 N, self.n, self.K, self.substeps, SX, SU)
-        if self.uses_wide_layout(N):
+        if wide:
             _forward_wide(*args)
         elif held is None:  # state, control: checked by _check; the rest made here (see physics/_launch.py)
             (self._fwd1 if N == 1 else self._fwd)(*args, N == 1)
