@@ -56,8 +56,8 @@ HEADER = [
     "W_X", "W_XN", "W_R", "W_P", "W_V", "W_S", "W_SD", "W_JR", "W_JP", "W_JV", "W_C", "W_H", "W_IB",
     "W_CH", "W_CIB", "W_FX", "W_A", "W_F", "W_TAU", "W_M", "W_QACC",
     # workspace (adjoint / tangent); everything from W_GZERO to WS is zeroed per adjoint substep
-    "W_GXN", "W_GZERO", "W_GX", "W_GR", "W_GP", "W_GV", "W_GS", "W_GSD", "W_GH", "W_GIB", "W_GCH",
-    "W_GCIB", "W_GA", "W_GF", "W_GTAU",
+    "W_GXN", "W_GZERO", "W_GX", "W_GR", "W_GP", "W_GV", "W_GS", "W_GSD", "W_GH", "W_GIB",
+    "W_GA", "W_GF", "W_GTAU", "W_MAB", "W_GMAB",
 ]
 H = {name: i for i, name in enumerate(HEADER)}
 #: scalar slots of P at P[I[SCAL] + k]
@@ -1024,16 +1024,13 @@ def kernels(fp: str):
 
     @ti.func
     def bias_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        """RNEA's adjoint: accumulated wrenches and composite inertias back to each body's
-        own, then each body's wrench into its inertia (W_GH, W_GIB), twist (W_GV), the dof
-        rates (W_GSD) and velocities; W_GF keeps each body's local wrench adjoint."""
+        """RNEA's adjoint: accumulated wrenches back to each body's own, then each body's wrench
+        into its inertia (W_GH, W_GIB), twist (W_GV), the dof rates (W_GSD) and velocities; W_GF
+        keeps each body's local wrench adjoint."""
         nb, nq = I[NB], I[NQ]
         x, gx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
         gF, gA = wa + I[h_["W_GF"]], wa + I[h_["W_GA"]]
-        spread_subtrees(I, W, gF, wa + I[h_["W_GCH"]], wa + I[h_["W_GCIB"]])
-        for b in range(1, nb):
-            add3(W, wa + I[h_["W_GH"]] + 3 * b, ld3(W, wa + I[h_["W_GCH"]] + 3 * b))
-            add33(W, wa + I[h_["W_GIB"]] + 9 * b, ld33(W, wa + I[h_["W_GCIB"]] + 9 * b))
+        spread_wrenches(I, W, gF)
         for bb in range(1, nb):
             b = nb - bb
             m = pget(I, P, h_["B_MASS"], b)
@@ -1109,14 +1106,13 @@ def kernels(fp: str):
             n4, f4 = crf(Vw, Vv, dgn1 + dgn2, dgf1 + dgf2)
             st3(W, tF + 6 * b, n1 + n2 + n3 + n4 - ld3(W, tF + 6 * b))
             st3(W, tF + 6 * b + 3, f1 + f2 + f3 + f4 - ld3(W, tF + 6 * b + 3))
-            st3(W, wa + I[h_["W_GCH"]] + 3 * b, dhv)
-            st33(W, wa + I[h_["W_GCIB"]] + 9 * b, dIb)
-        sum_subtrees(I, W, tF, wa + I[h_["W_GCH"]], wa + I[h_["W_GCIB"]])
+        sum_wrenches(I, W, tF)
 
     @ti.func
     def sum_subtrees(I: ti.template(), W: ti.template(), oF, oH, oIb):
         """Wrenches (6 per body at oF) and inertias (h at oH, Ibar at oIb) summed over each
-        body's subtree, children before parents; its adjoint is spread_subtrees."""
+        body's subtree, children before parents (forward only: the composite inertias feed CRBA,
+        whose adjoint and tangent work body by body; the wrenches' are sum_wrenches, spread_wrenches)."""
         nb = I[NB]
         for bb in range(1, nb):
             b = nb - bb
@@ -1130,17 +1126,24 @@ def kernels(fp: str):
                     W[oIb + 9 * par + k] += W[oIb + 9 * b + k]
 
     @ti.func
-    def spread_subtrees(I: ti.template(), W: ti.template(), oF, oH, oIb):
-        """The adjoint of sum_subtrees: each body gets its parent's adjoint, parents first."""
+    def sum_wrenches(I: ti.template(), W: ti.template(), oF):
+        """sum_subtrees for the wrenches alone (the tangent's: the composite inertias' tangents are
+        not needed, mass_matrix_tangent works body by body)."""
+        for bb in range(1, I[NB]):
+            b = I[NB] - bb
+            par = iget(I, h_["B_PARENT"], b)
+            if par > 0:
+                for k in range(6):
+                    W[oF + 6 * par + k] += W[oF + 6 * b + k]
+
+    @ti.func
+    def spread_wrenches(I: ti.template(), W: ti.template(), oF):
+        """The adjoint of sum_wrenches: each body gets its parent's adjoint, parents first."""
         for b in range(1, I[NB]):
             par = iget(I, h_["B_PARENT"], b)
             if par > 0:
                 for k in range(6):
                     W[oF + 6 * b + k] += W[oF + 6 * par + k]
-                for k in range(3):
-                    W[oH + 3 * b + k] += W[oH + 3 * par + k]
-                for k in range(9):
-                    W[oIb + 9 * b + k] += W[oIb + 9 * par + k]
 
     @ti.func
     def joint_forces(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e):
@@ -1319,27 +1322,62 @@ def kernels(fp: str):
 
     @ti.func
     def mass_matrix_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        """CRBA's adjoint: into W_GS and the composite inertias' W_GCH, W_GCIB."""
-        nv = I[NV]
+        """CRBA's adjoint, body by body. The solve's M_bar = -u v^T (u = tau_bar, v = qacc) makes M
+        contribute L = -u^T M v = -sum_b alpha_b . (I_b beta_b), with M = sum_b J_b^T I_b J_b and
+        alpha_b = J_b u, beta_b = J_b v the spatial velocities body b would have at joint velocities
+        u and v (a pass down the tree, in W_MAB). Its adjoint goes to the dofs' motion subspaces
+        (W_GS: S_d gets u_d and v_d times the adjoints of alpha, beta summed over d's subtree, in
+        W_GMAB) and to each body's own inertia (W_GH, W_GIB): O(bodies + dofs), where the adjoint of
+        CRBA entry by entry is O(dofs x tree depth)."""
+        nb = I[NB]
         oS, gS = w + I[h_["W_S"]], wa + I[h_["W_GS"]]
         oq, gt = w + I[h_["W_QACC"]], wa + I[h_["W_GTAU"]]
-        for j in range(nv):
-            b, m, hv, Ib, sw, sv, fn, ff = crba_column(I, P, W, w, j)
-            gfn = ti.Vector([0, 0, 0], dt=F)
-            gff = ti.Vector([0, 0, 0], dt=F)
-            i = j
-            while i >= 0:
-                g = mbar(W, oq, gt, j, i)
-                gfn += g * ld3(W, oS + 6 * i)
-                gff += g * ld3(W, oS + 6 * i + 3)
-                add3(W, gS + 6 * i, g * fn)
-                add3(W, gS + 6 * i + 3, g * ff)
-                i = iget(I, h_["D_PARENT"], i)
-            ghv, gIb, gw, gv = iapply_adjoint(m, hv, Ib, sw, sv, gfn, gff)
-            add3(W, gS + 6 * j, gw)
-            add3(W, gS + 6 * j + 3, gv)
-            add3(W, wa + I[h_["W_GCH"]] + 3 * b, ghv)
-            add33(W, wa + I[h_["W_GCIB"]] + 9 * b, gIb)
+        oAB, gAB = wa + I[h_["W_MAB"]], wa + I[h_["W_GMAB"]]
+        for k in range(12):
+            W[oAB + k] = F(0.0)  # the world: alpha = beta = 0
+        for b in range(1, nb):
+            o = oAB + 12 * iget(I, h_["B_PARENT"], b)
+            aw, av, bw, bv = ld3(W, o), ld3(W, o + 3), ld3(W, o + 6), ld3(W, o + 9)
+            da = iget(I, h_["B_DADR"], b)
+            for dd in range(iget(I, h_["B_DNUM"], b)):
+                d = da + dd
+                sw, sv = ld3(W, oS + 6 * d), ld3(W, oS + 6 * d + 3)
+                aw += sw * W[gt + d]
+                av += sv * W[gt + d]
+                bw += sw * W[oq + d]
+                bv += sv * W[oq + d]
+            o = oAB + 12 * b
+            st3(W, o, aw)
+            st3(W, o + 3, av)
+            st3(W, o + 6, bw)
+            st3(W, o + 9, bv)
+        for bb in range(1, nb):
+            b = nb - bb
+            m = pget(I, P, h_["B_MASS"], b)
+            hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
+            Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
+            o, g = oAB + 12 * b, gAB + 12 * b
+            aw, av, bw, bv = ld3(W, o), ld3(W, o + 3), ld3(W, o + 6), ld3(W, o + 9)
+            # L_b = -alpha . (I beta): beta_bar = -I alpha, alpha_bar = -I beta (I symmetric)
+            ghv, gIb, gbw, gbv = iapply_adjoint(m, hv, Ib, bw, bv, -aw, -av)
+            iw, iv = iapply(m, hv, Ib, bw, bv)
+            add3(W, wa + I[h_["W_GH"]] + 3 * b, ghv)
+            add33(W, wa + I[h_["W_GIB"]] + 9 * b, gIb)
+            gaw, gav = ld3(W, g) - iw, ld3(W, g + 3) - iv  # plus what b's subtree sent up
+            gbw += ld3(W, g + 6)
+            gbv += ld3(W, g + 9)
+            da = iget(I, h_["B_DADR"], b)
+            for dd in range(iget(I, h_["B_DNUM"], b)):
+                d = da + dd
+                add3(W, gS + 6 * d, gaw * W[gt + d] + gbw * W[oq + d])
+                add3(W, gS + 6 * d + 3, gav * W[gt + d] + gbv * W[oq + d])
+            par = iget(I, h_["B_PARENT"], b)
+            if par > 0:
+                g = gAB + 12 * par
+                add3(W, g, gaw)
+                add3(W, g + 3, gav)
+                add3(W, g + 6, gbw)
+                add3(W, g + 9, gbv)
         hh = scal(I, P, sc["H"])
         for j in range(I[NJ]):
             if pget(I, P, h_["J_FRIC"], j) > 0:
@@ -1349,23 +1387,61 @@ def kernels(fp: str):
 
     @ti.func
     def mass_matrix_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        """W_GTAU <- d tau - dM qacc (the right-hand side of the solve's tangent)."""
-        nv = I[NV]
+        """W_GTAU <- d tau - dM qacc, body by body. With v = qacc, M v = sum_b J_b^T I_b beta_b and
+        beta_b = J_b v (a pass down the tree), so for dof d of body b
+        (dM v)_d = S_d . F_b + dS_d . G_b, where F_b and G_b sum dI_c beta_c + I_c dbeta_c and
+        I_c beta_c over b's subtree (dbeta_c = dJ_c v): O(bodies + dofs) per probe, where the
+        tangent of CRBA entry by entry is O(dofs x tree depth). W_MAB holds beta, dbeta and W_GMAB
+        F, G per body."""
+        nb = I[NB]
         oS, tS = w + I[h_["W_S"]], wa + I[h_["W_GS"]]
         oq, tt = w + I[h_["W_QACC"]], wa + I[h_["W_GTAU"]]
-        for j in range(nv):
-            b, m, hv, Ib, sw, sv, fn, ff = crba_column(I, P, W, w, j)
-            dn1, df1 = iapply(F(0.0), ld3(W, wa + I[h_["W_GCH"]] + 3 * b), ld33(W, wa + I[h_["W_GCIB"]] + 9 * b), sw, sv)
-            dn2, df2 = iapply(m, hv, Ib, ld3(W, tS + 6 * j), ld3(W, tS + 6 * j + 3))
-            dfn, dff = dn1 + dn2, df1 + df2
-            i = j
-            while i >= 0:
-                dm = ld3(W, tS + 6 * i).dot(fn) + ld3(W, tS + 6 * i + 3).dot(ff) \
-                    + ld3(W, oS + 6 * i).dot(dfn) + ld3(W, oS + 6 * i + 3).dot(dff)
-                W[tt + j] -= dm * W[oq + i]
-                if i != j:
-                    W[tt + i] -= dm * W[oq + j]
-                i = iget(I, h_["D_PARENT"], i)
+        oAB, oFG = wa + I[h_["W_MAB"]], wa + I[h_["W_GMAB"]]
+        for k in range(12):
+            W[oAB + k] = F(0.0)  # the world: beta = dbeta = 0
+        for b in range(1, nb):
+            o = oAB + 12 * iget(I, h_["B_PARENT"], b)
+            bw, bv, dbw, dbv = ld3(W, o), ld3(W, o + 3), ld3(W, o + 6), ld3(W, o + 9)
+            da = iget(I, h_["B_DADR"], b)
+            for dd in range(iget(I, h_["B_DNUM"], b)):
+                d = da + dd
+                v = W[oq + d]
+                bw += ld3(W, oS + 6 * d) * v
+                bv += ld3(W, oS + 6 * d + 3) * v
+                dbw += ld3(W, tS + 6 * d) * v
+                dbv += ld3(W, tS + 6 * d + 3) * v
+            o = oAB + 12 * b
+            st3(W, o, bw)
+            st3(W, o + 3, bv)
+            st3(W, o + 6, dbw)
+            st3(W, o + 9, dbv)
+            m = pget(I, P, h_["B_MASS"], b)
+            hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
+            Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
+            n1, f1 = iapply(F(0.0), ld3(W, wa + I[h_["W_GH"]] + 3 * b), ld33(W, wa + I[h_["W_GIB"]] + 9 * b), bw, bv)
+            n2, f2 = iapply(m, hv, Ib, dbw, dbv)
+            gn, gf = iapply(m, hv, Ib, bw, bv)
+            o = oFG + 12 * b
+            st3(W, o, n1 + n2)
+            st3(W, o + 3, f1 + f2)
+            st3(W, o + 6, gn)
+            st3(W, o + 9, gf)
+        for bb in range(1, nb):
+            b = nb - bb  # children before parents: F_b, G_b are whole once b is reached
+            o = oFG + 12 * b
+            Fn, Ff, Gn, Gf = ld3(W, o), ld3(W, o + 3), ld3(W, o + 6), ld3(W, o + 9)
+            da = iget(I, h_["B_DADR"], b)
+            for dd in range(iget(I, h_["B_DNUM"], b)):
+                d = da + dd
+                W[tt + d] -= ld3(W, oS + 6 * d).dot(Fn) + ld3(W, oS + 6 * d + 3).dot(Ff) \
+                    + ld3(W, tS + 6 * d).dot(Gn) + ld3(W, tS + 6 * d + 3).dot(Gf)
+            par = iget(I, h_["B_PARENT"], b)
+            if par > 0:
+                o = oFG + 12 * par
+                add3(W, o, Fn)
+                add3(W, o + 3, Ff)
+                add3(W, o + 6, Gn)
+                add3(W, o + 9, Gf)
         hh = scal(I, P, sc["H"])
         for j in range(I[NJ]):
             if pget(I, P, h_["J_FRIC"], j) > 0:

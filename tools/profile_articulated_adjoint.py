@@ -1,0 +1,117 @@
+"""Where the articulated adjoint kernel's time goes, stage by stage.
+
+    python tools/profile_articulated_adjoint.py hopper --envs 64
+    python tools/profile_articulated_adjoint.py ant --envs 64 --stages mass,bias,kinematics
+
+Builds variants of the adjoint kernel of `physics/articulated_kernels.py` with one stage's
+adjoint left out (a copy of the module's source with that call behind `ti.static`, compiled in
+this process: nothing in the package changes), times each against the plain forward step from
+one landed state (40 random steps after reset) in one process, best of repeats, CPU time, and
+prints what leaving each stage out saves, in forward steps. Stages interact (LLVM drops code a
+skipped stage made dead, and the arithmetic downstream sees other values), so the savings are
+each stage's approximate cost and need not add up to the whole. Each variant compiles its own
+adjoint kernel (about a minute each on 2 cores).
+"""
+import argparse
+import importlib.util
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import mbmix_taichi as mt
+
+STAGES = {  # name -> the call in substep_adjoint that the variant leaves out
+    "zero": None,
+    "integrate": 'integrate_adjoint(I, P, W, w, wa)',
+    "solve": 'solve(I, W, w, wa + I[h_["W_GTAU"]])',
+    "joint": 'joint_forces_adjoint(I, P, W, w, wa, U, GU, e)',
+    "mass": 'mass_matrix_adjoint(I, P, W, w, wa)',
+    "bias": 'bias_forces_adjoint(I, P, W, w, wa)',
+    "external": 'external_forces_adjoint(I, P, W, w, wa)',
+    "inertias": 'body_inertias_adjoint(I, P, W, w, wa)',
+    "kinematics": 'kinematics_adjoint(I, P, W, w, wa)',
+}
+ZERO = """        for k in range(I[h_["W_GZERO"]], I[h_["WS"]]):
+            W[wa + k] = F(0.0)
+        integrate_adjoint"""
+
+
+def variant_module(skip: str):
+    """physics/articulated_kernels.py with the adjoint's `skip` stage behind ti.static(False)."""
+    path = Path(mt.__file__).resolve().parents[1] / "physics" / "articulated_kernels.py"
+    src = path.read_text()
+    if skip == "zero":
+        assert ZERO in src, "the adjoint's zeroing loop moved: update this tool"
+        src = src.replace(ZERO, "        if ti.static(False):\n            for k in range(I[h_[\"W_GZERO\"]], I[h_[\"WS\"]]):"
+                                "\n                W[wa + k] = F(0.0)\n        integrate_adjoint", 1)
+    elif skip != "none":
+        call = "        " + STAGES[skip] + "\n"
+        start = src.index("def substep_adjoint")
+        at = src.index(call, start)  # the first such call after substep_adjoint's definition
+        src = src[:at] + "        if ti.static(False):\n    " + call + src[at + len(call):]
+    # Taichi parses a kernel's source through inspect, i.e. from the file its code names: so the
+    # variant is written to a file of its own and imported from there
+    out = Path(tempfile.mkdtemp(prefix="adjoint-profile-")) / f"adjoint_without_{skip}.py"
+    out.write_text(src)
+    spec = importlib.util.spec_from_file_location(out.stem, out)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[out.stem] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def best(fn, reps=20, rounds=5):
+    t = 1e9
+    for _ in range(rounds):
+        p = time.process_time()
+        for _ in range(reps):
+            fn()
+        t = min(t, (time.process_time() - p) / reps)
+    return t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("task")
+    ap.add_argument("--envs", type=int, default=64)
+    ap.add_argument("--stages", default=",".join(STAGES))
+    args = ap.parse_args()
+    stages = ["none"] + [s for s in args.stages.split(",") if s]
+    for s in stages:
+        if s != "none" and s not in STAGES:
+            sys.exit(f"unknown stage {s!r}; stages: {', '.join(STAGES)}")
+    N = args.envs
+    env = mt.make(args.task, num_envs=N, seed=0)
+    env.reset(seed=0)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        env.step(torch.rand(N, env.act_dim, generator=g, dtype=env.dtype) * 2 - 1)
+    sim = env.sim
+    s = env.get_state()[:, :sim.state_dim].contiguous()
+    c = ((torch.rand(N, sim.control_dim, generator=g, dtype=sim.dtype) * 2 - 1) * 0.3).contiguous()
+    cot = torch.randn(N, sim.state_dim, generator=g, dtype=sim.dtype)
+    _, tape = sim.step(s, c, record=True)
+    fp = "f64" if sim.dtype == torch.float64 else "f32"
+    kernels = {v: variant_module(v).kernels(fp)["adjoint"] for v in stages}
+    gs = torch.empty(N * sim.state_dim, dtype=sim.dtype)
+    gc = torch.empty(N * max(sim.nu, 1), dtype=sim.dtype)
+    call = {v: (lambda k=k: k(sim._I, sim._P, tape.ctrl, cot.view(-1), gs, gc, tape.W, N)) for v, k in kernels.items()}
+    for f in call.values():
+        f()  # compile
+    fwd = best(lambda: sim.step(s, c))
+    keep = best(lambda: sim.step(s, c, record=True))
+    t = {v: best(f) for v, f in call.items()}
+    print(f"{args.task}, {N} envs, {sim.substeps} substeps, CPU time per control step (best of 5 x 20):")
+    print(f"  forward {fwd * 1e3:.3f} ms; forward keeping the tape {keep / fwd:.2f} fwd; "
+          f"adjoint {t['none'] / fwd:.2f} fwd; (fwd keep + adjoint) / fwd = {(keep + t['none']) / fwd:.2f}")
+    print("  | adjoint without | adjoint (forward steps) | saves (forward steps) |")
+    print("  |---|---:|---:|")
+    for v in stages[1:]:
+        print(f"  | {v} | {t[v] / fwd:.2f} | {(t['none'] - t[v]) / fwd:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
