@@ -120,4 +120,10 @@ def test_reporting_without_a_finished_episode_and_without_a_terminal(tmp_path, c
     assert "shac toy-reach: iteration 1/2" in res.output and "iteration 2/2" in res.output
     log = (out / "log.txt").read_text().splitlines()
     assert "start: task toy-reach, algo shac" in log[0] and "end: iteration 2/2" in log[-1]
+    import taichi
+    import torch
+
+    assert "code: mbmix-taichi" in log[0] and f"torch {torch.__version__}" in log[0], log[0]
+    tv = taichi.__version__
+    assert "taichi " + (".".join(map(str, tv)) if isinstance(tv, tuple) else str(tv)) in log[0] and ("commit " in log[0] or "not a git checkout" in log[0])
     assert "no finished episode yet" in log[-1] and "policy.pt" in log[-1]

@@ -9,7 +9,8 @@ Run directory format (the renderer and plotter rely on it):
   checkpoint.pt   everything needed to resume (written atomically: temp file + os.replace)
   policy.pt       the final policy: {"config", "actor", "obs_norm", "obs_dim", "act_dim"}
                   (ppo/sac runs: {"config", "sb3_policy", "obs_rms", "obs_dim", "act_dim"}, see sb3.py)
-  log.txt         run start and end lines (timestamped), skipped updates, interrupts
+  log.txt         run start (with the code version: package, git commit, torch, Taichi) and end
+                  lines (timestamped), skipped updates, interrupts
   events.*        TensorBoard events (x axis: env steps, like SB3's curves), written when
                   tensorboard is installed: pip install "mbmix-taichi[tensorboard]" (also in [rl])
 """
@@ -230,7 +231,8 @@ class Run:
             old = None
         self._note(f"{'resume at iteration ' + str(agent.iteration) if agent.iteration else 'start'}: "
                    f"task {cfg.task}, algo {cfg.algo}, seed {cfg.seed}, {cfg.num_envs} envs, "
-                   f"{cfg.iterations} iterations, task options {json.dumps(cfg.task_options)}")
+                   f"{cfg.iterations} iterations, task options {json.dumps(cfg.task_options)}; "
+                   f"code: {code_version()}")
         bar = None
         # no terminal (a log file, CI, nohup): a plain line every ~10 s instead of a progress bar
         plain = self.progress and not sys.stderr.isatty()
@@ -328,6 +330,32 @@ def _read_json(path: Path) -> dict:
     if not isinstance(data, dict):
         raise RunError(f"corrupt {path.name} in {path.parent}: not a JSON object")
     return data
+
+
+def code_version() -> str:
+    """The code a run ran on, for its log: the package version, the git commit of the checkout
+    it was imported from (when it is one; "+ uncommitted changes" when they are), torch and
+    Taichi. A seed fixes a run only together with this: rounding-level changes of the code change
+    a training path (docs/locomotion.md, Fig. 4 on cheetah)."""
+    import subprocess
+
+    import taichi
+
+    from .. import __version__
+
+    root = Path(__file__).resolve().parents[2]
+    commit = "not a git checkout"
+    try:
+        git = dict(cwd=root, capture_output=True, text=True, timeout=10)
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], **git)
+        if head.returncode == 0 and (root / ".git").exists():
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **git)
+            commit = "commit " + head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    tv = taichi.__version__
+    tv = ".".join(map(str, tv)) if isinstance(tv, tuple) else str(tv)
+    return f"mbmix-taichi {__version__} ({commit}), torch {torch.__version__}, taichi {tv}"
 
 
 def _json_options(options: dict) -> dict:
