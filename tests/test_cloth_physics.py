@@ -166,3 +166,16 @@ def test_cloth_reward_is_correspondence_plus_chamfer_distance_and_ranks_a_flat_f
         assert abs(r_goal) < 1e-12 and r_tent < -0.01
         if w:
             assert r_tent < brute(tent, goal, t.size, 0.0) - 0.01 * w
+
+
+def test_the_benchmarks_c_reference_computes_the_same_cloth_step():
+    """tools/bench_cloth.py times the fused forward against a plain C loop of the same arithmetic;
+    that comparison is of the same work only if the C loop (cc -O2) gives our states bit for bit."""
+    from mbmix_taichi.bench import bench_c_reference
+
+    rows = bench_c_reference(sizes=(8,), frames=1, repeats=1, flags=(("-O2",),))
+    if rows and "skipped" in rows[0]:
+        import pytest
+
+        pytest.skip(rows[0]["skipped"])
+    assert len(rows) == 1 and rows[0]["max_diff"] == 0.0 and rows[0]["scale"] > 0, rows

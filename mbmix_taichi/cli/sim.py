@@ -67,7 +67,7 @@ def _ints(text: str, what: str) -> tuple:
 @task_option()
 def bench(tasks, envs, jacobian_envs, dtype, peer, peer_sizes, task_options):
     """Measure simulator speed (steps/s, VJP, JVP, Jacobians, launches; Warp's cloth workload)."""
-    from ..bench import bench_peer, bench_task, machine, peer_table, task_table
+    from ..bench import bench_c_reference, bench_peer, bench_task, c_table, machine, peer_table, task_table
 
     envs, jacobian_envs = _ints(envs, "--envs"), _ints(jacobian_envs, "--jacobian-envs")
     for task in tasks:
@@ -76,6 +76,8 @@ def bench(tasks, envs, jacobian_envs, dtype, peer, peer_sizes, task_options):
         sizes = _ints(peer_sizes, "--peer-sizes")
         click.echo(peer_table(bench_peer(sizes, layout="fused") + bench_peer(sizes, layout="wide")
                               + bench_peer(sizes, num_cloths=2)))
+        # the same workload against a plain serial C loop of the same arithmetic (needs a C compiler)
+        click.echo(c_table(bench_c_reference(sizes)))
     click.echo(machine())
 
 
