@@ -36,7 +36,8 @@ Launch layout: Taichi's CPU backend spends ~50-130 us on every parallel loop it 
 single parallel loop (over envs, or envs x probes) and runs substeps, springs and particles
 serially inside it: one kernel launch per control step. The "wide" layout (GPUs) has the same
 three kernels with every phase of a substep a parallel loop over all envs' springs or particles
-(x probes for the tangent), built from the same per-spring and per-particle functions, so the
+(x probes for the tangent), built from per-spring and per-particle functions that the fused
+tangent shares (the fused forward and adjoint keep their own inline copies, see _adjoint), so the
 two layouts agree to rounding (tests/test_cloth_clamp.py).
 """
 
@@ -476,21 +477,69 @@ def _adj_end(gs: ti.template(), gc: ti.template(), U: ti.template(), Hb: ti.temp
 def _adjoint(cot: _nd, gs: _nd, gc: _nd, X: _nd, V: _nd, U: _nd, Fb: _nd, Db: _nd, Hb: _nd,
              si: _nd, sj: _nd, rest: _nd, ke: _nd, kd: _nd, inc_ptr: _nd, inc_spr: _nd, inc_sgn: _nd,
              inv_m: _nd, held_by: _nd, prm: _nd, N: ti.i32, n: ti.i32, K: ti.i32, S: ti.i32):
-    """gs <- cot^T d out / d state, gc <- cot^T d out / d ctrl, walking the tape backwards (fused
-    layout: one thread per env). gs holds the running adjoints of (x_s, v_s); Fb the force
-    adjoints, Hb the adjoints collected by held particles, Db the spring adjoints w.r.t. d and w."""
+    """gs <- cot^T d out / d state, gc <- cot^T d out / d ctrl, walking the tape backwards.
+    gs holds the running adjoints of (x_s, v_s); Fb the force adjoints, Hb the adjoints
+    collected by held particles, Db the spring adjoints w.r.t. d = x_i - x_j and w = v_i - v_j.
+
+    The same phases as _adj_particle, _adj_spring and _adj_gather (which _adjoint_wide runs),
+    written inline: Taichi compiles with fast-math, and this kernel rebuilt from those functions
+    rounds differently in the last bits (1e-6 relative in float32), which moves every trained
+    cloth run the docs report; inline, its results are bit-identical to the runs' code. The two
+    layouts agree to 1e-12 in float64 (tests/test_cloth_clamp.py)."""
     M = si.shape[0]
+    ds, dc = 6 * n + 3 * K, 3 * K
+    cr = N * S * n * 3
     for b in range(N):
-        _adj_start(cot, gs, gc, Hb, b, n, K)
+        dt, drag, mu, h = prm[_P_DT], prm[_P_DRAG], prm[_P_MU], prm[_P_H]
+        for e in range(ds):
+            gs[b * ds + e] = cot[b * ds + e]
+        for i in range(n):
+            _st(Hb, (b * n + i) * 3, _ld(cot, b * ds) * 0.0)
+        for q in range(K):
+            _st(gc, b * dc + 3 * q, _ld(cot, b * ds + 6 * n + 3 * q))
         for r in range(S):
             s = S - 1 - r
+            xs = (b * (S + 1) + s) * n * 3
+            us = (b * S + s) * n * 3
+            # particle phase: adjoints of x_{s+1}, v_{s+1} -> direct adjoints of x_s, v_s and of forces
             for i in range(n):
-                _adj_particle(gs, Fb, Hb, X, U, inv_m, held_by, prm, b, s, i, n, K, S)
+                xb = _ld(gs, b * ds + 3 * i)
+                vb = _ld(gs, b * ds + 3 * n + 3 * i)
+                if held_by[_held_at(held_by, b, n) + i] >= 0:
+                    _st(Hb, (b * n + i) * 3, _ld(Hb, (b * n + i) * 3) + xb / S + vb / (S * dt))
+                    _st(gs, b * ds + 3 * n + 3 * i, vb * 0.0)
+                    _st(Fb, (b * n + i) * 3, vb * 0.0)
+                else:
+                    ub, xzb = _contact_adjoint(_ld(X, xs + 3 * i), _ld(U, us + 3 * i), vb + dt * xb, dt, h, mu)
+                    xb[2] += xzb
+                    ab = dt * ub
+                    _st(gs, b * ds + 3 * i, xb)
+                    _st(gs, b * ds + 3 * n + 3 * i, ub - drag * ab)
+                    _st(Fb, (b * n + i) * 3, inv_m[i] * ab)
+            # spring phase: f_k enters F_i with + and F_j with -
             for k in range(M):
-                _adj_spring(Fb, Db, X, V, si, sj, rest, ke, kd, b, s, k, n, M, S)
+                oi, oj = xs + 3 * si[k], xs + 3 * sj[k]
+                d = _ld(X, oi) - _ld(X, oj)
+                w = _ld(V, oi) - _ld(V, oj)
+                l, nn, c = _spring_geom(d, w, rest[k], ke[k], kd[k])
+                fb = _ld(Fb, (b * n + si[k]) * 3) - _ld(Fb, (b * n + sj[k]) * 3)
+                db, wb = _spring_adjoint(l, nn, c, w, fb, ke[k], kd[k])
+                _st(Db, (b * 2 * M + k) * 3, db)
+                _st(Db, ((b * 2 + 1) * M + k) * 3, wb)
+            # gather spring adjoints into particles
             for i in range(n):
-                _adj_gather(gs, Db, inc_ptr, inc_spr, inc_sgn, b, i, n, K, M)
-        _adj_end(gs, gc, U, Hb, held_by, b, n, K, N * S * n * 3)
+                xb = _ld(gs, b * ds + 3 * i)
+                vb = _ld(gs, b * ds + 3 * n + 3 * i)
+                for e in range(inc_ptr[i], inc_ptr[i + 1]):
+                    xb += inc_sgn[e] * _ld(Db, (b * 2 * M + inc_spr[e]) * 3)
+                    vb += inc_sgn[e] * _ld(Db, ((b * 2 + 1) * M + inc_spr[e]) * 3)
+                _st(gs, b * ds + 3 * i, xb)
+                _st(gs, b * ds + 3 * n + 3 * i, vb)
+        for i in range(n):
+            p = held_by[_held_at(held_by, b, n) + i]
+            if p >= 0:
+                _st(gc, b * dc + 3 * p, _ld(gc, b * dc + 3 * p) + _ld(Hb, (b * n + i) * 3))
+        _clamp_adjoint(gs, gc, U, b, n, K, cr)
 
 
 @ti.kernel
