@@ -1321,6 +1321,28 @@ def kernels(fp: str):
                 W[oM + d * nv + d] += hh * c
 
     @ti.func
+    def twist_pair(I: ti.template(), W: ti.template(), o, oS1, c1, oS2, c2, b):
+        """Two spatial velocities of body b down the dof tree, from its parent's pair (12 entries
+        per body at o; the world's zero): (x1, x2) = parent's + sum over b's dofs d of
+        (S1_d c1[d], S2_d c2[d]), with S1, S2 motion subspaces (6 per dof at oS1, oS2) and c1, c2
+        joint-space vectors. Stored at o + 12 b and returned as (x1 w, x1 v, x2 w, x2 v)."""
+        p = o + 12 * iget(I, h_["B_PARENT"], b)
+        aw, av, bw, bv = ld3(W, p), ld3(W, p + 3), ld3(W, p + 6), ld3(W, p + 9)
+        da = iget(I, h_["B_DADR"], b)
+        for dd in range(iget(I, h_["B_DNUM"], b)):
+            d = da + dd
+            aw += ld3(W, oS1 + 6 * d) * W[c1 + d]
+            av += ld3(W, oS1 + 6 * d + 3) * W[c1 + d]
+            bw += ld3(W, oS2 + 6 * d) * W[c2 + d]
+            bv += ld3(W, oS2 + 6 * d + 3) * W[c2 + d]
+        q = o + 12 * b
+        st3(W, q, aw)
+        st3(W, q + 3, av)
+        st3(W, q + 6, bw)
+        st3(W, q + 9, bv)
+        return aw, av, bw, bv
+
+    @ti.func
     def mass_matrix_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         """CRBA's adjoint, body by body. The solve's M_bar = -u v^T (u = tau_bar, v = qacc) makes M
         contribute L = -u^T M v = -sum_b alpha_b . (I_b beta_b), with M = sum_b J_b^T I_b J_b and
@@ -1336,21 +1358,7 @@ def kernels(fp: str):
         for k in range(12):
             W[oAB + k] = F(0.0)  # the world: alpha = beta = 0
         for b in range(1, nb):
-            o = oAB + 12 * iget(I, h_["B_PARENT"], b)
-            aw, av, bw, bv = ld3(W, o), ld3(W, o + 3), ld3(W, o + 6), ld3(W, o + 9)
-            da = iget(I, h_["B_DADR"], b)
-            for dd in range(iget(I, h_["B_DNUM"], b)):
-                d = da + dd
-                sw, sv = ld3(W, oS + 6 * d), ld3(W, oS + 6 * d + 3)
-                aw += sw * W[gt + d]
-                av += sv * W[gt + d]
-                bw += sw * W[oq + d]
-                bv += sv * W[oq + d]
-            o = oAB + 12 * b
-            st3(W, o, aw)
-            st3(W, o + 3, av)
-            st3(W, o + 6, bw)
-            st3(W, o + 9, bv)
+            twist_pair(I, W, oAB, oS, gt, oS, oq, b)
         for bb in range(1, nb):
             b = nb - bb
             m = pget(I, P, h_["B_MASS"], b)
@@ -1400,21 +1408,7 @@ def kernels(fp: str):
         for k in range(12):
             W[oAB + k] = F(0.0)  # the world: beta = dbeta = 0
         for b in range(1, nb):
-            o = oAB + 12 * iget(I, h_["B_PARENT"], b)
-            bw, bv, dbw, dbv = ld3(W, o), ld3(W, o + 3), ld3(W, o + 6), ld3(W, o + 9)
-            da = iget(I, h_["B_DADR"], b)
-            for dd in range(iget(I, h_["B_DNUM"], b)):
-                d = da + dd
-                v = W[oq + d]
-                bw += ld3(W, oS + 6 * d) * v
-                bv += ld3(W, oS + 6 * d + 3) * v
-                dbw += ld3(W, tS + 6 * d) * v
-                dbv += ld3(W, tS + 6 * d + 3) * v
-            o = oAB + 12 * b
-            st3(W, o, bw)
-            st3(W, o + 3, bv)
-            st3(W, o + 6, dbw)
-            st3(W, o + 9, dbv)
+            bw, bv, dbw, dbv = twist_pair(I, W, oAB, oS, oq, tS, oq, b)
             m = pget(I, P, h_["B_MASS"], b)
             hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
             Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)

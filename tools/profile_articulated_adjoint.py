@@ -16,12 +16,12 @@ import argparse
 import importlib.util
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 import mbmix_taichi as mt
+from mbmix_taichi.bench import _best_wall_cpu
 
 STAGES = {  # name -> the call in substep_adjoint that the variant leaves out
     "zero": None,
@@ -64,13 +64,8 @@ def variant_module(skip: str):
 
 
 def best(fn, reps=20, rounds=5):
-    t = 1e9
-    for _ in range(rounds):
-        p = time.process_time()
-        for _ in range(reps):
-            fn()
-        t = min(t, (time.process_time() - p) / reps)
-    return t
+    """Best CPU time per call over `rounds` rounds of `reps` calls (the package's benchmark timer)."""
+    return _best_wall_cpu(fn, repeats=rounds, inner=reps)[1]
 
 
 def main():
