@@ -8,12 +8,19 @@ the same argument kinds (tensor dtype and ndim, or int) fill a launch context di
 the tensors' data pointers. Anything unusual (another dtype, a non-contiguous tensor, a
 tensor needing grad, a different Taichi version) takes Taichi's own path.
 
+A kernel can carry its own Taichi compile options (`FastKernel(k, compile_options={...})`, keys
+of Taichi's CompileConfig such as ``advanced_optimization``): they are set around every call that
+goes through Taichi (the one that compiles, and each call on Taichi's path) and restored after,
+so the rest of the program keeps the process-wide options. Taichi keys its in-memory and offline
+caches on the options, so such a kernel is cached as its own entry.
+
 Callers must pass what the kernel's annotations say (1-D contiguous tensors of the kernel's
 dtype on the device the arch reads, and Python ints); the simulators check shapes before
 launching. Set MBMIX_TAICHI_SLOW_LAUNCH=1 to always use Taichi's path.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -22,9 +29,36 @@ _DISABLED = os.environ.get("MBMIX_TAICHI_SLOW_LAUNCH", "") not in ("", "0")
 
 
 class FastKernel:
-    def __init__(self, kernel):
+    def __init__(self, kernel, compile_options: dict | None = None):
         self.kernel = kernel
+        self.compile_options = dict(compile_options or {})
         self._cache: dict = {}  # argument kinds -> (t_kernel, compiled data, prog, runtime args), or None
+
+    @contextlib.contextmanager
+    def _options(self):
+        """Taichi's compile config with this kernel's own options, for the duration of a Taichi call."""
+        if not self.compile_options:
+            yield
+            return
+        from taichi.lang import impl
+
+        cfg = impl.current_cfg()
+        saved = {k: getattr(cfg, k) for k in self.compile_options}
+        try:
+            for k, v in self.compile_options.items():
+                setattr(cfg, k, v)
+            yield
+        finally:
+            for k, v in saved.items():
+                setattr(cfg, k, v)
+
+    def _taichi_call(self, args, kinds_key=None, kinds=None):
+        """Taichi's own launch path (compiles on first use, checks every argument); with kinds_key,
+        then prepares the fast path for later calls of those argument kinds."""
+        with self._options():
+            self.kernel(*args)
+            if kinds_key is not None and kinds is not None and kinds_key not in self._cache:
+                self._cache[kinds_key] = self._prepare(kinds, args)
 
     @staticmethod
     def _kinds(args):
@@ -70,9 +104,7 @@ class FastKernel:
         kinds = None if _DISABLED else self._kinds(args)
         entry = self._cache.get(kinds) if kinds is not None else None
         if entry is None:
-            self.kernel(*args)  # Taichi's path: compiles on first use and checks every argument
-            if kinds is not None and kinds not in self._cache:
-                self._cache[kinds] = self._prepare(kinds, args)
+            self._taichi_call(args, kinds, kinds)
             return
         self._launch(entry, args)
 
@@ -82,11 +114,8 @@ class FastKernel:
         skips even the per-argument kind check. The first call per key inspects them once."""
         entry = None if _DISABLED else self._cache.get(key)
         if entry is None:
-            self.kernel(*args)  # Taichi's path (compiles on first use)
-            if not _DISABLED and key not in self._cache:
-                kinds = self._kinds(args)
-                if kinds is not None:  # (a tensor needing grad this time: try again next call)
-                    self._cache[key] = self._prepare(kinds, args)
+            # (kinds None, e.g. a tensor needing grad this time: Taichi's path, try again next call)
+            self._taichi_call(args, None if _DISABLED else key, None if _DISABLED else self._kinds(args))
             return
         self._launch(entry, args)
 

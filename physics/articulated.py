@@ -108,9 +108,19 @@ def _fluid_box(body):
     return Rq, box
 
 
+#: Taichi compile options per kernel. Taichi's "advanced" IR passes (CSE, store-to-load forwarding,
+#: repeated full simplification) took ~80% of the adjoint's and the tangent's cold compile (hopper,
+#: float64: 40 and 27 of 85 CPU-s for the three kernels; 5 and 7 without them) and bought no speed
+#: that a side-by-side run could tell from its noise there (LLVM simplifies the same code after
+#: them); the forward keeps them (up to 17% faster, and 18 CPU-s to compile).
+#: docs/benchmarks_articulated.md, session 8.
+COMPILE_OPTIONS = {"forward": {}, "adjoint": {"advanced_optimization": False},
+                   "tangent": {"advanced_optimization": False}}
+
+
 @functools.lru_cache(maxsize=None)
 def _fast_kernels(fp: str) -> dict:
-    return {name: FastKernel(k) for name, k in ak.kernels(fp).items()}
+    return {name: FastKernel(k, COMPILE_OPTIONS[name]) for name, k in ak.kernels(fp).items()}
 
 
 # --------------------------------------------------------------------------- generic engine tables

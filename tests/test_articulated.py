@@ -134,6 +134,34 @@ def test_launches_per_control_step_and_derivative(paths):
     assert sim.launches - before == 3
 
 
+def test_derivative_kernels_compile_with_their_own_options_and_leave_the_process_config(paths):
+    """The adjoint and tangent kernels are compiled without Taichi's advanced IR passes (their cold
+    compile) while the forward and everything else keep the process-wide options."""
+    import taichi as ti
+
+    from mbmix_taichi.physics import _launch
+
+    sim = ArticulatedSim(load_mjcf(paths["chain"]), dt=0.01, substeps=2, dtype=torch.float64)
+    s = torch.zeros(2, sim.state_dim, dtype=torch.float64)
+    c = torch.zeros(2, 0, dtype=torch.float64)
+    cfg = ti.lang.impl.current_cfg()
+    assert cfg.advanced_optimization
+    seen = []
+    fk = _launch.FastKernel(lambda *a: seen.append(cfg.advanced_optimization), {"advanced_optimization": False})
+    fk(1)
+    assert seen == [False] and cfg.advanced_optimization  # set for the Taichi call, restored after
+    boom = _launch.FastKernel(lambda *a: 1 / 0, {"advanced_optimization": False})
+    with pytest.raises(ZeroDivisionError):
+        boom(1)
+    assert cfg.advanced_optimization  # restored when the call raises too
+    assert sim._adj.fast.compile_options == {"advanced_optimization": False} == sim._tan.fast.compile_options
+    assert sim._fwd.fast.compile_options == {}
+    _, tape = sim.step(s, c, record=True)
+    sim.vjp_tape(tape, torch.ones_like(s))
+    sim.jacobian(s, c)
+    assert cfg.advanced_optimization
+
+
 def test_stored_and_replayed_tapes_give_the_same_vjp(paths):
     """A tape that keeps the step's intermediates and one that replays the step give bit-identical
     VJPs; stored bytes count against tape_budget while the tape lives, and beyond the budget a
