@@ -20,8 +20,9 @@ Where the numbers come from (DiffRL, envs/humanoid.py unless noted):
   U(-1, 1), tilt in [-pi/24, pi/24) about a random axis, joints += 0.2 U(-1, 1),
   qd = 0.5 (U[0,1) - 0.5).
 
-Compile time: the first use compiles the simulator's kernels (~4-5 min on 2 CPU cores for
-forward, VJP and Jacobian kernels); Taichi's offline cache makes later runs start in seconds.
+Compile time: the first use compiles the simulator's kernels (one kernel set
+shared by every articulated task: ~32 CPU-s cold for forward, VJP and Jacobian kernels);
+Taichi's offline cache makes later runs start in a few CPU-seconds.
 
 Differences: DiffRL caches the mass matrix for 48 substeps; we recompute it every substep.
 """
