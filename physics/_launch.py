@@ -52,13 +52,15 @@ class FastKernel:
             for k, v in saved.items():
                 setattr(cfg, k, v)
 
-    def _taichi_call(self, args, kinds_key=None, kinds=None):
-        """Taichi's own launch path (compiles on first use, checks every argument); with kinds_key,
-        then prepares the fast path for later calls of those argument kinds."""
+    def _taichi_call(self, args, key=None):
+        """Taichi's own launch path (compiles on first use, checks every argument); then, the
+        first time for `key`, prepares the fast path for later calls under that key."""
         with self._options():
             self.kernel(*args)
-            if kinds_key is not None and kinds is not None and kinds_key not in self._cache:
-                self._cache[kinds_key] = self._prepare(kinds, args)
+            if key is not None and key not in self._cache:
+                kinds = self._kinds(args)
+                if kinds is not None:  # (a tensor needing grad this time: try again next call)
+                    self._cache[key] = self._prepare(kinds, args)
 
     @staticmethod
     def _kinds(args):
@@ -104,7 +106,7 @@ class FastKernel:
         kinds = None if _DISABLED else self._kinds(args)
         entry = self._cache.get(kinds) if kinds is not None else None
         if entry is None:
-            self._taichi_call(args, kinds, kinds)
+            self._taichi_call(args, kinds)
             return
         self._launch(entry, args)
 
@@ -114,8 +116,7 @@ class FastKernel:
         skips even the per-argument kind check. The first call per key inspects them once."""
         entry = None if _DISABLED else self._cache.get(key)
         if entry is None:
-            # (kinds None, e.g. a tensor needing grad this time: Taichi's path, try again next call)
-            self._taichi_call(args, None if _DISABLED else key, None if _DISABLED else self._kinds(args))
+            self._taichi_call(args, None if _DISABLED else key)
             return
         self._launch(entry, args)
 
