@@ -2,10 +2,12 @@
 still, a scripted plan, and open-loop plans optimised by the cross-entropy method (CEM, zeroth
 order: it uses returns only, no gradients). Every plan is a fixed sequence of macro actions
 (pick x, y, place x, y per step), evaluated as `mbmix-taichi eval` and the sweep evaluate a policy
-(`learner.trainer.evaluate`: 8 episodes, one per env, eval seed 777 by default).
+(`learner.trainer.evaluate`: 8 episodes, one per env, eval seed 777 by default), on the cloth the
+learners train on: the task options of the task's learner preset (`learner/config.py`: a 6 x 6
+cloth), changed with -o KEY=VALUE.
 
     python tools/pnp_references.py [--tasks cloth-fold-pnp,cloth-unfold-pnp] [--seeds 0,1,2]
-        [--population 64] [--iterations 12] [--eval-seed 777]
+        [--population 64] [--iterations 12] [--eval-seed 777] [-o KEY=VALUE ...]
 
 CEM per seed: a Gaussian over the 4 x episode_length plan, mean 0 (pick and place the centre:
 holding still) and std 0.5 at the start; each iteration draws `population` plans, runs each from
@@ -22,6 +24,8 @@ import time
 import torch
 
 import mbmix_taichi as mt
+from mbmix_taichi.cli.options import parse_task_options
+from mbmix_taichi.learner import resolve
 from mbmix_taichi.learner.trainer import evaluate
 
 SCRIPTED = {
@@ -45,9 +49,14 @@ def plan_policy(plan: torch.Tensor):
     return act
 
 
-def returns(task: str, plans: torch.Tensor, seed: int) -> torch.Tensor:
+def task_options(task: str, overrides=()) -> dict:
+    """The task options the learners use on `task` (its preset's), with KEY=VALUE overrides."""
+    return {**resolve(task, "mix").task_options, **parse_task_options(overrides)}
+
+
+def returns(task: str, options: dict, plans: torch.Tensor, seed: int) -> torch.Tensor:
     """Return of each plan [P, T, 4], each run from the same reset (one env per plan)."""
-    env = mt.make(task, num_envs=plans.shape[0], seed=seed)
+    env = mt.make(task, num_envs=plans.shape[0], seed=seed, **options)
     env.reset(seed)
     total = torch.zeros(plans.shape[0], dtype=torch.float64)
     with torch.no_grad():
@@ -57,14 +66,14 @@ def returns(task: str, plans: torch.Tensor, seed: int) -> torch.Tensor:
     return total
 
 
-def cem(task: str, seed: int, population: int, iterations: int) -> tuple[torch.Tensor, int]:
-    T = mt.make(task, num_envs=1).episode_length
+def cem(task: str, options: dict, seed: int, population: int, iterations: int) -> tuple[torch.Tensor, int]:
+    T = mt.make(task, num_envs=1, **options).episode_length
     g = torch.Generator().manual_seed(seed)
     mean, std = torch.zeros(T, 4, dtype=torch.float64), torch.full((T, 4), 0.5, dtype=torch.float64)
     elite = max(2, population // 8)
     for it in range(iterations):
         plans = (mean + std * torch.randn(population, T, 4, generator=g, dtype=torch.float64)).clamp(-1, 1)
-        r = returns(task, plans, seed * 1000 + it)
+        r = returns(task, options, plans, seed * 1000 + it)
         best = plans[r.argsort(descending=True)[:elite]]
         mean, std = best.mean(0), best.std(0).clamp_min(0.05)
     return mean, population * iterations * T
@@ -77,15 +86,18 @@ def main(argv=None):
     p.add_argument("--population", type=int, default=64)
     p.add_argument("--iterations", type=int, default=12)
     p.add_argument("--eval-seed", type=int, default=777)
+    p.add_argument("-o", "--task-option", action="append", default=[], metavar="KEY=VALUE")
     a = p.parse_args(argv)
     seeds = [int(s) for s in a.seeds.split(",")]
     print("| task | plan | return | final score | macro steps to find it | CPU s |")
     print("|---|---|---|---|---|---|")
     for task in a.tasks.split(","):
-        T = mt.make(task, num_envs=1).episode_length
+        options = task_options(task, a.task_option)
+        print(f"| {task} | task options: {options} | | | | |")
+        T = mt.make(task, num_envs=1, **options).episode_length
 
         def row(name, plan, steps="", cpu=""):
-            r = evaluate(task, {}, plan_policy(plan), episodes=8, seed=a.eval_seed)
+            r = evaluate(task, options, plan_policy(plan), episodes=8, seed=a.eval_seed)
             print(f"| {task} | {name} | {r['return']:.3f} +- {r['return_std']:.3f} | {r['score']:.3f} +- "
                   f"{r['score_std']:.3f} | {steps} | {cpu} |", flush=True)
             return r
@@ -96,7 +108,7 @@ def main(argv=None):
         found = []
         for seed in seeds:
             c0 = time.process_time()
-            plan, steps = cem(task, seed, a.population, a.iterations)
+            plan, steps = cem(task, options, seed, a.population, a.iterations)
             cpu = time.process_time() - c0
             r = row(f"CEM open-loop plan, seed {seed}: {[[round(float(v), 2) for v in s] for s in plan]}", plan,
                     f"{steps:,}", f"{cpu:.0f}")

@@ -18,7 +18,10 @@ means. Only the place point's two components are compared for the path estimator
 (its pick components are zero by construction).
 
     python tools/study_pnp_gradients.py [--tasks cloth-fold-pnp,cloth-unfold-pnp] [--samples 512]
-        [--sigma 0.37] [--mu 0,0,0,0] [--seed 0]
+        [--sigma 0.37] [--mu 0,0,0,0] [--seeds 0,1,2] [-o KEY=VALUE ...]
+
+On the cloth the learners train on (the task options of the task's learner preset, a 6 x 6 cloth;
+-o changes them).
 
 The untrained policies act near mu = 0 with sigma = e^-1 = 0.37 (the learner's init_log_std -1).
 """
@@ -30,10 +33,12 @@ import time
 import torch
 
 import mbmix_taichi as mt
+from mbmix_taichi.cli.options import parse_task_options
+from mbmix_taichi.learner import resolve
 
 
-def estimates(task, mu, sigma, samples, seed, dtype="float64"):
-    env = mt.make(task, num_envs=samples, seed=seed, dtype=dtype)
+def estimates(task, mu, sigma, samples, seed, options=None, dtype="float64"):
+    env = mt.make(task, num_envs=samples, seed=seed, dtype=dtype, **(options or {}))
     env.reset(seed)
     s0 = env.get_state().detach()
     g = torch.Generator().manual_seed(seed)
@@ -60,6 +65,7 @@ def main(argv=None):
     p.add_argument("--sigma", type=float, default=0.37)
     p.add_argument("--mu", default="0,0,0,0")
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("-o", "--task-option", action="append", default=[], metavar="KEY=VALUE")
     a = p.parse_args(argv)
     mu = torch.tensor([float(v) for v in a.mu.split(",")], dtype=torch.float64)
     print("| task | seed | mean reward | estimator | mean gradient (pick x, y, place x, y) | per-sample trace of covariance | "
@@ -67,9 +73,11 @@ def main(argv=None):
           "cosine path vs score (place x, y) | CPU s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for task in a.tasks.split(","):
+        options = {**resolve(task, "mix").task_options, **parse_task_options(a.task_option)}
+        print(f"| {task} | task options: {options} | | | | | | | | |")
         for seed in [int(s) for s in a.seeds.split(",")]:
             c0 = time.process_time()
-            r, path, score = estimates(task, mu, a.sigma, a.samples, seed)
+            r, path, score = estimates(task, mu, a.sigma, a.samples, seed, options)
             cpu = time.process_time() - c0
             sp, ss = stats(path[:, 2:]), stats(score[:, 2:])
             cos = float(torch.nn.functional.cosine_similarity(sp["mean"], ss["mean"], dim=0))
