@@ -212,3 +212,40 @@ def test_tabular_score_estimator_is_unbiased(tab):
     true = torch.autograd.grad(tab.exact_return(mdp, l1, gamma), l1)[0]
     se = G.std(0) / math.sqrt(n)
     assert ((G.mean(0) - true).abs() <= 4 * se + 1e-3).all()
+
+
+# -- tools/pnp_references.py and tools/study_pnp_gradients.py (the pick-and-place cloth tasks)
+def test_pnp_cem_plan_returns_more_than_holding_still():
+    ref = _load("pnp_references")
+    options = ref.task_options("cloth-fold-pnp", ["resolution=4"])
+    assert options["resolution"] == 4
+    plan, steps = ref.cem("cloth-fold-pnp", options, seed=0, population=16, iterations=3)
+    assert plan.shape == (3, 4) and steps == 16 * 3 * 3
+    assert bool(((plan >= -1) & (plan <= 1)).all())
+    both = torch.stack([plan, torch.zeros(3, 4, dtype=plan.dtype)])
+    r = ref.returns("cloth-fold-pnp", options, both.repeat(8, 1, 1), seed=5)  # 8 starts for each plan
+    assert r.shape == (16,) and bool(torch.isfinite(r).all())
+    found, still = r[0::2], r[1::2]
+    assert float(found.mean()) > float(still.mean()) + 0.05, (found, still)
+
+
+def test_pnp_gradient_estimates_are_the_exact_gradient_and_the_score_function():
+    st = _load("study_pnp_gradients")
+    mu = torch.tensor([0.5, 0.0, -0.5, 0.0], dtype=torch.float64)
+    r, path, score = st.estimates("cloth-fold-pnp", mu, 0.2, 4, seed=0, options={"resolution": 4})
+    assert r.shape == (4,) and path.shape == (4, 4) and score.shape == (4, 4)
+    assert bool((path[:, :2] == 0).all())  # the pick point only chooses particles
+    # the path estimate is each sample's exact gradient: a central difference in the place x of sample 0
+    import mbmix_taichi as mt
+    env = mt.make("cloth-fold-pnp", num_envs=4, seed=0, dtype="float64", resolution=4)
+    env.reset(0)
+    s0 = env.get_state()[[0, 0]]  # sample 0's start, twice
+    eps = torch.randn(4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    a = (mu + 0.2 * eps[0]).clamp(-1, 1)
+    h = 1e-6
+    pair = torch.stack([a + torch.tensor([0, 0, h, 0.0]), a - torch.tensor([0, 0, h, 0.0])]).to(env.dtype)
+    rp = env.reward(s0, pair, env.transition(s0, pair))
+    fd = float(rp[0] - rp[1]) / (2 * h)
+    assert math.isclose(fd, float(path[0, 2]), rel_tol=1e-4, abs_tol=1e-6), (fd, float(path[0, 2]))
+    # the score-function estimate: (r - mean r) eps / sigma with the same noise
+    assert torch.allclose(score, (r - r.mean())[:, None] * eps / 0.2)

@@ -11,7 +11,7 @@ cloth), changed with -o KEY=VALUE.
 
 CEM per seed: a Gaussian over the 4 x episode_length plan, mean 0 (pick and place the centre:
 holding still) and std 0.5 at the start; each iteration draws `population` plans, runs each from
-a start of the training seed's reset (the cloth tasks randomise the start's wrinkles), keeps the
+a start of its own (one reset per iteration; the cloth tasks randomise the start's wrinkles), keeps the
 best eighth, and refits mean and std (std floored at 0.05). The plan kept is the last mean. Its
 cost in macro steps is population x iterations x episode_length.
 """
@@ -55,7 +55,8 @@ def task_options(task: str, overrides=()) -> dict:
 
 
 def returns(task: str, options: dict, plans: torch.Tensor, seed: int) -> torch.Tensor:
-    """Return of each plan [P, T, 4], each run from the same reset (one env per plan)."""
+    """Return of each plan [P, T, 4], one env per plan, from one reset (each env's start has its own
+    random wrinkles, so CEM ranks plans by their return on a random start: the expected return)."""
     env = mt.make(task, num_envs=plans.shape[0], seed=seed, **options)
     env.reset(seed)
     total = torch.zeros(plans.shape[0], dtype=torch.float64)
