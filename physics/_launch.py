@@ -12,7 +12,9 @@ A kernel can carry its own Taichi compile options (`FastKernel(k, compile_option
 of Taichi's CompileConfig such as ``advanced_optimization``): they are set around every call that
 goes through Taichi (the one that compiles, and each call on Taichi's path) and restored after,
 so the rest of the program keeps the process-wide options. Taichi keys its in-memory and offline
-caches on the options, so such a kernel is cached as its own entry.
+caches on the options, so such a kernel is cached as its own entry. Calls through Taichi run
+under `_frontend.fast_frontend()`, which makes the compile's (and a warm start's) Python frontend
+cheaper without changing what it produces.
 
 Callers must pass what the kernel's annotations say (1-D contiguous tensors of the kernel's
 dtype on the device the arch reads, and Python ints); the simulators check shapes before
@@ -24,6 +26,8 @@ import contextlib
 import os
 
 import torch
+
+from ._frontend import fast_frontend
 
 _DISABLED = os.environ.get("MBMIX_TAICHI_SLOW_LAUNCH", "") not in ("", "0")
 
@@ -55,7 +59,7 @@ class FastKernel:
     def _taichi_call(self, args, key=None):
         """Taichi's own launch path (compiles on first use, checks every argument); then, the
         first time for `key`, prepares the fast path for later calls under that key."""
-        with self._options():
+        with self._options(), fast_frontend():
             self.kernel(*args)
             if key is not None and key not in self._cache:
                 kinds = self._kinds(args)
