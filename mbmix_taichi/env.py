@@ -7,6 +7,7 @@ any number of steps; `vjp`, `jvp` and `jacobian` expose the derivatives of one s
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -25,18 +26,21 @@ class _SimStep(torch.autograd.Function):
     """next_state = sim(state, control); backward = the simulator's exact VJP."""
 
     @staticmethod
-    def forward(ctx, state, control, sim):
+    def forward(ctx, state, control, sim, observer=None):
         record = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         nxt, tape = sim.step(state.detach(), control.detach(), record=record)
-        ctx.sim, ctx.tape = sim, tape
+        ctx.sim, ctx.tape, ctx.observer = sim, tape, observer
         return nxt
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        g_state, g_control = ctx.sim.vjp_tape(ctx.tape, grad.contiguous())
+        grad = grad.contiguous()
+        g_state, g_control = ctx.sim.vjp_tape(ctx.tape, grad)
         ctx.tape = None
-        return g_state, g_control, None
+        if ctx.observer is not None:
+            ctx.observer(grad, g_state, g_control)
+        return g_state, g_control, None, None
 
 
 def make(task: str, num_envs: int = 1, seed: int = 0, dtype="float32", arch: str = "auto", **options) -> "Env":
@@ -102,6 +106,7 @@ class Env:
         self._seed = seed
         self._gen = torch.Generator().manual_seed(self._seed)
         self._state = None
+        self._vjp_observer = None  # see vjp_observer()
         self._t = torch.zeros(self.num_envs, dtype=torch.long)
         self._seen = {}  # (what, shape, dtype, device, rows, probes) of inputs that passed the static checks
         self.reset(seed)
@@ -222,10 +227,36 @@ class Env:
         state = self._tensor(state, "state", self.state_dim, rows=self.num_envs)
         self._state = state.clone(memory_format=torch.contiguous_format)
 
+    @contextlib.contextmanager
+    def vjp_observer(self, fn):
+        """Steps taken (`step`, `transition`) while this is active report their exact VJPs when a
+        backward pass later runs through them: fn(state, action, cotangent, vjp_state, vjp_action),
+        detached, [B, .] each (cotangent: the gradient w.r.t. the next state; vjp_* = cotangent^T
+        d s'/d s, cotangent^T d s'/d a). A learner sees the vector-Jacobian pairs that its own
+        policy gradient used, e.g. as Sobolev targets for a dynamics model."""
+        saved, self._vjp_observer = self._vjp_observer, fn
+        try:
+            yield
+        finally:
+            self._vjp_observer = saved
+
+    def _observer(self, state, action):
+        fn = self._vjp_observer
+        if fn is None:
+            return None
+        s, a = state.detach().clone(), action.detach().clone()
+
+        def observe(cotangent, g_state, g_control):
+            g_action = torch.einsum("bc,bca->ba", g_control, self._control_jacobian(a))
+            fn(s, a, cotangent.detach(), g_state.detach(), g_action.detach())
+
+        return observe
+
     def _advance(self, state, action):
         """One step of checked inputs; a torch op with the exact VJP only when a gradient is wanted."""
         if torch.is_grad_enabled() and (state.requires_grad or action.requires_grad):
-            return _SimStep.apply(state.contiguous(), self.task.control(action).contiguous(), self.sim)
+            return _SimStep.apply(state.contiguous(), self.task.control(action).contiguous(), self.sim,
+                                  self._observer(state, action))
         # nothing wants a gradient: no autograd Function, no tape (the simulator reads the data only)
         return self.sim.step(state.contiguous(), self.task.control(action).contiguous())[0]
 

@@ -52,7 +52,8 @@ def test_same_seed_same_metrics(algo, tmp_path):
 
 
 @pytest.mark.parametrize("algo,extra", [("mbmix", {}), ("mix", {}),
-                                        ("mbmix", {"full_jacobian_max_dim": 0})])  # random JVP probes
+                                        ("mbmix", {"full_jacobian_max_dim": 0}),  # random JVP probes
+                                        ("mbmix", {"sobolev_adjoint_alpha": 1.0})])  # + adjoint pairs
 def test_resume_equals_uninterrupted(algo, extra, tmp_path):
     cfg = _cfg(algo, iterations=4, **extra)
     Run(cfg, tmp_path / "full", progress=False).train()

@@ -129,3 +129,92 @@ def test_sobolev_model_has_lower_jacobian_error_than_mse():
             ms, ma = m.jacobian(hs_, ha_)
             errs[alpha] = float(((ms[0] - hjs) ** 2).sum((-1, -2)).mean() + ((ma[0] - hja) ** 2).sum((-1, -2)).mean())
     assert errs[1.0] < 0.7 * errs[0.0], errs
+
+
+# -- adjoint pairs (w, w^T J): the VJPs a policy-gradient backward pass ran -----------------------
+
+def test_model_cotangents_match_autograd():
+    m = _model()
+    s, a, *_ = _batch()
+    w = torch.randn(s.shape[0], m.state_dim, dtype=torch.float64)
+    pred, got = m.predict_cotangents(s, a, w)
+    rs, ra = _autograd_jacobians(m, s, a)
+    want = torch.einsum("bi,ebij->ebj", w, torch.cat([rs, ra], -1))
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(pred, m.predict_all(s, a))
+
+
+def test_adjoint_loss_equals_definition_and_ignores_the_cotangents_scale():
+    from mbmix_taichi.learner.model import adjoint_loss
+
+    m = _model()
+    s, a, s2, js, ja = _batch()
+    w = torch.randn(s.shape[0], m.state_dim, dtype=torch.float64)
+    wj = torch.einsum("bi,bij->bj", w, torch.cat([js, ja], -1))  # exact pairs of the "true" J
+    got = adjoint_loss(m, s, a, w, wj)
+    # the definition: f w with ||D f w||^2 = ds, error (f w)^T (J_hat - J) C, mean square per entry
+    hs, ha = _autograd_jacobians(m, s, a)
+    ds, din = m.state_dim, m.state_dim + m.act_dim
+    f = math.sqrt(ds) / (w * m.out_std).norm(dim=-1, keepdim=True)
+    err = torch.einsum("bi,ebij->ebj", f * w, torch.cat([hs - js, ha - ja], -1)) * m.in_std
+    torch.testing.assert_close(got, (err ** 2).sum(-1).mean() / (ds * din))
+    # a pair is a pair at any scale, per row
+    scale = torch.tensor([1e-3, 1.0, 7.0, 1e4, 0.5], dtype=torch.float64)[:, None]
+    torch.testing.assert_close(adjoint_loss(m, s, a, w * scale, wj * scale), got)
+    # pairs of the model's own Jacobian cost nothing
+    own = torch.einsum("bi,bij->bj", w, torch.cat([hs[1], ha[1]], -1)).detach()
+    m1 = EnsembleModel(m.state_dim, m.act_dim, [16, 16], ensemble=1).double()
+    m1.load_state_dict({k: (v[1:2] if v.dim() == 3 else v) for k, v in m.state_dict().items()})
+    assert adjoint_loss(m1, s, a, w, own).item() < 1e-20
+
+
+def test_vjp_observer_reports_the_simulators_exact_vjps():
+    """What a backward pass through `transition` pulls back is reported as (w, w^T J) pairs that
+    equal the env's own VJP (and a full Jacobian), for the cloth and an articulated robot."""
+    for task, opts in (("cloth-fold", {"resolution": 4}), ("cartpole-swingup", {})):
+        env = mt.make(task, num_envs=3, seed=0, dtype="float64", **opts)
+        s = env.get_state()
+        a = (torch.rand(3, env.act_dim, dtype=torch.float64) * 1.6 - 0.8).requires_grad_()
+        seen = []
+        with env.vjp_observer(lambda *pair: seen.append(pair)):
+            s1 = env.transition(s, a)
+        a2 = torch.rand(3, env.act_dim, dtype=torch.float64) * 1.6 - 0.8
+        s2 = env.transition(s1, a2)  # outside the observer: not reported
+        loss = (s2 ** 2).sum() + (s1 * torch.linspace(0, 1, env.state_dim, dtype=torch.float64)).sum()
+        loss.backward()
+        assert len(seen) == 1
+        ss, aa, w, g_s, g_a = seen[0]
+        torch.testing.assert_close(ss, s)
+        torch.testing.assert_close(aa, a.detach())
+        want_s, want_a = env.vjp(s, a.detach(), w)
+        torch.testing.assert_close(g_s, want_s)
+        torch.testing.assert_close(g_a, want_a)
+        torch.testing.assert_close(g_a, a.grad)  # the action's whole gradient flows through this VJP
+        js, ja = env.jacobian(s, a.detach())
+        torch.testing.assert_close(g_s, torch.einsum("bi,bij->bj", w, js))
+        assert float(w.abs().sum()) > 0
+
+
+def test_mbmix_adjoint_pairs_fill_their_buffer_and_train_the_model():
+    from mbmix_taichi.learner import resolve
+    from mbmix_taichi.learner.algos import make_agent
+    from mbmix_taichi.errors import OptionError
+
+    small = dict(num_envs=4, actor_hidden=[16], critic_hidden=[16], critic_iterations=1, model_hidden=[32],
+                 model_updates=5, model_batch=32, rollout_batch=16, policy_updates=1, model_horizon=4,
+                 horizon=6, checkpoint_every=0, ensemble_size=2, sobolev_adjoint_alpha=1.0)
+    cfg = resolve("toy-reach", "mbmix", overrides=small)
+    agent = make_agent(cfg, mt.make("toy-reach", num_envs=4, seed=0))
+    out = [agent.iterate() for _ in range(4)]
+    # every iteration's real window (6 steps x 4 envs) was pulled back once by the actor update
+    assert agent.adjoints.size == 4 * 6 * 4
+    assert all(math.isfinite(o["model_adjoint_loss"]) for o in out[1:])
+    p = agent.adjoints.sample(16)
+    js, ja = agent.env.jacobian(p["s"], p["a"])
+    torch.testing.assert_close(p["wj"], torch.einsum("bi,bij->bj", p["w"], torch.cat([js, ja], -1)),
+                               rtol=2e-2, atol=1e-3)  # (stored in bfloat16)
+    for algo in ("mix", "mbmix-model", "shac"):
+        with pytest.raises(OptionError, match="sobolev_adjoint_alpha"):
+            resolve("toy-reach", algo, overrides={"sobolev_adjoint_alpha": 1.0})
+    with pytest.raises(OptionError, match="sobolev_adjoint_alpha"):
+        resolve("toy-reach", "mbmix-mse", overrides={"sobolev_adjoint_alpha": 1.0})

@@ -2,7 +2,8 @@
 
 Each row holds s, a (clamped to [-1, 1], as the simulator sees it), s', and the Jacobian
 information of that step: either the full Jacobian (as its transpose, the responses to the
-identity probes) or P random probe/response pairs (t_in, J t_in). Probe pairs are stored in
+identity probes) or P random probe/response pairs (t_in, J t_in); MB-MIX's adjoint pairs
+(w, w^T J) live in a buffer of their own. Probe and adjoint pairs are stored in
 bfloat16 (3 significant digits, float32's range): they are Sobolev *targets* whose rounding
 (~4e-3 relative) is far below the model's Jacobian error, and they are 80% of a row, so the
 buffer (and a checkpoint, which must hold it for an exact resume) is about half the size.
@@ -13,7 +14,7 @@ import torch
 
 
 #: storage dtype per key (others keep the dtype they arrive in); `sample` returns float32/64
-COMPACT = {"t_in": torch.bfloat16, "t_out": torch.bfloat16}
+COMPACT = {"t_in": torch.bfloat16, "t_out": torch.bfloat16, "w": torch.bfloat16, "wj": torch.bfloat16}
 
 
 class ReplayBuffer:

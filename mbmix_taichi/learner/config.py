@@ -85,6 +85,10 @@ class Config:
     model_batch: int = 256
     #: alpha of eq. 4 (weight of the Jacobian error); mbmix-mse forces 0
     sobolev_alpha: float = 1.0
+    #: weight of the Jacobian error along adjoint pairs (w, w^T J): the simulator VJPs that the real
+    #: windows' policy-gradient backward passes ran (model.adjoint_loss); 0 = off. Needs the
+    #: simulator's gradient in the policy update (mbmix); mbmix-mse forces 0
+    sobolev_adjoint_alpha: float = 0.0
     #: the Sobolev term uses full Jacobians when state_dim <= this, random JVP probes above
     full_jacobian_max_dim: int = 64
     num_probes: int = 4
@@ -119,7 +123,7 @@ class Config:
 # Per-algorithm presets (docs/method.md, "Algorithms").
 ALGO_PRESETS: dict[str, dict[str, Any]] = {
     "mbmix": {},
-    "mbmix-mse": {"sobolev_alpha": 0.0},
+    "mbmix-mse": {"sobolev_alpha": 0.0, "sobolev_adjoint_alpha": 0.0},
     "mbmix-model": {},
     "mix": {"horizon": 32},
     # SHAC: h = 32, TD(lambda = 0.95) critic, target critic, gamma 0.99, betas (0.7, 0.95), grad norm 1;
@@ -134,7 +138,7 @@ ALGO_PRESETS: dict[str, dict[str, Any]] = {
 # The preset keys that define an algorithm: they win over task presets, and a user value that
 # contradicts one is an error (not silently replaced).
 DEFINING: dict[str, tuple[str, ...]] = {
-    "mbmix-mse": ("sobolev_alpha",),  # the ablation: eq. 4 without the Jacobian term
+    "mbmix-mse": ("sobolev_alpha", "sobolev_adjoint_alpha"),  # the ablation: eq. 4 without Jacobian terms
     "bptt": ("horizon", "use_critic"),  # APG: whole episodes, no critic
 }
 FORCED: dict[str, dict[str, Any]] = {a: {k: ALGO_PRESETS[a][k] for k in keys} for a, keys in DEFINING.items()}
@@ -357,6 +361,11 @@ def validate(cfg: Config) -> None:
         raise OptionError(f"config gamma must lie in (0, 1], got {cfg.gamma}")
     if cfg.sobolev_alpha < 0:
         raise OptionError(f"config sobolev_alpha must be >= 0, got {cfg.sobolev_alpha}")
+    if cfg.sobolev_adjoint_alpha < 0:
+        raise OptionError(f"config sobolev_adjoint_alpha must be >= 0, got {cfg.sobolev_adjoint_alpha}")
+    if cfg.sobolev_adjoint_alpha > 0 and cfg.algo != "mbmix":
+        raise OptionError(f"sobolev_adjoint_alpha > 0 needs the simulator's gradient in the policy update "
+                          f"(algo mbmix); {cfg.algo} has no real-window backward pass to take VJPs from")
     b = cfg.betas
     if (len(b) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b)
             or not all(0.0 <= x < 1.0 for x in b)):

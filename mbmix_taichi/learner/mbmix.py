@@ -6,7 +6,9 @@ One iteration:
   2. measure, on this window's states before the model sees them, how well the model's k-step
      policy gradient matches the simulator's (cosine, k = 1..model_horizon) and set the branch
      length to the longest k whose cosine reaches `fidelity_threshold`;
-  3. fit the ensemble model M_phi with the Sobolev loss, eq. 4 (line 2; alpha = 0: MSE ablation);
+  3. fit the ensemble model M_phi with the Sobolev loss, eq. 4 (line 2; alpha = 0: MSE ablation),
+     plus, with `sobolev_adjoint_alpha` > 0, the Jacobian error along the simulator VJPs that the
+     previous policy updates pulled back through the real windows (`model.adjoint_loss`);
   4. policy updates (line 3): branch rollouts from real states through M_phi (3a) and
      theta <- theta + lr grad J (3b), where
        mbmix        J = J_mix(real window, through the simulator) + J_mix(model branches)
@@ -19,6 +21,7 @@ One iteration:
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -26,8 +29,11 @@ import torch
 
 from .agent import Agent, Window
 from .buffer import ReplayBuffer
-from .model import EnsembleModel, sobolev_loss
+from .model import EnsembleModel, adjoint_loss, sobolev_loss
 from .simgrad import cut_graph, real_window
+
+
+_nothing = contextlib.nullcontext
 
 
 def rescale_probes(t_in, t_out, in_std):
@@ -51,6 +57,9 @@ class MBMixAgent(Agent):
         self.horizon = cfg.horizon if cfg.horizon > 0 else env.episode_length
         self.branch = cfg.model_horizon  # adapted by the gradient-fidelity measurement
         self._lo = self._hi = None
+        # adjoint pairs (s, a, w, w^T J) seen by the real windows' backward passes (eq. 4's extra term)
+        self.adjoints = ReplayBuffer(cfg.buffer_size) if cfg.sobolev_adjoint_alpha > 0 else None
+        self._seen_vjps = []
 
     # -- line 1: data with derivatives ------------------------------------------------------------
     def _derivatives(self, s, a, s2) -> dict:
@@ -82,7 +91,8 @@ class MBMixAgent(Agent):
                 staged.append((s[keep], a[keep], s2[keep]))
 
         if self.sim_gradient:
-            w = real_window(self, self.horizon, record)
+            with self.env.vjp_observer(self._observe_vjp) if self.adjoints is not None else _nothing():
+                w = real_window(self, self.horizon, record)
         else:
             with torch.no_grad():
                 w = real_window(self, self.cfg.collect_steps, record)
@@ -92,6 +102,19 @@ class MBMixAgent(Agent):
     def store(self, staged) -> None:
         for s, a, s2 in staged:
             self.buffer.add(s=s, a=a, s2=s2, **self._derivatives(s, a, s2))
+
+    def _observe_vjp(self, s, a, cotangent, g_state, g_action) -> None:
+        """A real window's backward pass ran the simulator's VJP: keep the rows whose cotangent is
+        nonzero and finite (a truncated env's is zero) as adjoint pairs (w, w^T J)."""
+        wj = torch.cat([g_state, g_action], -1)
+        keep = (cotangent.abs().sum(-1) > 0) & torch.isfinite(cotangent).all(-1) & torch.isfinite(wj).all(-1)
+        if keep.any():
+            self._seen_vjps.append((s[keep], a[keep], cotangent[keep], wj[keep]))
+
+    def store_adjoints(self) -> None:
+        for s, a, w, wj in self._seen_vjps:
+            self.adjoints.add(s=s, a=a, w=w, wj=wj)
+        self._seen_vjps = []
 
     # -- line 2: the model ----------------------------------------------------------------------
     def _probe_batch(self, batch):
@@ -117,16 +140,23 @@ class MBMixAgent(Agent):
         s2 = self.buffer.all("s2")
         lo, hi = s2.min(0).values, s2.max(0).values
         self._lo, self._hi = lo - 0.1 * (hi - lo) - 1e-6, hi + 0.1 * (hi - lo) + 1e-6
-        st, jt = [], []
+        st, jt, at = [], [], []
+        adjoint = self.adjoints is not None and self.adjoints.size > 0
         for _ in range(cfg.model_updates):
             b = self.buffer.sample(cfg.model_batch)
             t_in, t_out = self._probe_batch(b) if cfg.sobolev_alpha > 0 else (None, None)
             loss, ls, lj = sobolev_loss(self.model, b["s"], b["a"], b["s2"], t_in, t_out, cfg.sobolev_alpha)
+            if adjoint:
+                p = self.adjoints.sample(cfg.model_batch)
+                la = adjoint_loss(self.model, p["s"], p["a"], p["w"], p["wj"])
+                loss = loss + cfg.sobolev_adjoint_alpha * la
+                at.append(la.item())
             self.optimise(loss, self.model.parameters(), self.model_opt, "model")
             st.append(ls.item())
             jt.append(lj.item())
         self.timers["model"] += time.perf_counter() - t0
-        return sum(st) / len(st), sum(jt) / len(jt)
+        mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
+        return mean(st), mean(jt), mean(at)
 
     def model_step(self, s, a, member=None):
         s2 = self.model(s, a, member)
@@ -201,7 +231,9 @@ class MBMixAgent(Agent):
                 self.branch = max(1, self.branch)
             out.update({f"fidelity_k{k + 1}": c for k, c in enumerate(cos)})
         self.store(staged)
-        out["model_loss"], out["model_jac_loss"] = self.train_model()
+        out["model_loss"], out["model_jac_loss"], adj = self.train_model()
+        if self.adjoints is not None:
+            out["model_adjoint_loss"] = adj
         out["branch"] = self.branch
         actor_losses, gnorms, windows = [], [], []
         if self.iteration >= cfg.warmup_iterations:
@@ -218,6 +250,8 @@ class MBMixAgent(Agent):
             loss, gnorm = self.actor_step(self.objective(w_real))
             actor_losses.append(loss)
             gnorms.append(gnorm)
+        if self.adjoints is not None:  # the real window's backward has run: its VJPs are targets now
+            self.store_adjoints()
         critic_loss = self.fit_critic(w_real, *windows)  # lines 9-10, on real and model windows
         cut_graph(self)
         mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
@@ -231,6 +265,8 @@ class MBMixAgent(Agent):
     def state_dict(self) -> dict:
         d = super().state_dict()
         d["buffer"] = self.buffer.state_dict()
+        if self.adjoints is not None:
+            d["adjoints"] = self.adjoints.state_dict()
         d["branch"] = self.branch
         d["state_range"] = None if self._lo is None else (self._lo, self._hi)
         return d
@@ -238,5 +274,9 @@ class MBMixAgent(Agent):
     def load_state_dict(self, d: dict) -> None:
         super().load_state_dict(d)
         self.buffer.load_state_dict(d["buffer"])
+        if self.adjoints is not None:
+            if "adjoints" not in d:
+                raise KeyError("adjoints (this run has sobolev_adjoint_alpha > 0; the checkpoint has no adjoint pairs)")
+            self.adjoints.load_state_dict(d["adjoints"])
         self.branch = d["branch"]
         self._lo, self._hi = d["state_range"] if d["state_range"] is not None else (None, None)

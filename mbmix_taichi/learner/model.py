@@ -2,9 +2,10 @@
 
 Each member is an MLP (SiLU, smooth so its Jacobian is meaningful) that maps the normalised
 (state, action) to the normalised state delta:  s_hat' = s + mu_d + sigma_d * f((s, a) normalised).
-`forward_tangents` pushes tangent vectors through the same MLP layer by layer (forward-mode
+`predict_tangents` pushes tangent vectors through the same MLP layer by layer (forward-mode
 by hand), so J_hat v for a batch of probes v costs one extra matmul per layer and stays
-differentiable w.r.t. the weights.
+differentiable w.r.t. the weights; `predict_cotangents` pulls cotangents back the same way
+(reverse-mode by hand): w^T J_hat for the adjoint pairs of `adjoint_loss`.
 """
 from __future__ import annotations
 
@@ -87,6 +88,30 @@ class EnsembleModel(nn.Module):
         resp = self.out_std * tout + t_in[..., : self.state_dim]  # d s/d s = identity part
         return pred, resp
 
+    def predict_cotangents(self, s, a, w):
+        """(next states [E, B, ds], w^T J_hat [E, B, ds+da]) for raw-space cotangents w [B, ds]."""
+        x = self._inputs(s, a)
+        pre = []  # each hidden layer's pre-activation, for the reverse sweep
+        n = len(self.weights)
+        for i, (wt, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, x, wt)
+            if i < n - 1:
+                pre.append(h)
+                x = h * torch.sigmoid(h)
+            else:
+                x = h
+        pred = s + self.out_mean + self.out_std * x
+        g = (w * self.out_std).unsqueeze(0).expand(self.ensemble, *w.shape)  # d pred / d out
+        for i in range(n - 1, -1, -1):
+            g = torch.bmm(g, self.weights[i].transpose(1, 2))
+            if i > 0:
+                h = pre[i - 1]
+                sig = torch.sigmoid(h)
+                g = g * (sig * (1 + h * (1 - sig)))  # d silu / dh
+        g = g / self.in_std  # d x / d (s, a)
+        ident = torch.cat([w, torch.zeros_like(g[0, :, self.state_dim:])], -1)  # d s'/d s = identity part
+        return pred, g + ident
+
     def jacobian(self, s, a):
         """Full model Jacobians per member: ([E, B, ds, ds], [E, B, ds, da])."""
         d = self.state_dim + self.act_dim
@@ -126,3 +151,22 @@ def sobolev_loss(model: EnsembleModel, s, a, s_next, t_in=None, t_out=None, alph
         jac = torch.zeros((), dtype=s.dtype)
     state = (((pred - s_next) / model.out_std) ** 2).sum(-1).mean() / ds
     return state + alpha * jac, state, jac
+
+
+def adjoint_loss(model: EnsembleModel, s, a, w, w_jac):
+    """The Jacobian error along adjoint pairs (w [B, ds], w^T J [B, ds+da]) in the units of eq. 4:
+    the batch mean of ||(f w)^T (J_hat - J) C||^2 / (ds (ds + da)), C = diag(input std), with f
+    scaling each pair so that ||D f w||^2 = ds (D = diag(output std)),
+    the energy of one Gaussian probe of the normalised Jacobian: a pair weighs what one random
+    probe of `sobolev_loss` weighs, and pairs from large and small cotangents weigh alike.
+    Exact for any scale: (f w, f w^T J) is again a pair, J being linear.
+
+    The pairs are the simulator VJPs that a policy-gradient backward pass ran (`Env.vjp_observer`):
+    they constrain J_hat along the directions the policy gradient pulls back through the dynamics,
+    where random JVP probes of a large Jacobian constrain it evenly (value-gradient weighted model
+    losses, e.g. VaGraM, weigh the state error the same way)."""
+    ds = model.state_dim
+    din = ds + model.act_dim
+    f = math.sqrt(ds) / (w * model.out_std).norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    _, resp = model.predict_cotangents(s, a, w * f)
+    return (((resp - w_jac * f) * model.in_std) ** 2).sum(-1).mean() / (ds * din)

@@ -44,9 +44,11 @@ METRIC_COLUMNS = ["iteration", "env_steps", "wall_time", "return", "score", "act
 
 def metric_columns(cfg: Config) -> list[str]:
     """The metrics.csv columns of a run: the common ones, and for MB-MIX the model's policy-gradient
-    fidelity (cosine against the simulator's) at every branch length k."""
+    fidelity (cosine against the simulator's) at every branch length k (and the adjoint-pair loss
+    when it is on)."""
     if cfg.algo.startswith("mbmix"):
-        return METRIC_COLUMNS + [f"fidelity_k{k}" for k in range(1, cfg.model_horizon + 1)]
+        adjoint = ["model_adjoint_loss"] if cfg.sobolev_adjoint_alpha > 0 else []
+        return METRIC_COLUMNS + adjoint + [f"fidelity_k{k}" for k in range(1, cfg.model_horizon + 1)]
     if cfg.algo in SB3_ALGOS:  # SB3's own train/ values (learner/sb3.py)
         from .sb3 import EXTRA_COLUMNS
 
