@@ -249,3 +249,35 @@ def test_pnp_gradient_estimates_are_the_exact_gradient_and_the_score_function():
     assert math.isclose(fd, float(path[0, 2]), rel_tol=1e-4, abs_tol=1e-6), (fd, float(path[0, 2]))
     # the score-function estimate: (r - mean r) eps / sigma with the same noise
     assert torch.allclose(score, (r - r.mean())[:, None] * eps / 0.2)
+
+
+def test_gradient_error_study_separates_state_error_from_jacobian_error():
+    """tools/study_gradient_error.py: a 'model' that is the simulator shifted by a constant has
+    exact Jacobians and wrong states: its Jacobian-only variant agrees with the simulator's
+    gradient (cosine 1); its states-only variant is the model itself; a perfect model scores 1."""
+    import _toy  # noqa: F401  (registers toy-reach)
+    import mbmix_taichi as mt
+    from mbmix_taichi.learner import resolve
+    from mbmix_taichi.learner.algos import make_agent
+
+    ge = _load("study_gradient_error")
+    cfg = resolve("toy-reach", "mbmix", overrides=dict(num_envs=4, actor_hidden=[16], critic_hidden=[16],
+                                                        model_hidden=[16], ensemble_size=2, horizon=6))
+    # (this file's tests run with float64 as torch's default dtype: the networks are float64)
+    agent = make_agent(cfg, mt.make("toy-reach", num_envs=4, seed=0, dtype="float64"))
+    agent.iterate()
+    with torch.no_grad():  # a policy that acts (the untrained head starts near zero)
+        for p in agent.actor.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    sim = agent.env.sim
+    exact = lambda s, a, member=None: sim.f(s, agent.env.task.control(a))  # noqa: E731
+    agent.model_step = exact
+    perfect = ge.measure(agent, 3, seed=5)
+    for name, cos in perfect.items():
+        assert cos == pytest.approx([1.0] * 3, abs=1e-5), name
+    shift = torch.tensor([0.3, -0.2, 0.0, 0.1])
+    agent.model_step = lambda s, a, member=None: exact(s, a) + shift.to(s.dtype)  # noqa: E731
+    shifted = ge.measure(agent, 3, seed=5)
+    assert shifted["model Jacobian"] == pytest.approx([1.0] * 3, abs=1e-5)
+    assert shifted["model states"] == pytest.approx(shifted["model"], abs=1e-5)
+    assert min(shifted["model"]) < 0.999  # the state error does change the gradient
