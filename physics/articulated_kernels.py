@@ -8,8 +8,8 @@ packs, and each env gets a flat workspace for the substep's intermediates. A lau
 whole control step (the substep loop is inside the kernel), one parallel loop over envs, with
 bodies and dofs serial inside it.
 
-The substep is a pipeline of stage functions in MJX's order, each followed by its adjoint
-and its tangent:
+The substep is a pipeline of stage functions in MJX's order, each followed by its tangent
+(and its adjoint, except where noted below):
 
     kinematics        body frames R, p, twists V, dof motion subspaces S and their rates Sd
     body_inertias     world-frame spatial inertias (m, h = m c, Ibar) about the origin
@@ -25,8 +25,13 @@ and its tangent:
 The forward kernel runs the substeps; with ``keep`` it leaves every substep's intermediates in
 its own workspace block, and the adjoint kernel walks those blocks backwards (the tangent
 kernel forwards, one probe after another). The solve's adjoint reuses the factors:
-tau_bar = M^-1 qacc_bar, M_bar = -tau_bar qacc^T. Derivatives of branches (contact on/off, stick/slip,
-limits, clipped servos) are those of the active branch.
+tau_bar = M^-1 qacc_bar, M_bar = -tau_bar qacc^T. The adjoints of the tree stages (kinematics,
+body_inertias, gravity, bias_forces, -S.F in joint_forces, mass_matrix) are two passes over the
+bodies instead of one per stage: tree_adjoint_down (the spatial velocities alpha = J tau_bar and
+beta = J qacc; each body's wrench adjoint is -alpha) and tree_adjoint_up (children first: every
+adjoint of a body's inertia, twist and frame is whole when the body is reached, so they stay in
+registers, and the kinematics' adjoint follows in the same iteration). Derivatives of branches
+(contact on/off, stick/slip, limits, clipped servos) are those of the active branch.
 
 Twists are (w, v) and wrenches (n, f), world frame, about the world origin. All literals go
 through ``F(...)``: Taichi rounds a bare float literal to float32 first.
@@ -290,120 +295,121 @@ def kernels(fp: str):
             st3(W, oV + 6 * b + 3, Vv)
 
     @ti.func
-    def kinematics_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        nb, nq = I[NB], I[NQ]
+    def kinematics_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, b, gR0, gp0, gVw0, gVv0):
+        """Body b's share of the kinematics' adjoint, from the whole adjoints of its frame (gR0,
+        gp0) and twist (gVw0, gVv0) and of its dofs' S and Sd (W_GS, W_GSD): into the state's
+        (W_GX) and the parent's frame and twist (W_GR, W_GP, W_GV). Children before parents."""
+        nq = I[NQ]
         x, gx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
-        oS, oSd, gS, gSd = w + I[h_["W_S"]], w + I[h_["W_SD"]], wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
-        for bb in range(1, nb):
-            b = nb - bb
-            gR = ld33(W, wa + I[h_["W_GR"]] + 9 * b)
-            gp = ld3(W, wa + I[h_["W_GP"]] + 3 * b)
-            gVw = ld3(W, wa + I[h_["W_GV"]] + 6 * b)
-            gVv = ld3(W, wa + I[h_["W_GV"]] + 6 * b + 3)
-            ja = iget(I, h_["B_JADR"], b)
-            nj = iget(I, h_["B_JNUM"], b)
-            for jj in range(nj):
-                j = ja + nj - 1 - jj
-                Rin = ld33(W, w + I[h_["W_JR"]] + 9 * j)
-                pin = ld3(W, w + I[h_["W_JP"]] + 3 * j)
-                Vw = ld3(W, w + I[h_["W_JV"]] + 6 * j)
-                Vv = ld3(W, w + I[h_["W_JV"]] + 6 * j + 3)
-                typ = iget(I, h_["J_TYPE"], j)
-                qa = iget(I, h_["J_QADR"], j)
-                d = iget(I, h_["J_DADR"], j)
-                if typ == FREE:
-                    p = ld3(W, x + qa)
-                    qt = ld4(W, x + qa + 3)
-                    n2 = qt.dot(qt)
-                    inv = 1 / ti.sqrt(ti.max(n2, F(1e-30)))
-                    u = qt * inv
-                    R = quat_mat(u[0], u[1], u[2], u[3])
-                    Vmv = Vv + ld3(W, x + nq + d)  # twist after the linear dofs (w unchanged)
-                    # V_out = V_mid + sum_i S_{3+i} qd_{3+i}; Sd_{3+i} = crm(V_mid, S_{3+i})
-                    gVmw = gVw
-                    gVmv = gVv
-                    for i in ti.static(range(3)):
-                        dd = d + 3 + i
-                        a = col(R, i)
-                        sv = p.cross(a)
-                        qd = W[x + nq + dd]
-                        W[gx + nq + dd] += gVw.dot(a) + gVv.dot(sv)
-                        gsw = ld3(W, gS + 6 * dd) + gVw * qd
-                        gsv = ld3(W, gS + 6 * dd + 3) + gVv * qd
-                        cw, cv, csw, csv = crm_adjoint(Vw, Vmv, a, sv, ld3(W, gSd + 6 * dd), ld3(W, gSd + 6 * dd + 3))
-                        gVmw += cw
-                        gVmv += cv
-                        gsw += csw
-                        gsv += csv
-                        # S = (a, p x a)
-                        g_a = gsw + gsv.cross(p)
-                        gp += a.cross(gsv)
-                        for r in ti.static(range(3)):
-                            gR[r, i] += g_a[r]
-                    for i in ti.static(range(3)):
-                        W[gx + nq + d + i] += gVmv[i]
-                        W[gx + qa + i] += gp[i]
-                    gu = quat_mat_adjoint(u, gR)
-                    gq = (gu - u * u.dot(gu)) * inv
-                    if n2 < F(1e-30):
-                        gq = gu * inv
-                    for i in ti.static(range(4)):
-                        W[gx + qa + 3 + i] += gq[i]
-                    gR = ti.Matrix.zero(F, 3, 3)
-                    gp = ti.Vector([0, 0, 0], dt=F)
-                    gVw, gVv = gVmw, gVmv
-                else:
-                    axis = ld3(P, I[h_["J_AXIS"]] + 3 * j)
-                    a = Rin @ axis
-                    th = W[x + qa] - pget(I, P, h_["J_REF"], j)
-                    qd = W[x + nq + d]
-                    sw = ti.Vector([0, 0, 0], dt=F)
-                    sv = a
-                    anchor = ti.Vector([0, 0, 0], dt=F)
-                    jp = ti.Vector([0, 0, 0], dt=F)
-                    if typ == HINGE:
-                        jp = ld3(P, I[h_["J_POS"]] + 3 * j)
-                        anchor = pin + Rin @ jp
-                        sw = a
-                        sv = anchor.cross(a)
-                    # V_out = V_in + S qd; Sd = crm(V_in, S)
-                    W[gx + nq + d] += gVw.dot(sw) + gVv.dot(sv)
-                    gsw = ld3(W, gS + 6 * d) + gVw * qd
-                    gsv = ld3(W, gS + 6 * d + 3) + gVv * qd
-                    cw, cv, csw, csv = crm_adjoint(Vw, Vv, sw, sv, ld3(W, gSd + 6 * d), ld3(W, gSd + 6 * d + 3))
-                    gVw += cw
-                    gVv += cv
+        gS, gSd = wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
+        gR = gR0
+        gp = gp0
+        gVw = gVw0
+        gVv = gVv0
+        ja = iget(I, h_["B_JADR"], b)
+        nj = iget(I, h_["B_JNUM"], b)
+        for jj in range(nj):
+            j = ja + nj - 1 - jj
+            Rin = ld33(W, w + I[h_["W_JR"]] + 9 * j)
+            pin = ld3(W, w + I[h_["W_JP"]] + 3 * j)
+            Vw = ld3(W, w + I[h_["W_JV"]] + 6 * j)
+            Vv = ld3(W, w + I[h_["W_JV"]] + 6 * j + 3)
+            typ = iget(I, h_["J_TYPE"], j)
+            qa = iget(I, h_["J_QADR"], j)
+            d = iget(I, h_["J_DADR"], j)
+            if typ == FREE:
+                p = ld3(W, x + qa)
+                qt = ld4(W, x + qa + 3)
+                n2 = qt.dot(qt)
+                inv = 1 / ti.sqrt(ti.max(n2, F(1e-30)))
+                u = qt * inv
+                R = quat_mat(u[0], u[1], u[2], u[3])
+                Vmv = Vv + ld3(W, x + nq + d)  # twist after the linear dofs (w unchanged)
+                # V_out = V_mid + sum_i S_{3+i} qd_{3+i}; Sd_{3+i} = crm(V_mid, S_{3+i})
+                gVmw = gVw
+                gVmv = gVv
+                for i in ti.static(range(3)):
+                    dd = d + 3 + i
+                    a = col(R, i)
+                    sv = p.cross(a)
+                    qd = W[x + nq + dd]
+                    W[gx + nq + dd] += gVw.dot(a) + gVv.dot(sv)
+                    gsw = ld3(W, gS + 6 * dd) + gVw * qd
+                    gsv = ld3(W, gS + 6 * dd + 3) + gVv * qd
+                    cw, cv, csw, csv = crm_adjoint(Vw, Vmv, a, sv, ld3(W, gSd + 6 * dd), ld3(W, gSd + 6 * dd + 3))
+                    gVmw += cw
+                    gVmv += cv
                     gsw += csw
                     gsv += csv
-                    if typ == SLIDE:
-                        # p_out = p_in + a th; S = (0, a); R_out = R_in
-                        g_a = gsv + gp * th
-                        W[gx + qa] += gp.dot(a)
-                        gR += g_a.outer_product(axis)
-                    else:
-                        # S = (a, anchor x a); p_out = anchor - R_out jp; R_out = R_in Rot(th)
-                        g_a = gsw + gsv.cross(anchor)
-                        ganchor = a.cross(gsv) + gp
-                        K = skew(axis)
-                        s_, c_ = ti.sin(th), ti.cos(th)
-                        Rot = ti.Matrix.identity(F, 3) + s_ * K + (1 - c_) * (K @ K)
-                        gRout = gR - gp.outer_product(jp)
-                        gRot = Rin.transpose() @ gRout
-                        dRot = c_ * K + s_ * (K @ K)
-                        gth = F(0.0)
-                        for r, s in ti.static(ti.ndrange(3, 3)):
-                            gth += gRot[r, s] * dRot[r, s]
-                        W[gx + qa] += gth
-                        gR = gRout @ Rot.transpose() + ganchor.outer_product(jp) + g_a.outer_product(axis)
-                        gp = ganchor
-            # R_b0 = R_par Rq_b; p_b0 = p_par + R_par pos_b; V_b0 = V_par
-            par = iget(I, h_["B_PARENT"], b)
-            if par > 0:
-                add33(W, wa + I[h_["W_GR"]] + 9 * par, gR @ ld33(P, I[h_["B_ROT"]] + 9 * b).transpose()
-                      + gp.outer_product(ld3(P, I[h_["B_POS"]] + 3 * b)))
-                add3(W, wa + I[h_["W_GP"]] + 3 * par, gp)
-                add3(W, wa + I[h_["W_GV"]] + 6 * par, gVw)
-                add3(W, wa + I[h_["W_GV"]] + 6 * par + 3, gVv)
+                    # S = (a, p x a)
+                    g_a = gsw + gsv.cross(p)
+                    gp += a.cross(gsv)
+                    for r in ti.static(range(3)):
+                        gR[r, i] += g_a[r]
+                for i in ti.static(range(3)):
+                    W[gx + nq + d + i] += gVmv[i]
+                    W[gx + qa + i] += gp[i]
+                gu = quat_mat_adjoint(u, gR)
+                gq = (gu - u * u.dot(gu)) * inv
+                if n2 < F(1e-30):
+                    gq = gu * inv
+                for i in ti.static(range(4)):
+                    W[gx + qa + 3 + i] += gq[i]
+                gR = ti.Matrix.zero(F, 3, 3)
+                gp = ti.Vector([0, 0, 0], dt=F)
+                gVw, gVv = gVmw, gVmv
+            else:
+                axis = ld3(P, I[h_["J_AXIS"]] + 3 * j)
+                a = Rin @ axis
+                th = W[x + qa] - pget(I, P, h_["J_REF"], j)
+                qd = W[x + nq + d]
+                sw = ti.Vector([0, 0, 0], dt=F)
+                sv = a
+                anchor = ti.Vector([0, 0, 0], dt=F)
+                jp = ti.Vector([0, 0, 0], dt=F)
+                if typ == HINGE:
+                    jp = ld3(P, I[h_["J_POS"]] + 3 * j)
+                    anchor = pin + Rin @ jp
+                    sw = a
+                    sv = anchor.cross(a)
+                # V_out = V_in + S qd; Sd = crm(V_in, S)
+                W[gx + nq + d] += gVw.dot(sw) + gVv.dot(sv)
+                gsw = ld3(W, gS + 6 * d) + gVw * qd
+                gsv = ld3(W, gS + 6 * d + 3) + gVv * qd
+                cw, cv, csw, csv = crm_adjoint(Vw, Vv, sw, sv, ld3(W, gSd + 6 * d), ld3(W, gSd + 6 * d + 3))
+                gVw += cw
+                gVv += cv
+                gsw += csw
+                gsv += csv
+                if typ == SLIDE:
+                    # p_out = p_in + a th; S = (0, a); R_out = R_in
+                    g_a = gsv + gp * th
+                    W[gx + qa] += gp.dot(a)
+                    gR += g_a.outer_product(axis)
+                else:
+                    # S = (a, anchor x a); p_out = anchor - R_out jp; R_out = R_in Rot(th)
+                    g_a = gsw + gsv.cross(anchor)
+                    ganchor = a.cross(gsv) + gp
+                    K = skew(axis)
+                    s_, c_ = ti.sin(th), ti.cos(th)
+                    Rot = ti.Matrix.identity(F, 3) + s_ * K + (1 - c_) * (K @ K)
+                    gRout = gR - gp.outer_product(jp)
+                    gRot = Rin.transpose() @ gRout
+                    dRot = c_ * K + s_ * (K @ K)
+                    gth = F(0.0)
+                    for r, s in ti.static(ti.ndrange(3, 3)):
+                        gth += gRot[r, s] * dRot[r, s]
+                    W[gx + qa] += gth
+                    gR = gRout @ Rot.transpose() + ganchor.outer_product(jp) + g_a.outer_product(axis)
+                    gp = ganchor
+        # R_b0 = R_par Rq_b; p_b0 = p_par + R_par pos_b; V_b0 = V_par
+        par = iget(I, h_["B_PARENT"], b)
+        if par > 0:
+            add33(W, wa + I[h_["W_GR"]] + 9 * par, gR @ ld33(P, I[h_["B_ROT"]] + 9 * b).transpose()
+                  + gp.outer_product(ld3(P, I[h_["B_POS"]] + 3 * b)))
+            add3(W, wa + I[h_["W_GP"]] + 3 * par, gp)
+            add3(W, wa + I[h_["W_GV"]] + 6 * par, gVw)
+            add3(W, wa + I[h_["W_GV"]] + 6 * par + 3, gVv)
 
     @ti.func
     def kinematics_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
@@ -509,20 +515,6 @@ def kernels(fp: str):
             st3(W, w + I[h_["W_C"]] + 3 * b, c)
             st3(W, w + I[h_["W_H"]] + 3 * b, m * c)
             st33(W, w + I[h_["W_IB"]] + 9 * b, Ib)
-
-    @ti.func
-    def body_inertias_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        for b in range(1, I[NB]):
-            m = pget(I, P, h_["B_MASS"], b)
-            R = ld33(W, w + I[h_["W_R"]] + 9 * b)
-            c = ld3(W, w + I[h_["W_C"]] + 3 * b)
-            gh = ld3(W, wa + I[h_["W_GH"]] + 3 * b)
-            gI = ld33(W, wa + I[h_["W_GIB"]] + 9 * b)
-            gs = gI + gI.transpose()
-            gc = m * gh + m * (2 * c * (gI[0, 0] + gI[1, 1] + gI[2, 2]) - gs @ c)
-            add33(W, wa + I[h_["W_GR"]] + 9 * b, gs @ R @ ld33(P, I[h_["B_INERTIA"]] + 9 * b)
-                  + gc.outer_product(ld3(P, I[h_["B_IPOS"]] + 3 * b)))
-            add3(W, wa + I[h_["W_GP"]] + 3 * b, gc)
 
     @ti.func
     def body_inertias_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
@@ -870,12 +862,10 @@ def kernels(fp: str):
 
     @ti.func
     def external_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        """Fext enters F with a minus sign: its adjoint is -W_GF (the local wrench adjoint)."""
-        g = ti.Vector([scal(I, P, sc["GX"]), scal(I, P, sc["GY"]), scal(I, P, sc["GZ"])], dt=F)
+        """Fext enters F with a minus sign: its adjoint is -W_GF (the local wrench adjoint). Fluid,
+        contact and spatial tendons; gravity's share (into h = m c) is tree_adjoint_up's."""
         gF = wa + I[h_["W_GF"]]
         for b in range(1, I[NB]):
-            gb = g * pget(I, P, h_["B_GSCALE"], b)
-            add3(W, wa + I[h_["W_GH"]] + 3 * b, -gb.cross(ld3(W, gF + 6 * b)))
             if I[h_["FLUID"]] != 0:
                 Ri, c, rel, lw, lv, f, t, df, dt = fluid(I, P, W, w, b)
                 gn = -ld3(W, gF + 6 * b)
@@ -1023,51 +1013,6 @@ def kernels(fp: str):
         sum_subtrees(I, W, oF, w + I[h_["W_CH"]], w + I[h_["W_CIB"]])
 
     @ti.func
-    def bias_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        """RNEA's adjoint: accumulated wrenches back to each body's own, then each body's wrench
-        into its inertia (W_GH, W_GIB), twist (W_GV), the dof rates (W_GSD) and velocities; W_GF
-        keeps each body's local wrench adjoint."""
-        nb, nq = I[NB], I[NQ]
-        x, gx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
-        gF, gA = wa + I[h_["W_GF"]], wa + I[h_["W_GA"]]
-        spread_wrenches(I, W, gF)
-        for bb in range(1, nb):
-            b = nb - bb
-            m = pget(I, P, h_["B_MASS"], b)
-            hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
-            Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
-            Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
-            Vv = ld3(W, w + I[h_["W_V"]] + 6 * b + 3)
-            aw = ld3(W, w + I[h_["W_A"]] + 6 * b)
-            av = ld3(W, w + I[h_["W_A"]] + 6 * b + 3)
-            g1 = ld3(W, gF + 6 * b)
-            g2 = ld3(W, gF + 6 * b + 3)
-            # F = I a + V x* (I V) - Fext
-            ghv, gIb, gaw, gav = iapply_adjoint(m, hv, Ib, aw, av, g1, g2)
-            gn, gf = iapply(m, hv, Ib, Vw, Vv)
-            gVw, gVv, ggn, ggf = crf_adjoint(Vw, Vv, gn, gf, g1, g2)
-            ghv2, gIb2, gVw2, gVv2 = iapply_adjoint(m, hv, Ib, Vw, Vv, ggn, ggf)
-            add3(W, wa + I[h_["W_GH"]] + 3 * b, ghv + ghv2)
-            add33(W, wa + I[h_["W_GIB"]] + 9 * b, gIb + gIb2)
-            add3(W, wa + I[h_["W_GV"]] + 6 * b, gVw + gVw2)
-            add3(W, wa + I[h_["W_GV"]] + 6 * b + 3, gVv + gVv2)
-            aw_bar = ld3(W, gA + 6 * b) + gaw
-            av_bar = ld3(W, gA + 6 * b + 3) + gav
-            # a_b = a_parent + sum_d Sd_d qvel_d
-            da = iget(I, h_["B_DADR"], b)
-            for dd in range(iget(I, h_["B_DNUM"], b)):
-                d = da + dd
-                qd = W[x + nq + d]
-                add3(W, wa + I[h_["W_GSD"]] + 6 * d, aw_bar * qd)
-                add3(W, wa + I[h_["W_GSD"]] + 6 * d + 3, av_bar * qd)
-                W[gx + nq + d] += aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
-                    + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3))
-            par = iget(I, h_["B_PARENT"], b)
-            if par > 0:
-                add3(W, gA + 6 * par, aw_bar)
-                add3(W, gA + 6 * par + 3, av_bar)
-
-    @ti.func
     def bias_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
         nb, nq = I[NB], I[NQ]
         x, tx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
@@ -1112,7 +1057,8 @@ def kernels(fp: str):
     def sum_subtrees(I: ti.template(), W: ti.template(), oF, oH, oIb):
         """Wrenches (6 per body at oF) and inertias (h at oH, Ibar at oIb) summed over each
         body's subtree, children before parents (forward only: the composite inertias feed CRBA,
-        whose adjoint and tangent work body by body; the wrenches' are sum_wrenches, spread_wrenches)."""
+        whose adjoint and tangent work body by body; the wrenches' tangent is sum_wrenches, their
+        adjoint tree_adjoint_down's -alpha)."""
         nb = I[NB]
         for bb in range(1, nb):
             b = nb - bb
@@ -1135,15 +1081,6 @@ def kernels(fp: str):
             if par > 0:
                 for k in range(6):
                     W[oF + 6 * par + k] += W[oF + 6 * b + k]
-
-    @ti.func
-    def spread_wrenches(I: ti.template(), W: ti.template(), oF):
-        """The adjoint of sum_wrenches: each body gets its parent's adjoint, parents first."""
-        for b in range(1, I[NB]):
-            par = iget(I, h_["B_PARENT"], b)
-            if par > 0:
-                for k in range(6):
-                    W[oF + 6 * b + k] += W[oF + 6 * par + k]
 
     @ti.func
     def joint_forces(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e):
@@ -1190,14 +1127,8 @@ def kernels(fp: str):
         nq, nv = I[NQ], I[NV]
         x = w + I[h_["W_X"]]
         gt, gx = wa + I[h_["W_GTAU"]], wa + I[h_["W_GX"]]
-        for d in range(nv):
-            b = iget(I, h_["D_BODY"], d)
-            g = W[gt + d]
-            add3(W, wa + I[h_["W_GF"]] + 6 * b, -g * ld3(W, w + I[h_["W_S"]] + 6 * d))
-            add3(W, wa + I[h_["W_GF"]] + 6 * b + 3, -g * ld3(W, w + I[h_["W_S"]] + 6 * d + 3))
-            add3(W, wa + I[h_["W_GS"]] + 6 * d, -g * ld3(W, w + I[h_["W_F"]] + 6 * b))
-            add3(W, wa + I[h_["W_GS"]] + 6 * d + 3, -g * ld3(W, w + I[h_["W_F"]] + 6 * b + 3))
-            W[gx + nq + d] -= pget(I, P, h_["D_DAMP"], d) * g
+        for d in range(nv):  # (-S.F's share goes to S and F in tree_adjoint_down, tree_adjoint_up)
+            W[gx + nq + d] -= pget(I, P, h_["D_DAMP"], d) * W[gt + d]
         lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
         for j in range(I[NJ]):
             if iget(I, h_["J_TYPE"], j) != FREE:
@@ -1343,49 +1274,107 @@ def kernels(fp: str):
         return aw, av, bw, bv
 
     @ti.func
-    def mass_matrix_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        """CRBA's adjoint, body by body. The solve's M_bar = -u v^T (u = tau_bar, v = qacc) makes M
-        contribute L = -u^T M v = -sum_b alpha_b . (I_b beta_b), with M = sum_b J_b^T I_b J_b and
-        alpha_b = J_b u, beta_b = J_b v the spatial velocities body b would have at joint velocities
-        u and v (a pass down the tree, in W_MAB). Its adjoint goes to the dofs' motion subspaces
-        (W_GS: S_d gets u_d and v_d times the adjoints of alpha, beta summed over d's subtree, in
-        W_GMAB) and to each body's own inertia (W_GH, W_GIB): O(bodies + dofs), where the adjoint of
-        CRBA entry by entry is O(dofs x tree depth)."""
-        nb = I[NB]
-        oS, gS = w + I[h_["W_S"]], wa + I[h_["W_GS"]]
+    def tree_adjoint_down(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+        """The first half of the adjoint of tau = -S.F (RNEA) and of M (CRBA), a pass down the tree.
+        With u = tau_bar and v = qacc, let alpha_b = J_b u and beta_b = J_b v be the spatial
+        velocities body b would have at joint velocities u and v (into W_MAB, 12 per body). The
+        solve's M_bar = -u v^T makes M contribute L = -u^T M v = -sum_b alpha_b . (I_b beta_b)
+        (M = sum_b J_b^T I_b J_b), and tau = -S.F with F the subtree sums of the body wrenches
+        makes each body's own wrench adjoint -alpha_b (into W_GF, which the external forces'
+        adjoint reads). tree_adjoint_up does the rest: O(bodies + dofs), where CRBA's adjoint entry
+        by entry is O(dofs x tree depth)."""
+        oS = w + I[h_["W_S"]]
         oq, gt = w + I[h_["W_QACC"]], wa + I[h_["W_GTAU"]]
-        oAB, gAB = wa + I[h_["W_MAB"]], wa + I[h_["W_GMAB"]]
+        oAB, gF = wa + I[h_["W_MAB"]], wa + I[h_["W_GF"]]
         for k in range(12):
             W[oAB + k] = F(0.0)  # the world: alpha = beta = 0
-        for b in range(1, nb):
-            twist_pair(I, W, oAB, oS, gt, oS, oq, b)
+        for b in range(1, I[NB]):
+            aw, av, _bw, _bv = twist_pair(I, W, oAB, oS, gt, oS, oq, b)
+            st3(W, gF + 6 * b, -aw)
+            st3(W, gF + 6 * b + 3, -av)
+
+    @ti.func
+    def tree_adjoint_up(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+        """The rest of the adjoints of RNEA, CRBA, the body inertias and the kinematics, one pass
+        up the tree, body by body (children first, so each body's adjoints are whole when it is
+        reached): with gF = -alpha its own wrench adjoint (tree_adjoint_down),
+          RNEA   F = I a + V x* (I V) - Fext:  a_bar = I gF (the accelerations' adjoint, summed
+                 up the tree in W_GA), V_bar, and the inertia's (h, Ibar) share;
+          CRBA   L_b = -alpha . (I beta): beta_bar = -I alpha = I gF, alpha_bar = -I beta, summed
+                 over the subtree (W_GMAB), into the dofs' S with u_d and v_d, and the inertia's;
+          tau    = -S.F: S_d's share -u_d F_b;
+          gravity on h (its share of Fext), then h = m c, Ibar = R I R^T + m [c]x^T [c]x into
+                 the body's frame, and the kinematics' adjoint for the body (W_GX, the parent's).
+        Each body's inertia, twist and frame adjoints stay in registers."""
+        nb, nq = I[NB], I[NQ]
+        x = w + I[h_["W_X"]]
+        gx = wa + I[h_["W_GX"]]
+        oq, gt = w + I[h_["W_QACC"]], wa + I[h_["W_GTAU"]]
+        oAB, gAB, gA = wa + I[h_["W_MAB"]], wa + I[h_["W_GMAB"]], wa + I[h_["W_GA"]]
+        gS, gSd = wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
+        grav = ti.Vector([scal(I, P, sc["GX"]), scal(I, P, sc["GY"]), scal(I, P, sc["GZ"])], dt=F)
         for bb in range(1, nb):
             b = nb - bb
             m = pget(I, P, h_["B_MASS"], b)
             hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
             Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
-            o, g = oAB + 12 * b, gAB + 12 * b
-            aw, av, bw, bv = ld3(W, o), ld3(W, o + 3), ld3(W, o + 6), ld3(W, o + 9)
-            # L_b = -alpha . (I beta): beta_bar = -I alpha, alpha_bar = -I beta (I symmetric)
-            ghv, gIb, gbw, gbv = iapply_adjoint(m, hv, Ib, bw, bv, -aw, -av)
+            Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+            Vv = ld3(W, w + I[h_["W_V"]] + 6 * b + 3)
+            aw = ld3(W, w + I[h_["W_A"]] + 6 * b)
+            av = ld3(W, w + I[h_["W_A"]] + 6 * b + 3)
+            o = oAB + 12 * b
+            g1, g2 = -ld3(W, o), -ld3(W, o + 3)  # gF = -alpha
+            bw, bv = ld3(W, o + 6), ld3(W, o + 9)
+            pw, pv = iapply(m, hv, Ib, g1, g2)  # I gF: a_bar (RNEA) and beta_bar (CRBA)
+            gn, gf = iapply(m, hv, Ib, Vw, Vv)
+            gVw, gVv, ggn, ggf = crf_adjoint(Vw, Vv, gn, gf, g1, g2)
+            qw, qv = iapply(m, hv, Ib, ggn, ggf)
             iw, iv = iapply(m, hv, Ib, bw, bv)
-            add3(W, wa + I[h_["W_GH"]] + 3 * b, ghv)
-            add33(W, wa + I[h_["W_GIB"]] + 9 * b, gIb)
-            gaw, gav = ld3(W, g) - iw, ld3(W, g + 3) - iv  # plus what b's subtree sent up
-            gbw += ld3(W, g + 6)
-            gbv += ld3(W, g + 9)
+            # the inertia's adjoint: I a and I beta (both with gF), I V (with ggn, ggf); gravity on h
+            gh = (av + bv).cross(g1) - (aw + bw).cross(g2) + Vv.cross(ggn) - Vw.cross(ggf) \
+                - (grav * pget(I, P, h_["B_GSCALE"], b)).cross(g1)
+            gI = g1.outer_product(aw + bw) + ggn.outer_product(Vw)
+            aw_bar = ld3(W, gA + 6 * b) + pw
+            av_bar = ld3(W, gA + 6 * b + 3) + pv
+            g = gAB + 12 * b  # what b's subtree sent up
+            gaw, gav = ld3(W, g) - iw, ld3(W, g + 3) - iv
+            gbw, gbv = ld3(W, g + 6) + pw, ld3(W, g + 9) + pv
+            Fn, Ff = ld3(W, w + I[h_["W_F"]] + 6 * b), ld3(W, w + I[h_["W_F"]] + 6 * b + 3)
             da = iget(I, h_["B_DADR"], b)
             for dd in range(iget(I, h_["B_DNUM"], b)):
                 d = da + dd
-                add3(W, gS + 6 * d, gaw * W[gt + d] + gbw * W[oq + d])
-                add3(W, gS + 6 * d + 3, gav * W[gt + d] + gbv * W[oq + d])
+                u, v, qd = W[gt + d], W[oq + d], W[x + nq + d]
+                st3(W, gS + 6 * d, (gaw - Fn) * u + gbw * v)
+                st3(W, gS + 6 * d + 3, (gav - Ff) * u + gbv * v)
+                # a_b = a_parent + sum_d Sd_d qvel_d
+                st3(W, gSd + 6 * d, aw_bar * qd)
+                st3(W, gSd + 6 * d + 3, av_bar * qd)
+                W[gx + nq + d] += aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
+                    + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3))
             par = iget(I, h_["B_PARENT"], b)
             if par > 0:
+                add3(W, gA + 6 * par, aw_bar)
+                add3(W, gA + 6 * par + 3, av_bar)
                 g = gAB + 12 * par
                 add3(W, g, gaw)
                 add3(W, g + 3, gav)
                 add3(W, g + 6, gbw)
                 add3(W, g + 9, gbv)
+            # h = m c, Ibar = R Il R^T + m (c.c 1 - c c^T), c = p + R ipos
+            R = ld33(W, w + I[h_["W_R"]] + 9 * b)
+            c = ld3(W, w + I[h_["W_C"]] + 3 * b)
+            gs = gI + gI.transpose()
+            gc = m * gh + m * (2 * c * (gI[0, 0] + gI[1, 1] + gI[2, 2]) - gs @ c)
+            gR = ld33(W, wa + I[h_["W_GR"]] + 9 * b) + gs @ R @ ld33(P, I[h_["B_INERTIA"]] + 9 * b) \
+                + gc.outer_product(ld3(P, I[h_["B_IPOS"]] + 3 * b))
+            gp = ld3(W, wa + I[h_["W_GP"]] + 3 * b) + gc
+            kinematics_adjoint(I, P, W, w, wa, b, gR, gp, ld3(W, wa + I[h_["W_GV"]] + 6 * b) + gVw + qw,
+                               ld3(W, wa + I[h_["W_GV"]] + 6 * b + 3) + gVv + qv)
+
+    @ti.func
+    def friction_mass_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+        """The implicit dry friction's share of M's diagonal (h c(qvel)): into qvel's adjoint."""
+        oq, gt = w + I[h_["W_QACC"]], wa + I[h_["W_GTAU"]]
         hh = scal(I, P, sc["H"])
         for j in range(I[NJ]):
             if pget(I, P, h_["J_FRIC"], j) > 0:
@@ -1624,11 +1613,10 @@ def kernels(fp: str):
         integrate_adjoint(I, P, W, w, wa)
         solve(I, W, w, wa + I[h_["W_GTAU"]])
         joint_forces_adjoint(I, P, W, w, wa, U, GU, e)
-        mass_matrix_adjoint(I, P, W, w, wa)
-        bias_forces_adjoint(I, P, W, w, wa)
+        friction_mass_adjoint(I, P, W, w, wa)
+        tree_adjoint_down(I, P, W, w, wa)
         external_forces_adjoint(I, P, W, w, wa)
-        body_inertias_adjoint(I, P, W, w, wa)
-        kinematics_adjoint(I, P, W, w, wa)
+        tree_adjoint_up(I, P, W, w, wa)
 
     @ti.func
     def substep_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,

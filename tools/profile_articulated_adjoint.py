@@ -1,7 +1,7 @@
 """Where the articulated adjoint kernel's time goes, stage by stage.
 
     python tools/profile_articulated_adjoint.py hopper --envs 64
-    python tools/profile_articulated_adjoint.py ant --envs 64 --stages mass,bias,kinematics
+    python tools/profile_articulated_adjoint.py ant --envs 64 --dtype float64 --stages down,up
 
 Builds variants of the adjoint kernel of `physics/articulated_kernels.py` with one stage's
 adjoint left out (a copy of the module's source with that call behind `ti.static`, compiled in
@@ -10,7 +10,8 @@ one landed state (40 random steps after reset) in one process, best of repeats, 
 prints what leaving each stage out saves, in forward steps. Stages interact (LLVM drops code a
 skipped stage made dead, and the arithmetic downstream sees other values), so the savings are
 each stage's approximate cost and need not add up to the whole. Each variant compiles its own
-adjoint kernel (about a minute each on 2 cores).
+adjoint kernel with the simulator's compile options (`COMPILE_OPTIONS` in physics/articulated.py;
+a few seconds each) and is launched as the simulator launches it (`FastKernel`).
 """
 import argparse
 import importlib.util
@@ -28,11 +29,11 @@ STAGES = {  # name -> the call in substep_adjoint that the variant leaves out
     "integrate": 'integrate_adjoint(I, P, W, w, wa)',
     "solve": 'solve(I, W, w, wa + I[h_["W_GTAU"]])',
     "joint": 'joint_forces_adjoint(I, P, W, w, wa, U, GU, e)',
-    "mass": 'mass_matrix_adjoint(I, P, W, w, wa)',
-    "bias": 'bias_forces_adjoint(I, P, W, w, wa)',
+    "friction": 'friction_mass_adjoint(I, P, W, w, wa)',
+    # the tree passes: RNEA's, CRBA's, the body inertias' and the kinematics' adjoints together
+    "down": 'tree_adjoint_down(I, P, W, w, wa)',
     "external": 'external_forces_adjoint(I, P, W, w, wa)',
-    "inertias": 'body_inertias_adjoint(I, P, W, w, wa)',
-    "kinematics": 'kinematics_adjoint(I, P, W, w, wa)',
+    "up": 'tree_adjoint_up(I, P, W, w, wa)',
 }
 ZERO = """        for k in range(I[h_["W_GZERO"]], I[h_["WS"]]):
             W[wa + k] = F(0.0)
@@ -73,13 +74,14 @@ def main():
     ap.add_argument("task")
     ap.add_argument("--envs", type=int, default=64)
     ap.add_argument("--stages", default=",".join(STAGES))
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     args = ap.parse_args()
     stages = ["none"] + [s for s in args.stages.split(",") if s]
     for s in stages:
         if s != "none" and s not in STAGES:
             sys.exit(f"unknown stage {s!r}; stages: {', '.join(STAGES)}")
     N = args.envs
-    env = mt.make(args.task, num_envs=N, seed=0)
+    env = mt.make(args.task, num_envs=N, seed=0, dtype=args.dtype)
     env.reset(seed=0)
     g = torch.Generator().manual_seed(0)
     for _ in range(40):
@@ -90,7 +92,10 @@ def main():
     cot = torch.randn(N, sim.state_dim, generator=g, dtype=sim.dtype)
     _, tape = sim.step(s, c, record=True)
     fp = "f64" if sim.dtype == torch.float64 else "f32"
-    kernels = {v: variant_module(v).kernels(fp)["adjoint"] for v in stages}
+    # compiled as the simulator compiles its adjoint (its Taichi options), launched by FastKernel
+    from mbmix_taichi.physics._launch import FastKernel
+    from mbmix_taichi.physics.articulated import COMPILE_OPTIONS
+    kernels = {v: FastKernel(variant_module(v).kernels(fp)["adjoint"], COMPILE_OPTIONS["adjoint"]) for v in stages}
     gs = torch.empty(N * sim.state_dim, dtype=sim.dtype)
     gc = torch.empty(N * max(sim.nu, 1), dtype=sim.dtype)
     call = {v: (lambda k=k: k(sim._I, sim._P, tape.ctrl, cot.view(-1), gs, gc, tape.W, N)) for v, k in kernels.items()}
