@@ -60,9 +60,10 @@ HEADER = [
     # workspace (primal)
     "W_X", "W_XN", "W_R", "W_P", "W_V", "W_S", "W_SD", "W_JR", "W_JP", "W_JV", "W_C", "W_H", "W_IB",
     "W_CH", "W_CIB", "W_FX", "W_A", "W_F", "W_TAU", "W_M", "W_QACC",
-    # workspace (adjoint / tangent); everything from W_GZERO to WS is zeroed per adjoint substep
-    "W_GXN", "W_GZERO", "W_GX", "W_GR", "W_GP", "W_GV", "W_GS", "W_GSD", "W_GH", "W_GIB",
-    "W_GA", "W_GF", "W_GTAU", "W_MAB", "W_GMAB",
+    # workspace (adjoint / tangent); the adjoint zeroes W_GZERO..W_GZEND (its accumulators) per substep
+    # and stores the other slots before it reads them; the tangent zeroes everything after W_GX
+    "W_GXN", "W_GZERO", "W_GX", "W_GR", "W_GP", "W_GV", "W_GA", "W_GMAB", "W_GZEND",
+    "W_GS", "W_GSD", "W_GH", "W_GIB", "W_GF", "W_GTAU", "W_MAB",
 ]
 H = {name: i for i, name in enumerate(HEADER)}
 #: scalar slots of P at P[I[SCAL] + k]
@@ -1608,7 +1609,7 @@ def kernels(fp: str):
                         GU: ti.template(), e):
         """W_GXN (cotangent of the substep's output) -> W_GX; adds the control's share to GU.
         Needs the primal intermediates of the same substep in W."""
-        for k in range(I[h_["W_GZERO"]], I[h_["WS"]]):
+        for k in range(I[h_["W_GZERO"]], I[h_["W_GZEND"]]):
             W[wa + k] = F(0.0)
         integrate_adjoint(I, P, W, w, wa)
         solve(I, W, w, wa + I[h_["W_GTAU"]])

@@ -194,6 +194,26 @@ def test_stored_and_replayed_tapes_give_the_same_vjp(paths):
     assert torch.equal(out_c, out_a) and torch.equal(sim.vjp_tape(again, cot)[0], ga[0])
 
 
+@pytest.mark.parametrize("name", list(MODELS) + ["drop"])
+def test_adjoint_reads_no_scratch_it_did_not_write(paths, name):
+    """The adjoint zeroes only its accumulators (W_GZERO..W_GZEND) and stores its other slots
+    before reading them: NaN in all of its scratch beforehand changes no bit of the VJP."""
+    from mbmix_taichi.physics.articulated import ContactParams
+    sim = ArticulatedSim(load_mjcf(paths[name]), dt=0.01, substeps=3, dtype=torch.float64,
+                         contact=ContactParams() if name == "drop" else None, limit_ke=1e3, limit_kd=10.0)
+    gen = torch.Generator().manual_seed(1)
+    s = torch.tensor(sim.model.qpos0().tolist() + [0.0] * sim.nv, dtype=torch.float64).repeat(2, 1)
+    s = s + 0.3 * torch.randn(s.shape, generator=gen, dtype=torch.float64)
+    c = torch.randn(2, sim.nu, generator=gen, dtype=torch.float64)
+    cot = torch.randn(s.shape, generator=gen, dtype=torch.float64)
+    _, clean = sim.step(s, c, record=True)
+    _, poisoned = sim.step(s, c, record=True)
+    clean.W[2 * sim.substeps * sim.tables.head["W_GXN"]:] = 0.0
+    poisoned.W[2 * sim.substeps * sim.tables.head["W_GXN"]:] = float("nan")
+    ga, gb = sim.vjp_tape(clean, cot), sim.vjp_tape(poisoned, cot)
+    assert torch.isfinite(ga[0]).all() and torch.equal(ga[0], gb[0]) and torch.equal(ga[1], gb[1])
+
+
 def test_every_model_runs_on_one_compiled_kernel_set(paths):
     """The kernels read the model as data: models of every kind (hinge/slide/free joints, tendons,
     servos, fluid, contact) share one compiled forward, adjoint and tangent per float type, and a

@@ -35,7 +35,7 @@ STAGES = {  # name -> the call in substep_adjoint that the variant leaves out
     "external": 'external_forces_adjoint(I, P, W, w, wa)',
     "up": 'tree_adjoint_up(I, P, W, w, wa)',
 }
-ZERO = """        for k in range(I[h_["W_GZERO"]], I[h_["WS"]]):
+ZERO = """        for k in range(I[h_["W_GZERO"]], I[h_["W_GZEND"]]):
             W[wa + k] = F(0.0)
         integrate_adjoint"""
 
@@ -46,7 +46,7 @@ def variant_module(skip: str):
     src = path.read_text()
     if skip == "zero":
         assert ZERO in src, "the adjoint's zeroing loop moved: update this tool"
-        src = src.replace(ZERO, "        if ti.static(False):\n            for k in range(I[h_[\"W_GZERO\"]], I[h_[\"WS\"]]):"
+        src = src.replace(ZERO, "        if ti.static(False):\n            for k in range(I[h_[\"W_GZERO\"]], I[h_[\"W_GZEND\"]]):"
                                 "\n                W[wa + k] = F(0.0)\n        integrate_adjoint", 1)
     elif skip != "none":
         call = "        " + STAGES[skip] + "\n"
