@@ -1125,11 +1125,12 @@ def kernels(fp: str):
     @ti.func
     def joint_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(),
                              GU: ti.template(), e):
-        nq, nv = I[NQ], I[NV]
+        nq = I[NQ]
         x = w + I[h_["W_X"]]
         gt, gx = wa + I[h_["W_GTAU"]], wa + I[h_["W_GX"]]
-        for d in range(nv):  # (-S.F's share goes to S and F in tree_adjoint_down, tree_adjoint_up)
-            W[gx + nq + d] -= pget(I, P, h_["D_DAMP"], d) * W[gt + d]
+        # (-S.F's and the damping's shares are the tree passes', tree_adjoint_down and tree_adjoint_up)
+        hh = scal(I, P, sc["H"])
+        oq = w + I[h_["W_QACC"]]
         lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
         for j in range(I[NJ]):
             if iget(I, h_["J_TYPE"], j) != FREE:
@@ -1143,9 +1144,11 @@ def kernels(fp: str):
                         W[gx + qa] -= lke * g
                         W[gx + nq + d] -= lkd * g
             if pget(I, P, h_["J_FRIC"], j) > 0:
+                # tau's -c qvel, and M's h c on the diagonal (implicit, like damping), whose adjoint
+                # is M_bar[d, d] h dc = -tau_bar[d] qacc[d] h dc
                 d = iget(I, h_["J_DADR"], j)
                 c, dc = friction(I, P, W, x, j)
-                W[gx + nq + d] -= (c + dc * W[x + nq + d]) * W[gt + d]
+                W[gx + nq + d] -= (c + dc * (W[x + nq + d] + hh * W[oq + d])) * W[gt + d]
         for t in range(I[h_["NT"]]):
             _f, a, bb = tendon_force(I, P, W, x, t)
             gf = F(0.0)
@@ -1303,7 +1306,7 @@ def kernels(fp: str):
                  up the tree in W_GA), V_bar, and the inertia's (h, Ibar) share;
           CRBA   L_b = -alpha . (I beta): beta_bar = -I alpha = I gF, alpha_bar = -I beta, summed
                  over the subtree (W_GMAB), into the dofs' S with u_d and v_d, and the inertia's;
-          tau    = -S.F: S_d's share -u_d F_b;
+          tau    = -S.F - damping qvel: S_d's share -u_d F_b, qvel_d's -damping_d u_d;
           gravity on h (its share of Fext), then h = m c, Ibar = R I R^T + m [c]x^T [c]x into
                  the body's frame, and the kinematics' adjoint for the body (W_GX, the parent's).
         Each body's inertia, twist and frame adjoints stay in registers."""
@@ -1345,13 +1348,13 @@ def kernels(fp: str):
             for dd in range(iget(I, h_["B_DNUM"], b)):
                 d = da + dd
                 u, v, qd = W[gt + d], W[oq + d], W[x + nq + d]
+                W[gx + nq + d] += aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
+                    + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3)) - pget(I, P, h_["D_DAMP"], d) * u
                 st3(W, gS + 6 * d, (gaw - Fn) * u + gbw * v)
                 st3(W, gS + 6 * d + 3, (gav - Ff) * u + gbv * v)
                 # a_b = a_parent + sum_d Sd_d qvel_d
                 st3(W, gSd + 6 * d, aw_bar * qd)
                 st3(W, gSd + 6 * d + 3, av_bar * qd)
-                W[gx + nq + d] += aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
-                    + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3))
             par = iget(I, h_["B_PARENT"], b)
             if par > 0:
                 add3(W, gA + 6 * par, aw_bar)
@@ -1371,17 +1374,6 @@ def kernels(fp: str):
             gp = ld3(W, wa + I[h_["W_GP"]] + 3 * b) + gc
             kinematics_adjoint(I, P, W, w, wa, b, gR, gp, ld3(W, wa + I[h_["W_GV"]] + 6 * b) + gVw + qw,
                                ld3(W, wa + I[h_["W_GV"]] + 6 * b + 3) + gVv + qv)
-
-    @ti.func
-    def friction_mass_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        """The implicit dry friction's share of M's diagonal (h c(qvel)): into qvel's adjoint."""
-        oq, gt = w + I[h_["W_QACC"]], wa + I[h_["W_GTAU"]]
-        hh = scal(I, P, sc["H"])
-        for j in range(I[NJ]):
-            if pget(I, P, h_["J_FRIC"], j) > 0:
-                _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
-                d = iget(I, h_["J_DADR"], j)
-                W[wa + I[h_["W_GX"]] + I[NQ] + d] += mbar(W, oq, gt, d, d) * hh * dc
 
     @ti.func
     def mass_matrix_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
@@ -1614,7 +1606,6 @@ def kernels(fp: str):
         integrate_adjoint(I, P, W, w, wa)
         solve(I, W, w, wa + I[h_["W_GTAU"]])
         joint_forces_adjoint(I, P, W, w, wa, U, GU, e)
-        friction_mass_adjoint(I, P, W, w, wa)
         tree_adjoint_down(I, P, W, w, wa)
         external_forces_adjoint(I, P, W, w, wa)
         tree_adjoint_up(I, P, W, w, wa)
@@ -1633,14 +1624,6 @@ def kernels(fp: str):
         mass_matrix_tangent(I, P, W, w, wa)
         solve(I, W, w, wa + I[h_["W_GTAU"]])
         integrate_tangent(I, P, W, w, wa)
-
-    @ti.func
-    def mbar(W: ti.template(), oq, gt, j, i):
-        """d loss / d M[j, i] for the one stored entry of a symmetric pair (j >= i)."""
-        val = -W[gt + j] * W[oq + i]
-        if i != j:
-            val -= W[gt + i] * W[oq + j]
-        return val
 
     @ti.func
     def quat_mat_tangent(u, du):

@@ -29,7 +29,6 @@ STAGES = {  # name -> the call in substep_adjoint that the variant leaves out
     "integrate": 'integrate_adjoint(I, P, W, w, wa)',
     "solve": 'solve(I, W, w, wa + I[h_["W_GTAU"]])',
     "joint": 'joint_forces_adjoint(I, P, W, w, wa, U, GU, e)',
-    "friction": 'friction_mass_adjoint(I, P, W, w, wa)',
     # the tree passes: RNEA's, CRBA's, the body inertias' and the kinematics' adjoints together
     "down": 'tree_adjoint_down(I, P, W, w, wa)',
     "external": 'external_forces_adjoint(I, P, W, w, wa)',
