@@ -47,23 +47,6 @@ def start_states(agent, seed: int, offsets=(0, 5, 10, 15, 20)):
     return out
 
 
-def k_step_gradients(agent, states, kmax: int, step):
-    """grad_theta J_k for k = 1..kmax from `states`, through `step(s, a)` (as MBMixAgent.gradient_fidelity)."""
-    env, gamma = agent.env, agent.cfg.gamma
-    params = list(agent.actor.net.parameters())
-    out = []
-    for k in range(1, kmax + 1):
-        s, total = states.detach(), 0.0
-        for t in range(k):
-            a = agent.policy(env.observe(s), deterministic=True)
-            s2 = step(s, a)
-            total = total + gamma ** t * env.reward(s, a, s2).mean()
-            s = s2
-        g = torch.autograd.grad(total, params, allow_unused=True)
-        out.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1) for x, p in zip(g, params)]))
-    return out
-
-
 def measure(agent, kmax: int, seed: int) -> dict:
     env = agent.env
     sim = env.transition
@@ -75,9 +58,9 @@ def measure(agent, kmax: int, seed: int) -> dict:
     }
     cos = {name: [[] for _ in range(kmax)] for name in variants}
     for states in start_states(agent, seed):
-        ref = k_step_gradients(agent, states, kmax, sim)
+        ref = agent.k_step_policy_gradients(states, kmax, sim)
         for name, step in variants.items():
-            got = k_step_gradients(agent, states, kmax, step)
+            got = agent.k_step_policy_gradients(states, kmax, step)
             for k, (g, r) in enumerate(zip(got, ref)):
                 cos[name][k].append(float(torch.nn.functional.cosine_similarity(g, r, dim=0)))
     return {name: [sum(c) / len(c) for c in per_k] for name, per_k in cos.items()}

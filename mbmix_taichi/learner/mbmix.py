@@ -187,29 +187,30 @@ class MBMixAgent(Agent):
         return Window(torch.stack(obs_seen), torch.stack(rewards), torch.stack(next_values), torch.stack(dones))
 
     # -- step 2: gradient fidelity of the model ------------------------------------------------------
-    def gradient_fidelity(self, states: torch.Tensor, kmax: int) -> list[float]:
-        """cos(grad_theta J_k through M_phi, grad_theta J_k through the simulator), k = 1..kmax, where
-        J_k = sum_{t<k} gamma^t r_t of the deterministic policy from `states` (the ensemble mean
-        model). Measures what the model is used for: the policy gradient, not the state error."""
+    def k_step_policy_gradients(self, states: torch.Tensor, kmax: int, step) -> list[torch.Tensor]:
+        """grad_theta J_k, k = 1..kmax, J_k = sum_{t<k} gamma^t r_t of the deterministic policy from
+        `states` through `step(s, a)` (the simulator's `env.transition` or a model step), flattened."""
         env, gamma = self.env, self.cfg.gamma
         params = list(self.actor.net.parameters())
+        out = []
+        for k in range(1, kmax + 1):  # one rollout per k: the simulator's tape is used once
+            s, total = states.detach(), 0.0
+            for t in range(k):
+                a = self.policy(env.observe(s), deterministic=True)
+                s2 = step(s, a)
+                total = total + gamma ** t * env.reward(s, a, s2).mean()
+                s = s2
+            g = torch.autograd.grad(total, params, allow_unused=True)
+            out.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
+                                  for x, p in zip(g, params)]))
+        return out
 
-        def grads(step):
-            out = []
-            for k in range(1, kmax + 1):  # one rollout per k: the simulator's tape is used once
-                s, total = states.detach(), 0.0
-                for t in range(k):
-                    a = self.policy(env.observe(s), deterministic=True)
-                    s2 = step(s, a)
-                    total = total + gamma ** t * env.reward(s, a, s2).mean()
-                    s = s2
-                g = torch.autograd.grad(total, params, allow_unused=True)
-                out.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
-                                      for x, p in zip(g, params)]))
-            return out
-
-        sim = grads(env.transition)
-        mod = grads(lambda s, a: self.model_step(s, a))
+    def gradient_fidelity(self, states: torch.Tensor, kmax: int) -> list[float]:
+        """cos(grad_theta J_k through M_phi, grad_theta J_k through the simulator), k = 1..kmax
+        (`k_step_policy_gradients`; the ensemble mean model). Measures what the model is used for:
+        the policy gradient, not the state error."""
+        sim = self.k_step_policy_gradients(states, kmax, self.env.transition)
+        mod = self.k_step_policy_gradients(states, kmax, lambda s, a: self.model_step(s, a))
         return [float(torch.nn.functional.cosine_similarity(m, r, dim=0)) if r.norm() > 0 else float("nan")
                 for m, r in zip(mod, sim)]
 
