@@ -16,6 +16,7 @@ held-out states of its own policy, the cosine against the simulator's gradient o
 
     python tools/study_gradient_error.py --task cloth-unfold --algo mbmix-mse --iterations 300 --seed 0
     python tools/study_gradient_error.py --task cloth-unfold --algo mbmix --set sobolev_adjoint_alpha=1 ...
+    python tools/study_gradient_error.py --task cheetah --algo mbmix --iterations 100 --kmax 16 --offsets 0,50,100,200,300
 
 Prints one JSON line per run (the cosines per k for each variant, means over the start sets) and
 writes it to --out if given.
@@ -47,7 +48,7 @@ def start_states(agent, seed: int, offsets=(0, 5, 10, 15, 20)):
     return out
 
 
-def measure(agent, kmax: int, seed: int) -> dict:
+def measure(agent, kmax: int, seed: int, offsets=(0, 5, 10, 15, 20)) -> dict:
     env = agent.env
     sim = env.transition
     model = agent.model_step
@@ -57,7 +58,7 @@ def measure(agent, kmax: int, seed: int) -> dict:
         "model states": lambda s, a: model(s, a).detach() + sim(s, a) - sim(s, a).detach(),
     }
     cos = {name: [[] for _ in range(kmax)] for name in variants}
-    for states in start_states(agent, seed):
+    for states in start_states(agent, seed, offsets):
         ref = agent.k_step_policy_gradients(states, kmax, sim)
         for name, step in variants.items():
             got = agent.k_step_policy_gradients(states, kmax, step)
@@ -75,6 +76,8 @@ def main(argv=None):
     ap.add_argument("--kmax", type=int, default=8)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (JSON value)")
     ap.add_argument("--eval-seed", type=int, default=4242, help="reset seed of the held-out start states")
+    ap.add_argument("--offsets", default="0,5,10,15,20",
+                    help="steps of the trained policy after the held-out reset at which the start states are taken")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
@@ -97,7 +100,8 @@ def main(argv=None):
     result = {"task": args.task, "algo": args.algo, "seed": args.seed, "iterations": cfg.iterations,
               "overrides": {k: v for k, v in overrides.items() if k not in ("iterations", "seed")},
               "train_return": row["return"], "train_score": row["score"], "train_cpu_s": round(train_cpu, 1),
-              "cosines": measure(agent, args.kmax, args.eval_seed)}
+              "offsets": args.offsets,
+              "cosines": measure(agent, args.kmax, args.eval_seed, tuple(int(x) for x in args.offsets.split(",")))}
     line = json.dumps(result)
     print(line)
     if args.out:
