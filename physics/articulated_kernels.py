@@ -180,14 +180,6 @@ def kernels(fp: str):
     def iapply(m, hv, Ib, w, v):
         return Ib @ w + hv.cross(v), m * v - hv.cross(w)
 
-    @ti.func
-    def iapply_adjoint(m, hv, Ib, w, v, gy1, gy2):
-        """Adjoint of iapply: (g_hv, g_Ib, gw, gv); the inertia is symmetric, so (gw, gv) = I gy."""
-        ghv = v.cross(gy1) - w.cross(gy2)
-        gIb = gy1.outer_product(w)
-        gw, gv = iapply(m, hv, Ib, gy1, gy2)
-        return ghv, gIb, gw, gv
-
     # ------------------------------------------------------------ addressing
     @ti.func
     def iget(I: ti.template(), slot, k):

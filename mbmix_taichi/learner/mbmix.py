@@ -33,7 +33,8 @@ from .model import EnsembleModel, adjoint_loss, sobolev_loss
 from .simgrad import cut_graph, real_window
 
 
-_nothing = contextlib.nullcontext
+def _mean(xs):
+    return sum(xs) / len(xs) if xs else float("nan")
 
 
 def rescale_probes(t_in, t_out, in_std):
@@ -91,7 +92,7 @@ class MBMixAgent(Agent):
                 staged.append((s[keep], a[keep], s2[keep]))
 
         if self.sim_gradient:
-            with self.env.vjp_observer(self._observe_vjp) if self.adjoints is not None else _nothing():
+            with self.env.vjp_observer(self._observe_vjp) if self.adjoints is not None else contextlib.nullcontext():
                 w = real_window(self, self.horizon, record)
         else:
             with torch.no_grad():
@@ -155,8 +156,7 @@ class MBMixAgent(Agent):
             st.append(ls.item())
             jt.append(lj.item())
         self.timers["model"] += time.perf_counter() - t0
-        mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
-        return mean(st), mean(jt), mean(at)
+        return _mean(st), _mean(jt), _mean(at)
 
     def model_step(self, s, a, member=None):
         s2 = self.model(s, a, member)
@@ -255,8 +255,7 @@ class MBMixAgent(Agent):
             self.store_adjoints()
         critic_loss = self.fit_critic(w_real, *windows)  # lines 9-10, on real and model windows
         cut_graph(self)
-        mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
-        out.update({"actor_loss": mean(actor_losses), "critic_loss": critic_loss, "grad_norm": mean(gnorms)})
+        out.update({"actor_loss": _mean(actor_losses), "critic_loss": critic_loss, "grad_norm": _mean(gnorms)})
         return out
 
     # -- checkpointable state ----------------------------------------------------------------------

@@ -44,11 +44,14 @@ class EnsembleModel(nn.Module):
         self.out_mean.copy_(d.mean(0))
         self.out_std.copy_(safe_std(d))
 
-    def _mlp(self, x, tx=None):
-        """x [E, B, din], tx [E, B, P, din] (tangents) -> out [E, B, dout], tout [E, B, P, dout]."""
+    def _mlp(self, x, tx=None, pre=None):
+        """x [E, B, din], tx [E, B, P, din] (tangents) -> out [E, B, dout], tout [E, B, P, dout];
+        `pre` (a list) receives each hidden layer's pre-activation, for a reverse sweep."""
         n = len(self.weights)
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.baddbmm(b, x, w)
+            if pre is not None and i < n - 1:
+                pre.append(h)
             if tx is not None:
                 e, b_, p_, _ = tx.shape
                 tx = torch.bmm(tx.reshape(e, b_ * p_, -1), w).reshape(e, b_, p_, -1)
@@ -90,19 +93,11 @@ class EnsembleModel(nn.Module):
 
     def predict_cotangents(self, s, a, w):
         """(next states [E, B, ds], w^T J_hat [E, B, ds+da]) for raw-space cotangents w [B, ds]."""
-        x = self._inputs(s, a)
-        pre = []  # each hidden layer's pre-activation, for the reverse sweep
-        n = len(self.weights)
-        for i, (wt, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, x, wt)
-            if i < n - 1:
-                pre.append(h)
-                x = h * torch.sigmoid(h)
-            else:
-                x = h
-        pred = s + self.out_mean + self.out_std * x
+        pre = []
+        out, _ = self._mlp(self._inputs(s, a), pre=pre)
+        pred = s + self.out_mean + self.out_std * out
         g = (w * self.out_std).unsqueeze(0).expand(self.ensemble, *w.shape)  # d pred / d out
-        for i in range(n - 1, -1, -1):
+        for i in range(len(self.weights) - 1, -1, -1):
             g = torch.bmm(g, self.weights[i].transpose(1, 2))
             if i > 0:
                 h = pre[i - 1]
