@@ -459,13 +459,13 @@ class ArticulatedSim(Simulator):
     def vjp_tape(self, tape, cotangent):
         n = tape.n
         cotangent = self.check_cotangent(cotangent, n)
-        gs = self._buf(n, self.state_dim)
+        gs = cotangent.clone()
         gc = self._buf(n * max(self.nu, 1))
         W = tape.W
         if W is None:
             W = self._replay(tape.state, tape.ctrl, n)
             self.launches += 1
-        self._adj(self._I, self._P, tape.ctrl, cotangent.contiguous().view(-1), gs.view(-1), gc, W, n)
+        self._adj(self._I, self._P, tape.ctrl, gs.view(-1), gc, W, n, 1)
         self.launches += 1
         return gs, gc.view(n, -1)[:, :self.nu]
 
@@ -485,3 +485,20 @@ class ArticulatedSim(Simulator):
         self._tan(self._I, self._P, ctrl, out.view(-1), tc, W, n, p)
         self.launches += 2
         return out[:, 0] if single else out
+
+    def jacobian(self, state, control):
+        """Full Jacobians ([N, ds, ds], [N, ds, dc]) by rows: one replay, then the adjoint kernel
+        with the ds unit cotangents of each env. Reverse mode costs ds adjoint sweeps where the
+        probes of :meth:`Simulator.jacobian` cost ds + dc tangent sweeps, and an adjoint sweep
+        costs less than a tangent one here (the tree passes are fused, see the module docstring):
+        docs/benchmarks_articulated.md measures both."""
+        state, control = self.check_inputs(state, control)
+        n, ds = state.shape
+        _check_index(n * ds * max(ds, self.nu, 1), f"{n} envs x {ds} Jacobian rows")
+        ctrl = self._flat_ctrl(control)
+        rows = torch.eye(ds, dtype=self.dtype, device=self.device).expand(n, ds, ds).contiguous()
+        gc = self._buf(n * ds * max(self.nu, 1))
+        W = self._replay(state, ctrl, n)
+        self._adj(self._I, self._P, ctrl, rows.view(-1), gc, W, n, ds)
+        self.launches += 2
+        return rows, gc.view(n, ds, -1)[:, :, :self.nu].contiguous()

@@ -1115,8 +1115,9 @@ def kernels(fp: str):
                 W[ot + iget(I, h_["AP_DADR"], ei)] += gear * pget(I, P, h_["AP_COEF"], ei) * force
 
     @ti.func
-    def joint_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(),
-                             GU: ti.template(), e):
+    def joint_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
+                             GU: ti.template(), ge):
+        """Control cotangents into GU[ge + k] (U[ue + k]: the control)."""
         nq = I[NQ]
         x = w + I[h_["W_X"]]
         gt, gx = wa + I[h_["W_GTAU"]], wa + I[h_["W_GX"]]
@@ -1153,13 +1154,13 @@ def kernels(fp: str):
                 W[gx + iget(I, h_["TJ_QADR"], ei)] += cf * a * gf
                 W[gx + nq + iget(I, h_["TJ_DADR"], ei)] += cf * bb * gf
         for k in range(I[NU]):
-            _force, g, b1, b2 = actuator_force(I, P, W, x, U, e * I[NU], k)
+            _force, g, b1, b2 = actuator_force(I, P, W, x, U, ue, k)
             gear = pget(I, P, h_["A_GEAR"], k)
             gf = F(0.0)
             for i in range(iget(I, h_["A_PNUM"], k)):
                 ei = iget(I, h_["A_PADR"], k) + i
                 gf += gear * pget(I, P, h_["AP_COEF"], ei) * W[gt + iget(I, h_["AP_DADR"], ei)]
-            GU[e * I[NU] + k] += g * gf
+            GU[ge + k] += g * gf
             for i in range(iget(I, h_["A_PNUM"], k)):
                 ei = iget(I, h_["A_PADR"], k) + i
                 cf = pget(I, P, h_["AP_COEF"], ei)
@@ -1589,15 +1590,15 @@ def kernels(fp: str):
         integrate(I, P, W, w)
 
     @ti.func
-    def substep_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(),
-                        GU: ti.template(), e):
-        """W_GXN (cotangent of the substep's output) -> W_GX; adds the control's share to GU.
+    def substep_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
+                        GU: ti.template(), ge):
+        """W_GXN (cotangent of the substep's output) -> W_GX; adds the control's share to GU[ge:].
         Needs the primal intermediates of the same substep in W."""
         for k in range(I[h_["W_GZERO"]], I[h_["W_GZEND"]]):
             W[wa + k] = F(0.0)
         integrate_adjoint(I, P, W, w, wa)
         solve(I, W, w, wa + I[h_["W_GTAU"]])
-        joint_forces_adjoint(I, P, W, w, wa, U, GU, e)
+        joint_forces_adjoint(I, P, W, w, wa, U, ue, GU, ge)
         tree_adjoint_down(I, P, W, w, wa)
         external_forces_adjoint(I, P, W, w, wa)
         tree_adjoint_up(I, P, W, w, wa)
@@ -1653,23 +1654,25 @@ def kernels(fp: str):
                 OUT[e * nx + k] = W[w + I[h_["W_XN"]] + k]
 
     @ti.kernel
-    def adjoint(I: arr_i, P: arr_f, U: arr_f, COT: arr_f, GX: arr_f, GU: arr_f, W: arr_f, n: ti.i32):
-        """(GX[e], GU[e]) = COT[e]^T d step / d(state, control), from the intermediates a forward
-        launch with keep left in W."""
+    def adjoint(I: arr_i, P: arr_f, U: arr_f, GX: arr_f, GU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32):
+        """GX[e, k] <- GX[e, k]^T d step / d state, GU[e, k] = GX[e, k]^T d step / d control, for the
+        npr cotangents k of env e (rows of the Jacobian when they are unit vectors), from the
+        intermediates a forward launch with keep left in W. Substep-major like the tangent: each
+        substep's intermediates are read once for all of an env's cotangents."""
         for e in range(n):
             nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
             wa = n * S * wp + e * (ws - wp) - wp
-            for k in range(nu):
-                GU[e * nu + k] = F(0.0)
-            for k in range(nx):
-                W[wa + I[h_["W_GXN"]] + k] = COT[e * nx + k]
+            for k in range(npr * nu):
+                GU[e * npr * nu + k] = F(0.0)
             for ss in range(S):
                 s = S - 1 - ss
-                substep_adjoint(I, P, W, (e * S + s) * wp, wa, U, GU, e)
-                for k in range(nx):
-                    W[wa + I[h_["W_GXN"]] + k] = W[wa + I[h_["W_GX"]] + k]
-            for k in range(nx):
-                GX[e * nx + k] = W[wa + I[h_["W_GXN"]] + k]
+                for pr in range(npr):
+                    o = (e * npr + pr) * nx
+                    for k in range(nx):
+                        W[wa + I[h_["W_GXN"]] + k] = GX[o + k]
+                    substep_adjoint(I, P, W, (e * S + s) * wp, wa, U, e * nu, GU, (e * npr + pr) * nu)
+                    for k in range(nx):
+                        GX[o + k] = W[wa + I[h_["W_GX"]] + k]
 
     @ti.kernel
     def tangent(I: arr_i, P: arr_f, U: arr_f, TX: arr_f, TU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32):

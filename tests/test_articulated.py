@@ -126,7 +126,7 @@ def test_launches_per_control_step_and_derivative(paths):
     _, tape = sim.step(s, c, record=True)
     sim.vjp_tape(tape, torch.ones_like(s))
     sim.jacobian(s, c)
-    assert sim.launches - before == 4  # step 1 (keeping its intermediates); VJP 1; Jacobian: replay + tangent
+    assert sim.launches - before == 4  # step 1 (keeping its intermediates); VJP 1; Jacobian: replay + adjoint
     sim.tape_budget = 0  # no stored intermediates: the VJP replays the step
     before = sim.launches
     _, tape = sim.step(s, c, record=True)
@@ -212,6 +212,36 @@ def test_adjoint_reads_no_scratch_it_did_not_write(paths, name):
     poisoned.W[2 * sim.substeps * sim.tables.head["W_GXN"]:] = float("nan")
     ga, gb = sim.vjp_tape(clean, cot), sim.vjp_tape(poisoned, cot)
     assert torch.isfinite(ga[0]).all() and torch.equal(ga[0], gb[0]) and torch.equal(ga[1], gb[1])
+
+
+@pytest.mark.parametrize("name", list(MODELS) + ["drop"])
+def test_jacobian_by_rows_equals_jacobian_by_columns(paths, name):
+    """`jacobian` pushes unit cotangents through the adjoint kernel, several per env; the tangent
+    kernel's unit JVP probes (`Simulator.jacobian`) give the same matrices, and each row is what
+    a single VJP of that env gives: the two derivative kernels check each other on every model
+    kind, with limits and contact active."""
+    from mbmix_taichi.physics.articulated import ContactParams
+    from mbmix_taichi.physics.base import Simulator
+    sim = ArticulatedSim(load_mjcf(paths[name]), dt=0.01, substeps=3, dtype=torch.float64,
+                         contact=ContactParams() if name == "drop" else None, limit_ke=1e3, limit_kd=10.0)
+    gen = torch.Generator().manual_seed(2)
+    s = torch.tensor(sim.model.qpos0().tolist() + [0.0] * sim.nv, dtype=torch.float64).repeat(3, 1)
+    s = s + 0.3 * torch.randn(s.shape, generator=gen, dtype=torch.float64)
+    c = torch.randn(3, sim.nu, generator=gen, dtype=torch.float64)
+    Js, Jc = sim.jacobian(s, c)
+    Fs, Fc = Simulator.jacobian(sim, s, c)
+
+    def worst(x):  # (a model without actuators has [N, ds, 0] control Jacobians)
+        return float(x.abs().max()) if x.numel() else 0.0
+    scale = max(1.0, worst(Fs), worst(Fc))
+    assert Js.shape == Fs.shape and Jc.shape == Fc.shape == (3, sim.state_dim, sim.nu)
+    assert worst(Js - Fs) < 1e-12 * scale and worst(Jc - Fc) <= 1e-12 * scale
+    cot = torch.randn(s.shape, generator=gen, dtype=torch.float64)
+    _, tape = sim.step(s, c, record=True)
+    gs, gc = sim.vjp_tape(tape, cot)
+    size = scale * float(cot.abs().sum(1).max())
+    assert worst(gs - torch.einsum("ni,nij->nj", cot, Js)) < 1e-12 * size
+    assert worst(gc - torch.einsum("ni,nij->nj", cot, Jc)) <= 1e-12 * size
 
 
 def test_every_model_runs_on_one_compiled_kernel_set(paths):

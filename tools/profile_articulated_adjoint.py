@@ -28,7 +28,7 @@ STAGES = {  # name -> the call in substep_adjoint that the variant leaves out
     "zero": None,
     "integrate": 'integrate_adjoint(I, P, W, w, wa)',
     "solve": 'solve(I, W, w, wa + I[h_["W_GTAU"]])',
-    "joint": 'joint_forces_adjoint(I, P, W, w, wa, U, GU, e)',
+    "joint": 'joint_forces_adjoint(I, P, W, w, wa, U, ue, GU, ge)',
     # the tree passes: RNEA's, CRBA's, the body inertias' and the kinematics' adjoints together
     "down": 'tree_adjoint_down(I, P, W, w, wa)',
     "external": 'external_forces_adjoint(I, P, W, w, wa)',
@@ -95,9 +95,13 @@ def main():
     from mbmix_taichi.physics._launch import FastKernel
     from mbmix_taichi.physics.articulated import COMPILE_OPTIONS
     kernels = {v: FastKernel(variant_module(v).kernels(fp)["adjoint"], COMPILE_OPTIONS["adjoint"]) for v in stages}
-    gs = torch.empty(N * sim.state_dim, dtype=sim.dtype)
+    gs = cot.clone().view(-1)  # the adjoint kernel's cotangents, in and out (one per env)
     gc = torch.empty(N * max(sim.nu, 1), dtype=sim.dtype)
-    call = {v: (lambda k=k: k(sim._I, sim._P, tape.ctrl, cot.view(-1), gs, gc, tape.W, N)) for v, k in kernels.items()}
+
+    def launch(k):
+        gs.copy_(cot.view(-1))
+        k(sim._I, sim._P, tape.ctrl, gs, gc, tape.W, N, 1)
+    call = {v: (lambda k=k: launch(k)) for v, k in kernels.items()}
     for f in call.values():
         f()  # compile
     fwd = best(lambda: sim.step(s, c))
