@@ -194,17 +194,24 @@ def test_stored_and_replayed_tapes_give_the_same_vjp(paths):
     assert torch.equal(out_c, out_a) and torch.equal(sim.vjp_tape(again, cot)[0], ga[0])
 
 
+def _limited_sim_and_inputs(paths, name, n, seed):
+    """A simulator of model `name` with limits (and contact for "drop") active, n random states
+    near its reference pose and n random controls, and a generator for more."""
+    from mbmix_taichi.physics.articulated import ContactParams
+    sim = ArticulatedSim(load_mjcf(paths[name]), dt=0.01, substeps=3, dtype=torch.float64,
+                         contact=ContactParams() if name == "drop" else None, limit_ke=1e3, limit_kd=10.0)
+    gen = torch.Generator().manual_seed(seed)
+    s = torch.tensor(sim.model.qpos0().tolist() + [0.0] * sim.nv, dtype=torch.float64).repeat(n, 1)
+    s = s + 0.3 * torch.randn(s.shape, generator=gen, dtype=torch.float64)
+    c = torch.randn(n, sim.nu, generator=gen, dtype=torch.float64)
+    return sim, s, c, gen
+
+
 @pytest.mark.parametrize("name", list(MODELS) + ["drop"])
 def test_adjoint_reads_no_scratch_it_did_not_write(paths, name):
     """The adjoint zeroes only its accumulators (W_GZERO..W_GZEND) and stores its other slots
     before reading them: NaN in all of its scratch beforehand changes no bit of the VJP."""
-    from mbmix_taichi.physics.articulated import ContactParams
-    sim = ArticulatedSim(load_mjcf(paths[name]), dt=0.01, substeps=3, dtype=torch.float64,
-                         contact=ContactParams() if name == "drop" else None, limit_ke=1e3, limit_kd=10.0)
-    gen = torch.Generator().manual_seed(1)
-    s = torch.tensor(sim.model.qpos0().tolist() + [0.0] * sim.nv, dtype=torch.float64).repeat(2, 1)
-    s = s + 0.3 * torch.randn(s.shape, generator=gen, dtype=torch.float64)
-    c = torch.randn(2, sim.nu, generator=gen, dtype=torch.float64)
+    sim, s, c, gen = _limited_sim_and_inputs(paths, name, 2, seed=1)
     cot = torch.randn(s.shape, generator=gen, dtype=torch.float64)
     _, clean = sim.step(s, c, record=True)
     _, poisoned = sim.step(s, c, record=True)
@@ -220,14 +227,8 @@ def test_jacobian_by_rows_equals_jacobian_by_columns(paths, name):
     kernel's unit JVP probes (`Simulator.jacobian`) give the same matrices, and each row is what
     a single VJP of that env gives: the two derivative kernels check each other on every model
     kind, with limits and contact active."""
-    from mbmix_taichi.physics.articulated import ContactParams
     from mbmix_taichi.physics.base import Simulator
-    sim = ArticulatedSim(load_mjcf(paths[name]), dt=0.01, substeps=3, dtype=torch.float64,
-                         contact=ContactParams() if name == "drop" else None, limit_ke=1e3, limit_kd=10.0)
-    gen = torch.Generator().manual_seed(2)
-    s = torch.tensor(sim.model.qpos0().tolist() + [0.0] * sim.nv, dtype=torch.float64).repeat(3, 1)
-    s = s + 0.3 * torch.randn(s.shape, generator=gen, dtype=torch.float64)
-    c = torch.randn(3, sim.nu, generator=gen, dtype=torch.float64)
+    sim, s, c, gen = _limited_sim_and_inputs(paths, name, 3, seed=2)
     Js, Jc = sim.jacobian(s, c)
     Fs, Fc = Simulator.jacobian(sim, s, c)
 
