@@ -43,7 +43,9 @@ Store or recompute: a recorded step (`step(..., record=True)`) keeps every subst
 intermediates in its tape, so its VJP is one adjoint launch; while the live tapes' stored
 intermediates would pass `tape_budget` bytes (a long BPTT window of a big model), a recorded
 step keeps only its input and its VJP first replays the step (bit-identical) to get them back
-(two launches). A JVP batch replays the step, then runs the tangent kernel (two launches).
+(two launches). A JVP batch replays the step, then runs the tangent kernel (two launches); a
+full Jacobian replays the step, then runs the adjoint kernel with ds unit cotangents per env
+(two launches: ds adjoint sweeps cost less than ds + dc tangent probes).
 """
 from __future__ import annotations
 
