@@ -1,11 +1,12 @@
-"""Where the articulated adjoint or tangent kernel's time goes, stage by stage.
+"""Where the articulated kernels' time goes (adjoint, tangent, or the forward), stage by stage.
 
     python tools/profile_articulated_derivatives.py hopper --envs 64
     python tools/profile_articulated_derivatives.py ant --envs 64 --dtype float64 --stages down,up
     python tools/profile_articulated_derivatives.py hopper --kernel tangent --probes 8 --dtype float64
+    python tools/profile_articulated_derivatives.py cheetah --kernel forward --dtype float64
 
-Builds variants of the adjoint (or tangent) kernel of `physics/articulated_kernels.py` with one
-stage's call in `substep_adjoint` (`substep_tangent`) left out (a copy of the module's source with
+Builds variants of the adjoint (tangent, forward) kernel of `physics/articulated_kernels.py` with one
+stage's call in `substep_adjoint` (`substep_tangent`, `substep`) left out (a copy of the module's source with
 that call behind `ti.static`, compiled in this process: nothing in the package changes), times each
 against the plain forward step from one landed state (40 random steps after reset) in one process,
 in turns, best of repeats, CPU time, and prints what leaving each stage out saves, in forward steps
@@ -27,7 +28,18 @@ import torch
 import mbmix_taichi as mt
 from mbmix_taichi.bench import _best_wall_cpu
 
-STAGES = {  # kernel -> stage name -> the call in substep_<kernel> that the variant leaves out
+STAGES = {  # kernel -> stage name -> the call in substep[_<kernel>] that the variant leaves out
+    "forward": {
+        "kinematics": 'kinematics(I, P, W, w)',
+        "inertias": 'body_inertias(I, P, W, w)',
+        "external": 'external_forces(I, P, W, w)',
+        "bias": 'bias_forces(I, P, W, w)',
+        "joint": 'joint_forces(I, P, W, w, U, e)',
+        "mass": 'mass_matrix(I, P, W, w)',
+        "factor": 'factor(I, W, w)',
+        "solve": 'solve(I, W, w, oq)',
+        "integrate": 'integrate(I, P, W, w)',
+    },
     "adjoint": {
         "zero": None,  # the zeroing loop of the accumulators
         "integrate": 'integrate_adjoint(I, P, W, w, wa)',
@@ -64,7 +76,7 @@ def variant_module(kernel: str, skip: str):
                                 "\n                W[wa + k] = F(0.0)\n        integrate_adjoint", 1)
     elif skip != "none":
         call = "        " + STAGES[kernel][skip] + "\n"
-        start = src.index(f"def substep_{kernel}")
+        start = src.index("def substep(" if kernel == "forward" else f"def substep_{kernel}(")
         at = src.index(call, start)  # the first such call after substep_<kernel>'s definition
         src = src[:at] + "        if ti.static(False):\n    " + call + src[at + len(call):]
     # Taichi parses a kernel's source through inspect, i.e. from the file its code names: so the
@@ -113,7 +125,15 @@ def main():
     fp = "f64" if sim.dtype == torch.float64 else "f32"
     kernels = {v: FastKernel(variant_module(args.kernel, v).kernels(fp)[args.kernel], COMPILE_OPTIONS[args.kernel])
                for v in stages}
-    if args.kernel == "adjoint":
+    if args.kernel == "forward":
+        per = 1
+        out = torch.empty(N * sim.state_dim, dtype=sim.dtype)
+        W = sim._workspace(N)
+
+        def launch(k):
+            k(sim._I, sim._P, s.view(-1), ctrl, out, W, N, 0)
+        call = {v: (lambda k=k: launch(k)) for v, k in kernels.items()}
+    elif args.kernel == "adjoint":
         per = 1
         seed = torch.randn(N, sim.state_dim, generator=g, dtype=sim.dtype)  # one cotangent per env
         _, tape = sim.step(s, c, record=True)
@@ -124,18 +144,19 @@ def main():
         seed = torch.randn(N, per, sim.state_dim, generator=g, dtype=sim.dtype)
         W = sim._replay(s, ctrl, N)  # the step's intermediates, as `jvp` keeps them
         extra = torch.randn(N * per * max(sim.nu, 1), generator=g, dtype=sim.dtype)  # control tangents
-    work = seed.clone().view(-1)  # the kernel's directions, in and out
+    if args.kernel != "forward":
+        work = seed.clone().view(-1)  # the kernel's directions, in and out
 
-    def launch(k):
-        work.copy_(seed.view(-1))
-        k(sim._I, sim._P, ctrl, work, extra, W, N, per)
-    call = {v: (lambda k=k: launch(k)) for v, k in kernels.items()}
+        def launch(k):
+            work.copy_(seed.view(-1))
+            k(sim._I, sim._P, ctrl, work, extra, W, N, per)
+        call = {v: (lambda k=k: launch(k)) for v, k in kernels.items()}
     for f in call.values():
         f()  # compile
     fwd = best(lambda: sim.step(s, c))
     keep = best(lambda: sim.step(s, c, record=True))
     t = {v: best(f) for v, f in call.items()}
-    what = "adjoint" if per == 1 else f"tangent ({per} probes per env), per probe"
+    what = args.kernel if per == 1 else f"tangent ({per} probes per env), per probe"
     print(f"{args.task}, {N} envs, {sim.substeps} substeps, {args.dtype}, CPU time per control step (best of 5 x 20):")
     print(f"  forward {fwd * 1e3:.3f} ms; forward keeping the tape {keep / fwd:.2f} fwd; "
           f"{what} {t['none'] / fwd / per:.2f} fwd")
