@@ -131,7 +131,7 @@ class ArticulatedTables:
     per-env workspace size (see the kernels' HEADER for the slots)."""
 
     def __init__(self, model: ArticulatedModel, h: float, substeps: int, contact: ContactParams | None,
-                 implicit_damping: bool, limit_ke: float, limit_kd: float):
+                 implicit_damping: bool, limit_ke: float, limit_kd: float, mass_matrix_every: int = 1):
         K = ak
         nb, nj, nq, nv, nu = len(model.bodies), len(model.joints), model.nq, model.nv, model.nu
         eye = np.eye(3)
@@ -144,7 +144,7 @@ class ArticulatedTables:
         head = {k: 0 for k in K.HEADER}
         head.update(NB=nb, NJ=nj, NQ=nq, NV=nv, NU=nu, NPT=len(pts), NX=nq + nv, NT=len(model.tendons),
                     NST=len(model.spatial_tendons),
-                    SUBSTEPS=substeps, FLUID=int(model.fluid is not None))
+                    SUBSTEPS=substeps, FLUID=int(model.fluid is not None), MMK=mass_matrix_every)
         ints, floats = [], []
 
         def table(store, name, values):
@@ -285,9 +285,12 @@ class ArticulatedTables:
                  # the adjoint zeroes W_GZERO..W_GZEND per substep (its accumulators); the rest of
                  # its slots it stores before it reads them (the tangent zeroes them all)
                  ("W_GXN", nx), ("W_GZERO", 0), ("W_GX", nx), ("W_GR", 9 * nb), ("W_GP", 3 * nb), ("W_GV", 6 * nb),
-                 ("W_GA", 6 * nb), ("W_GMAB", 12 * nb), ("W_GZEND", 0),
+                 ("W_GA", 6 * nb), ("W_GMAB", 12 * nb), ("W_GZV", nv), ("W_GZEND", 0),
                  ("W_GS", 6 * nv), ("W_GSD", 6 * nv), ("W_GH", 3 * nb), ("W_GIB", 9 * nb),
-                 ("W_GF", 6 * nb), ("W_GTAU", nv), ("W_MAB", 12 * nb)]
+                 ("W_GF", 6 * nb), ("W_GTAU", nv), ("W_MAB", 12 * nb),
+                 # the cached mass matrix's: shares of S and the body inertias (adjoint), and
+                 # (kept across substeps) its cotangent or tangent
+                 ("W_GCS", 6 * nv), ("W_GCI", 12 * nb), ("W_TZEND", 0), ("W_GMC", nv * nv)]
         off = 0
         for name, size in sizes:
             head[name] = off
@@ -356,7 +359,9 @@ class ArticulatedSim(Simulator):
     Parameters: dt (control step [s]), substeps, dtype, device; contact (ContactParams or
     None: no ground contact), implicit_damping (MuJoCo Euler's (M + h D) qacc = f; False:
     explicit damping as dflex), limit_ke / limit_kd (joint-limit penalty; 0 disables
-    limits).
+    limits), mass_matrix_every (1: M is computed every substep; k > 1: at substeps 0, k, 2k, ...
+    of each control step and reused by the substeps between, as dflex's MM_caching_frequency,
+    which DiffRL's configs set to a whole control step; the derivatives are exact for either).
     """
 
     jacobian_chunk = 512
@@ -370,7 +375,10 @@ class ArticulatedSim(Simulator):
 
     def __init__(self, model: ArticulatedModel, dt: float, substeps: int = 1, dtype=torch.float64,
                  device="cpu", contact: ContactParams | None = None, implicit_damping: bool = True,
-                 limit_ke: float = 0.0, limit_kd: float = 0.0):
+                 limit_ke: float = 0.0, limit_kd: float = 0.0, mass_matrix_every: int = 1):
+        if isinstance(mass_matrix_every, bool) or not isinstance(mass_matrix_every, (int, np.integer)) \
+                or mass_matrix_every < 1:
+            raise InputError(f"mass_matrix_every must be an int >= 1, got {mass_matrix_every!r}")
         _ti.ensure()
         model.finalize()
         self.model = model
@@ -381,12 +389,13 @@ class ArticulatedSim(Simulator):
         self.device = torch.device(device)
         self.contact = contact
         self.implicit_damping, self.limit_ke, self.limit_kd = bool(implicit_damping), float(limit_ke), float(limit_kd)
+        self.mass_matrix_every = int(mass_matrix_every)
         self.nq, self.nv, self.nu = model.nq, model.nv, model.nu
         self.state_dim = self.nq + self.nv
         self.control_dim = self.nu
         self.launches = 0
         self.tables = ArticulatedTables(model, self.h, self.substeps, contact, implicit_damping, self.limit_ke,
-                                        self.limit_kd)
+                                        self.limit_kd, self.mass_matrix_every)
         self._I = torch.tensor(self.tables.ints, dtype=torch.int32, device=self.device)
         self._P = torch.tensor(self.tables.floats, dtype=dtype, device=self.device)
         fp = "f64" if dtype == torch.float64 else "f32"

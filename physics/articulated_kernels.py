@@ -45,7 +45,7 @@ import taichi as ti
 #: integer header slots: sizes, flags, and the offsets of every table (ints in I, floats in P,
 #: per-env workspace in W: primal slots first, then from W_GXN on the adjoint/tangent slots)
 HEADER = [
-    "NB", "NJ", "NQ", "NV", "NU", "NPT", "NX", "NT", "NST", "SUBSTEPS", "WS", "FLUID",
+    "NB", "NJ", "NQ", "NV", "NU", "NPT", "NX", "NT", "NST", "SUBSTEPS", "WS", "FLUID", "MMK",
     # int tables
     "B_PARENT", "B_JADR", "B_JNUM", "B_DADR", "B_DNUM", "J_TYPE", "J_QADR", "J_DADR", "J_LIMITED",
     "D_BODY", "D_PARENT", "PT_BODY", "PT_KIND", "T_ADR", "T_NUM", "T_LIMITED", "TJ_QADR", "TJ_DADR",
@@ -61,9 +61,10 @@ HEADER = [
     "W_X", "W_XN", "W_R", "W_P", "W_V", "W_S", "W_SD", "W_JR", "W_JP", "W_JV", "W_C", "W_H", "W_IB",
     "W_CH", "W_CIB", "W_FX", "W_A", "W_F", "W_TAU", "W_M", "W_QACC",
     # workspace (adjoint / tangent); the adjoint zeroes W_GZERO..W_GZEND (its accumulators) per substep
-    # and stores the other slots before it reads them; the tangent zeroes everything after W_GX
-    "W_GXN", "W_GZERO", "W_GX", "W_GR", "W_GP", "W_GV", "W_GA", "W_GMAB", "W_GZEND",
-    "W_GS", "W_GSD", "W_GH", "W_GIB", "W_GF", "W_GTAU", "W_MAB",
+    # and stores the other slots before it reads them; the tangent zeroes W_GX + NX..W_TZEND per
+    # substep; W_GMC (the cached mass matrix's cotangent or tangent) lives across substeps
+    "W_GXN", "W_GZERO", "W_GX", "W_GR", "W_GP", "W_GV", "W_GA", "W_GMAB", "W_GZV", "W_GZEND",
+    "W_GS", "W_GSD", "W_GH", "W_GIB", "W_GF", "W_GTAU", "W_MAB", "W_GCS", "W_GCI", "W_TZEND", "W_GMC",
 ]
 H = {name: i for i, name in enumerate(HEADER)}
 #: scalar slots of P at P[I[SCAL] + k]
@@ -1116,14 +1117,15 @@ def kernels(fp: str):
 
     @ti.func
     def joint_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
-                             GU: ti.template(), ge):
-        """Control cotangents into GU[ge + k] (U[ue + k]: the control)."""
+                             GU: ti.template(), ge, ov):
+        """Control cotangents into GU[ge + k] (U[ue + k]: the control); qacc read at ov (zeros when M
+        is cached from an earlier substep: then its friction term's adjoint is mass_matrix_adjoint's)."""
         nq = I[NQ]
         x = w + I[h_["W_X"]]
         gt, gx = wa + I[h_["W_GTAU"]], wa + I[h_["W_GX"]]
         # (-S.F's and the damping's shares are the tree passes', tree_adjoint_down and tree_adjoint_up)
         hh = scal(I, P, sc["H"])
-        oq = w + I[h_["W_QACC"]]
+        oq = ov
         lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
         for j in range(I[NJ]):
             if iget(I, h_["J_TYPE"], j) != FREE:
@@ -1271,7 +1273,7 @@ def kernels(fp: str):
         return aw, av, bw, bv
 
     @ti.func
-    def tree_adjoint_down(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+    def tree_adjoint_down(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov):
         """The first half of the adjoint of tau = -S.F (RNEA) and of M (CRBA), a pass down the tree.
         With u = tau_bar and v = qacc, let alpha_b = J_b u and beta_b = J_b v be the spatial
         velocities body b would have at joint velocities u and v (into W_MAB, 12 per body). The
@@ -1279,9 +1281,10 @@ def kernels(fp: str):
         (M = sum_b J_b^T I_b J_b), and tau = -S.F with F the subtree sums of the body wrenches
         makes each body's own wrench adjoint -alpha_b (into W_GF, which the external forces'
         adjoint reads). tree_adjoint_up does the rest: O(bodies + dofs), where CRBA's adjoint entry
-        by entry is O(dofs x tree depth)."""
+        by entry is O(dofs x tree depth). v is read at ov: qacc, or zeros when M is cached from an
+        earlier substep (then M's cotangent goes to that substep, mass_matrix_adjoint)."""
         oS = w + I[h_["W_S"]]
-        oq, gt = w + I[h_["W_QACC"]], wa + I[h_["W_GTAU"]]
+        oq, gt = ov, wa + I[h_["W_GTAU"]]
         oAB, gF = wa + I[h_["W_MAB"]], wa + I[h_["W_GF"]]
         for k in range(12):
             W[oAB + k] = F(0.0)  # the world: alpha = beta = 0
@@ -1291,7 +1294,7 @@ def kernels(fp: str):
             st3(W, gF + 6 * b + 3, -av)
 
     @ti.func
-    def tree_adjoint_up(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+    def tree_adjoint_up(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, cached):
         """The rest of the adjoints of RNEA, CRBA, the body inertias and the kinematics, one pass
         up the tree, body by body (children first, so each body's adjoints are whole when it is
         reached): with gF = -alpha its own wrench adjoint (tree_adjoint_down),
@@ -1302,11 +1305,14 @@ def kernels(fp: str):
           tau    = -S.F - damping qvel: S_d's share -u_d F_b, qvel_d's -damping_d u_d;
           gravity on h (its share of Fext), then h = m c, Ibar = R I R^T + m [c]x^T [c]x into
                  the body's frame, and the kinematics' adjoint for the body (W_GX, the parent's).
-        Each body's inertia, twist and frame adjoints stay in registers."""
+        Each body's inertia, twist and frame adjoints stay in registers. v is read at ov (see
+        tree_adjoint_down); with `cached`, mass_matrix_adjoint's shares of S and the body inertias
+        (W_GCS, W_GCI) are added."""
         nb, nq = I[NB], I[NQ]
         x = w + I[h_["W_X"]]
         gx = wa + I[h_["W_GX"]]
-        oq, gt = w + I[h_["W_QACC"]], wa + I[h_["W_GTAU"]]
+        oq, gt = ov, wa + I[h_["W_GTAU"]]
+        gCS, gCI = wa + I[h_["W_GCS"]], wa + I[h_["W_GCI"]]
         oAB, gAB, gA = wa + I[h_["W_MAB"]], wa + I[h_["W_GMAB"]], wa + I[h_["W_GA"]]
         gS, gSd = wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
         grav = ti.Vector([scal(I, P, sc["GX"]), scal(I, P, sc["GY"]), scal(I, P, sc["GZ"])], dt=F)
@@ -1331,6 +1337,9 @@ def kernels(fp: str):
             gh = (av + bv).cross(g1) - (aw + bw).cross(g2) + Vv.cross(ggn) - Vw.cross(ggf) \
                 - (grav * pget(I, P, h_["B_GSCALE"], b)).cross(g1)
             gI = g1.outer_product(aw + bw) + ggn.outer_product(Vw)
+            if cached != 0:
+                gh += ld3(W, gCI + 12 * b)
+                gI += ld33(W, gCI + 12 * b + 3)
             aw_bar = ld3(W, gA + 6 * b) + pw
             av_bar = ld3(W, gA + 6 * b + 3) + pv
             g = gAB + 12 * b  # what b's subtree sent up
@@ -1343,8 +1352,12 @@ def kernels(fp: str):
                 u, v, qd = W[gt + d], W[oq + d], W[x + nq + d]
                 W[gx + nq + d] += aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
                     + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3)) - pget(I, P, h_["D_DAMP"], d) * u
-                st3(W, gS + 6 * d, (gaw - Fn) * u + gbw * v)
-                st3(W, gS + 6 * d + 3, (gav - Ff) * u + gbv * v)
+                cw, cv = (gaw - Fn) * u + gbw * v, (gav - Ff) * u + gbv * v
+                if cached != 0:
+                    cw += ld3(W, gCS + 6 * d)
+                    cv += ld3(W, gCS + 6 * d + 3)
+                st3(W, gS + 6 * d, cw)
+                st3(W, gS + 6 * d + 3, cv)
                 # a_b = a_parent + sum_d Sd_d qvel_d
                 st3(W, gSd + 6 * d, aw_bar * qd)
                 st3(W, gSd + 6 * d + 3, av_bar * qd)
@@ -1417,6 +1430,108 @@ def kernels(fp: str):
                 _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
                 d = iget(I, h_["J_DADR"], j)
                 W[tt + d] -= hh * dc * W[wa + I[h_["W_GX"]] + I[NQ] + d] * W[oq + d]
+
+    # ---- a mass matrix cached over MMK substeps (dflex's MM_caching_frequency): substep s0 computes
+    # and factors M, the next MMK - 1 substeps reuse it. Its cotangent sums over the substeps that
+    # used it (W_GMC, walking back), and goes into s0's state at s0; its tangent is formed at s0 and
+    # applied at every substep that uses it. W_GMC holds the dof tree's entries (j, i), i = j or an
+    # ancestor of j, each standing for M[j, i] and M[i, j].
+    @ti.func
+    def mass_matrix_cotangent_add(I: ti.template(), W: ti.template(), w, wa):
+        """W_GMC += M_bar of this substep's solve, -u v^T (u = tau_bar, v = qacc)."""
+        nv = I[NV]
+        gm, gt, oq = wa + I[h_["W_GMC"]], wa + I[h_["W_GTAU"]], w + I[h_["W_QACC"]]
+        for j in range(nv):
+            uj, vj = W[gt + j], W[oq + j]
+            W[gm + j * nv + j] -= uj * vj
+            i = iget(I, h_["D_PARENT"], j)
+            while i >= 0:
+                W[gm + j * nv + i] -= uj * W[oq + i] + W[gt + i] * vj
+                i = iget(I, h_["D_PARENT"], i)
+
+    @ti.func
+    def mass_matrix_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+        """The adjoint of mass_matrix for the whole cotangent in W_GMC (CRBA entry by entry): S's
+        share into W_GCS (6 per dof), each body's inertia share (h, Ibar: 12 per body) into W_GCI,
+        summed from the composite inertias of its ancestors and itself, and the friction term's
+        into W_GX's qvel. tree_adjoint_up adds W_GCS and W_GCI to its own."""
+        nv, nb, nq = I[NV], I[NB], I[NQ]
+        oS, gm = w + I[h_["W_S"]], wa + I[h_["W_GMC"]]
+        gCS, gCI = wa + I[h_["W_GCS"]], wa + I[h_["W_GCI"]]
+        for k in range(6 * nv):
+            W[gCS + k] = F(0.0)
+        for k in range(12 * nb):
+            W[gCI + k] = F(0.0)
+        for j in range(nv):
+            b, m, hv, Ib, sw, sv, fn, ff = crba_column(I, P, W, w, j)
+            gfn, gff = ti.Vector([F(0.0)] * 3, dt=F), ti.Vector([F(0.0)] * 3, dt=F)
+            i = j
+            while i >= 0:  # M[j, i] = S_i . F_j, F_j = Ic_b S_j
+                g = W[gm + j * nv + i]
+                add3(W, gCS + 6 * i, g * fn)
+                add3(W, gCS + 6 * i + 3, g * ff)
+                gfn += g * ld3(W, oS + 6 * i)
+                gff += g * ld3(W, oS + 6 * i + 3)
+                i = iget(I, h_["D_PARENT"], i)
+            cw, cv = iapply(m, hv, Ib, gfn, gff)  # the spatial inertia is symmetric
+            add3(W, gCS + 6 * j, cw)
+            add3(W, gCS + 6 * j + 3, cv)
+            add3(W, gCI + 12 * b, sv.cross(gfn) - sw.cross(gff))
+            add33(W, gCI + 12 * b + 3, gfn.outer_product(sw))
+        for b in range(1, nb):  # parents first: Ic_b sums the inertias of b's subtree
+            par = iget(I, h_["B_PARENT"], b)
+            if par > 0:
+                add3(W, gCI + 12 * b, ld3(W, gCI + 12 * par))
+                add33(W, gCI + 12 * b + 3, ld33(W, gCI + 12 * par + 3))
+        hh = scal(I, P, sc["H"])
+        for j in range(I[NJ]):
+            if pget(I, P, h_["J_FRIC"], j) > 0:
+                _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
+                d = iget(I, h_["J_DADR"], j)
+                W[wa + I[h_["W_GX"]] + nq + d] += W[gm + d * nv + d] * hh * dc
+
+    @ti.func
+    def mass_matrix_cached_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, fresh):
+        """W_GTAU -= dM qacc with dM the tangent of the cached M: formed entry by entry into W_GMC at
+        the substep that computes M (`fresh`; CRBA's tangent, with the composite inertias' tangents
+        summed in W_GMAB), read at the substeps that reuse it."""
+        nv, nb = I[NV], I[NB]
+        oS, tS = w + I[h_["W_S"]], wa + I[h_["W_GS"]]
+        tm, tt, oq = wa + I[h_["W_GMC"]], wa + I[h_["W_GTAU"]], w + I[h_["W_QACC"]]
+        if fresh != 0:
+            oC = wa + I[h_["W_GMAB"]]
+            for b in range(1, nb):
+                st3(W, oC + 12 * b, ld3(W, wa + I[h_["W_GH"]] + 3 * b))
+                st33(W, oC + 12 * b + 3, ld33(W, wa + I[h_["W_GIB"]] + 9 * b))
+            for bb in range(1, nb):
+                b = nb - bb  # children before parents
+                par = iget(I, h_["B_PARENT"], b)
+                if par > 0:
+                    add3(W, oC + 12 * par, ld3(W, oC + 12 * b))
+                    add33(W, oC + 12 * par + 3, ld33(W, oC + 12 * b + 3))
+            for j in range(nv):
+                b, m, hv, Ib, sw, sv, fn, ff = crba_column(I, P, W, w, j)
+                n1, f1 = iapply(F(0.0), ld3(W, oC + 12 * b), ld33(W, oC + 12 * b + 3), sw, sv)
+                n2, f2 = iapply(m, hv, Ib, ld3(W, tS + 6 * j), ld3(W, tS + 6 * j + 3))
+                dfn, dff = n1 + n2, f1 + f2
+                i = j
+                while i >= 0:
+                    W[tm + j * nv + i] = ld3(W, tS + 6 * i).dot(fn) + ld3(W, tS + 6 * i + 3).dot(ff) \
+                        + ld3(W, oS + 6 * i).dot(dfn) + ld3(W, oS + 6 * i + 3).dot(dff)
+                    i = iget(I, h_["D_PARENT"], i)
+            hh = scal(I, P, sc["H"])
+            for j in range(I[NJ]):
+                if pget(I, P, h_["J_FRIC"], j) > 0:
+                    _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
+                    d = iget(I, h_["J_DADR"], j)
+                    W[tm + d * nv + d] += hh * dc * W[wa + I[h_["W_GX"]] + I[NQ] + d]
+        for j in range(nv):
+            W[tt + j] -= W[tm + j * nv + j] * W[oq + j]
+            i = iget(I, h_["D_PARENT"], j)
+            while i >= 0:
+                W[tt + j] -= W[tm + j * nv + i] * W[oq + i]
+                W[tt + i] -= W[tm + j * nv + i] * W[oq + j]
+                i = iget(I, h_["D_PARENT"], i)
 
     @ti.func
     def factor(I: ti.template(), W: ti.template(), w):
@@ -1575,14 +1690,20 @@ def kernels(fp: str):
                 W[txn + qa] = W[tx + qa] + hh * W[txn + nq + d]
 
     @ti.func
-    def substep(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e):
+    def substep(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e, s, wm):
+        """Substep s of a control step in the block at w; with M cached (MMK > 1) only every MMK-th
+        substep computes and factors it, the others copy its factors from the block at wm."""
         kinematics(I, P, W, w)
         body_inertias(I, P, W, w)
         external_forces(I, P, W, w)
         bias_forces(I, P, W, w)
         joint_forces(I, P, W, w, U, e)
-        mass_matrix(I, P, W, w)
-        factor(I, W, w)
+        if s % I[h_["MMK"]] == 0:
+            mass_matrix(I, P, W, w)
+            factor(I, W, w)
+        elif wm != w:
+            for k in range(I[NV] * I[NV]):
+                W[w + I[h_["W_M"]] + k] = W[wm + I[h_["W_M"]] + k]
         oq = w + I[h_["W_QACC"]]
         for d in range(I[NV]):
             W[oq + d] = W[w + I[h_["W_TAU"]] + d]
@@ -1591,30 +1712,51 @@ def kernels(fp: str):
 
     @ti.func
     def substep_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
-                        GU: ti.template(), ge):
-        """W_GXN (cotangent of the substep's output) -> W_GX; adds the control's share to GU[ge:].
-        Needs the primal intermediates of the same substep in W."""
+                        GU: ti.template(), ge, s):
+        """W_GXN (cotangent of substep s's output) -> W_GX; adds the control's share to GU[ge:].
+        Needs the primal intermediates of the same substep in W. With M cached over MMK substeps,
+        M's cotangent is summed in W_GMC from the group's last substep back to the one that
+        computed M, and goes into that substep's state there."""
         for k in range(I[h_["W_GZERO"]], I[h_["W_GZEND"]]):
             W[wa + k] = F(0.0)
         integrate_adjoint(I, P, W, w, wa)
         solve(I, W, w, wa + I[h_["W_GTAU"]])
-        joint_forces_adjoint(I, P, W, w, wa, U, ue, GU, ge)
-        tree_adjoint_down(I, P, W, w, wa)
+        mk = I[h_["MMK"]]
+        ov = w + I[h_["W_QACC"]]  # v = qacc: M's cotangent -u v^T in the tree passes
+        fresh = 0
+        if mk > 1:
+            ov = wa + I[h_["W_GZV"]]  # v = 0: M's cotangent goes to W_GMC
+            if (s + 1) % mk == 0 or s == I[h_["SUBSTEPS"]] - 1:
+                for k in range(I[NV] * I[NV]):
+                    W[wa + I[h_["W_GMC"]] + k] = F(0.0)
+            mass_matrix_cotangent_add(I, W, w, wa)
+            if s % mk == 0:
+                fresh = 1
+                mass_matrix_adjoint(I, P, W, w, wa)
+        joint_forces_adjoint(I, P, W, w, wa, U, ue, GU, ge, ov)
+        tree_adjoint_down(I, P, W, w, wa, ov)
         external_forces_adjoint(I, P, W, w, wa)
-        tree_adjoint_up(I, P, W, w, wa)
+        tree_adjoint_up(I, P, W, w, wa, ov, fresh)
 
     @ti.func
     def substep_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
-                        TU: ti.template(), eu):
-        """W_GX (tangent of the substep's input) -> W_GXN; needs the primal intermediates in W."""
-        for k in range(I[h_["W_GX"]] + I[NX], I[h_["WS"]]):
+                        TU: ti.template(), eu, s):
+        """W_GX (tangent of substep s's input) -> W_GXN; needs the primal intermediates in W."""
+        for k in range(I[h_["W_GX"]] + I[NX], I[h_["W_TZEND"]]):
             W[wa + k] = F(0.0)
         kinematics_tangent(I, P, W, w, wa)
         body_inertias_tangent(I, P, W, w, wa)
         external_forces_tangent(I, P, W, w, wa)
         bias_forces_tangent(I, P, W, w, wa)
         joint_forces_tangent(I, P, W, w, wa, U, ue, TU, eu)
-        mass_matrix_tangent(I, P, W, w, wa)
+        mk = I[h_["MMK"]]
+        if mk > 1:
+            fresh = 0
+            if s % mk == 0:
+                fresh = 1
+            mass_matrix_cached_tangent(I, P, W, w, wa, fresh)
+        else:
+            mass_matrix_tangent(I, P, W, w, wa)
         solve(I, W, w, wa + I[h_["W_GTAU"]])
         integrate_tangent(I, P, W, w, wa)
 
@@ -1641,8 +1783,11 @@ def kernels(fp: str):
                 w = e * S * wp
             for k in range(nx):
                 W[w + I[h_["W_X"]] + k] = X[e * nx + k]
+            wm = w  # the block holding the factors of the cached M
             for s in range(S):
-                substep(I, P, W, w, U, e)
+                if s % I[h_["MMK"]] == 0:
+                    wm = w
+                substep(I, P, W, w, U, e, s, wm)
                 if s < S - 1:
                     nxt = w
                     if keep != 0:
@@ -1658,36 +1803,48 @@ def kernels(fp: str):
         """GX[e, k] <- GX[e, k]^T d step / d state, GU[e, k] = GX[e, k]^T d step / d control, for the
         npr cotangents k of env e (rows of the Jacobian when they are unit vectors), from the
         intermediates a forward launch with keep left in W. Substep-major like the tangent: each
-        substep's intermediates are read once for all of an env's cotangents."""
+        substep's intermediates are read once for all of an env's cotangents (cotangent-major when
+        M is cached: its cotangent is summed across substeps, one cotangent at a time)."""
         for e in range(n):
             nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
             wa = n * S * wp + e * (ws - wp) - wp
             for k in range(npr * nu):
                 GU[e * npr * nu + k] = F(0.0)
-            for ss in range(S):
-                s = S - 1 - ss
-                for pr in range(npr):
-                    o = (e * npr + pr) * nx
-                    for k in range(nx):
-                        W[wa + I[h_["W_GXN"]] + k] = GX[o + k]
-                    substep_adjoint(I, P, W, (e * S + s) * wp, wa, U, e * nu, GU, (e * npr + pr) * nu)
-                    for k in range(nx):
-                        GX[o + k] = W[wa + I[h_["W_GX"]] + k]
+            npa, npb = 1, npr
+            if I[h_["MMK"]] > 1:
+                npa, npb = npr, 1
+            for pa in range(npa):
+                for ss in range(S):
+                    s = S - 1 - ss
+                    for pb in range(npb):
+                        pr = pa * npb + pb
+                        o = (e * npr + pr) * nx
+                        for k in range(nx):
+                            W[wa + I[h_["W_GXN"]] + k] = GX[o + k]
+                        substep_adjoint(I, P, W, (e * S + s) * wp, wa, U, e * nu, GU, (e * npr + pr) * nu, s)
+                        for k in range(nx):
+                            GX[o + k] = W[wa + I[h_["W_GX"]] + k]
 
     @ti.kernel
     def tangent(I: arr_i, P: arr_f, U: arr_f, TX: arr_f, TU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32):
         """TX[e, k] <- d step(X[e], U[e]) along (TX[e, k], TU[e, k]) for the npr probes k of env e,
-        from the intermediates a forward launch with keep left in W."""
+        from the intermediates a forward launch with keep left in W (probe-major when M is cached:
+        its tangent is formed once and used across substeps, one probe at a time)."""
         for e in range(n):
             nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
             wa = n * S * wp + e * (ws - wp) - wp
-            for s in range(S):
-                for pr in range(npr):
-                    o = (e * npr + pr) * nx
-                    for k in range(nx):
-                        W[wa + I[h_["W_GX"]] + k] = TX[o + k]
-                    substep_tangent(I, P, W, (e * S + s) * wp, wa, U, e * nu, TU, (e * npr + pr) * nu)
-                    for k in range(nx):
-                        TX[o + k] = W[wa + I[h_["W_GXN"]] + k]
+            npa, npb = 1, npr
+            if I[h_["MMK"]] > 1:
+                npa, npb = npr, 1
+            for pa in range(npa):
+                for s in range(S):
+                    for pb in range(npb):
+                        pr = pa * npb + pb
+                        o = (e * npr + pr) * nx
+                        for k in range(nx):
+                            W[wa + I[h_["W_GX"]] + k] = TX[o + k]
+                        substep_tangent(I, P, W, (e * S + s) * wp, wa, U, e * nu, TU, (e * npr + pr) * nu, s)
+                        for k in range(nx):
+                            TX[o + k] = W[wa + I[h_["W_GXN"]] + k]
 
     return {"forward": forward, "adjoint": adjoint, "tangent": tangent}

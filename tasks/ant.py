@@ -21,7 +21,8 @@ Compile time: the first use compiles the simulator's kernels (one kernel set
 shared by every articulated task: ~32 CPU-s cold for forward, VJP and Jacobian kernels);
 Taichi's offline cache makes later runs start in a few CPU-seconds.
 
-Differences: DiffRL caches the mass matrix for 16 substeps; we recompute it every substep.
+Differences: DiffRL's configs cache the mass matrix for 16 substeps (MM_caching_frequency, a whole
+control step); we recompute it every substep unless option mass_matrix_every=16 is given.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ class Ant(LeggedTask):
     name = "ant"
     description = "DiffRL ant: run forward on four legs (1000 steps)"
     default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True, "early_termination": True,
-                       "previous_action": True}
+                       "previous_action": True, "mass_matrix_every": 1}
     asset_name = "ant.xml"
     contact = ContactParams(ke=4e4, kd=1e4, kf=3e3, mu=0.75)
     start_height = 0.75

@@ -19,7 +19,8 @@ Where the numbers come from (DiffRL, envs/cartpole_swing_up.py unless noted):
   configs set stochastic_env: True) q += pi * (U[0,1) - 0.5), q_dot += 0.5 * (U[0,1) - 0.5).
 
 Differences: DiffRL caches the mass matrix for MM_caching_frequency = 4 substeps (one per
-control step); we recompute it every substep (exact semi-implicit Euler).
+control step); we recompute it every substep (exact semi-implicit Euler) unless option
+mass_matrix_every=4 is given.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ from ._articulated import ArticulatedTask, wrap_angle
 class CartPoleSwingUp(ArticulatedTask):
     name = "cartpole-swingup"
     description = "DiffRL cart-pole swing-up: swing the pole up and balance it (240 steps)"
-    default_options = {"episode_length": 240, "substeps": 4, "stochastic_init": True, "previous_action": False}
+    default_options = {"episode_length": 240, "substeps": 4, "stochastic_init": True, "previous_action": False,
+                       "mass_matrix_every": 1}
     asset_name = "cartpole.xml"
     contact = None
     limit_ke = 100.0

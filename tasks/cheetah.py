@@ -17,7 +17,8 @@ Where the numbers come from (DiffRL, envs/cheetah.py unless noted):
   rootz = 0), rooty = 0, joints 0; with stochastic_init: q[0:2] += 0.1 U(-1, 1),
   q[2] = 0.2 (U[0,1) - 0.5), joints += 0.1 U(-1, 1), qd = 0.5 (U[0,1) - 0.5).
 
-Differences: DiffRL caches the mass matrix for 16 substeps; we recompute it every substep.
+Differences: DiffRL's configs cache the mass matrix for 16 substeps (MM_caching_frequency, a whole
+control step); we recompute it every substep unless option mass_matrix_every=16 is given.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from ._articulated import PlanarTask
 class Cheetah(PlanarTask):
     name = "cheetah"
     description = "DiffRL half-cheetah: run forward (1000 steps)"
-    default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True, "previous_action": False}
+    default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True, "previous_action": False,
+                       "mass_matrix_every": 1}
     asset_name = "half_cheetah.xml"
     contact = ContactParams(ke=2e4, kd=1e3, kf=1e3, mu=1.0)
     start_z = -0.2

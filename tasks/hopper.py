@@ -22,7 +22,8 @@ Where the numbers come from (DiffRL, envs/hopper.py unless noted):
   qd = 0.05 U(-1, 1).
 
 rootz = 0 puts the torso at 1.25 m, as in DiffRL's coordinates. Differences: DiffRL caches
-the mass matrix for 16 substeps (MM_caching_frequency); we recompute it every substep.
+the mass matrix for 16 substeps (MM_caching_frequency); we recompute it every substep unless
+option mass_matrix_every=16 is given (docs/locomotion.md measures what it changes).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ class Hopper(PlanarTask):
     name = "hopper"
     description = "DiffRL hopper: hop forward on one leg (1000 steps)"
     default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True, "early_termination": True,
-                       "previous_action": False}
+                       "previous_action": False, "mass_matrix_every": 1}
     asset_name = "hopper.xml"
     contact = ContactParams(ke=2e4, kd=1e3, kf=1e3, mu=0.9)
     pos_noise, tilt, qd_noise = 0.05, 0.1, 0.05

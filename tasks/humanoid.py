@@ -24,7 +24,8 @@ Compile time: the first use compiles the simulator's kernels (one kernel set
 shared by every articulated task: ~32 CPU-s cold for forward, VJP and Jacobian kernels);
 Taichi's offline cache makes later runs start in a few CPU-seconds.
 
-Differences: DiffRL caches the mass matrix for 48 substeps; we recompute it every substep.
+Differences: DiffRL's configs cache the mass matrix for 48 substeps (MM_caching_frequency, a whole
+control step); we recompute it every substep unless option mass_matrix_every=48 is given.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ from ._legged import LeggedTask
 class Humanoid(LeggedTask):
     name = "humanoid"
     description = "DiffRL humanoid: run forward without falling (1000 steps)"
-    default_options = {"episode_length": 1000, "substeps": 48, "stochastic_init": True, "previous_action": True}
+    default_options = {"episode_length": 1000, "substeps": 48, "stochastic_init": True, "previous_action": True,
+                       "mass_matrix_every": 1}
     asset_name = "humanoid.xml"
     contact = ContactParams(ke=2e4, kd=5e3, kf=1e3, mu=0.75)
     start_height = 1.35

@@ -50,12 +50,13 @@ class MJCFTask(ArticulatedTask):
         "limit_ke": 1e3,
         "limit_kd": 0.0,
         "previous_action": False,
+        "mass_matrix_every": 1,
     }
     option_types = {
         "model": "path | None", "dt": "float > 0 | None", "substeps": "int >= 1", "episode_length": "int >= 1",
         "init_noise": "float >= 0", "contact_ke": "float >= 0", "contact_kd": "float >= 0",
         "contact_kf": "float >= 0", "contact_mu": "float >= 0", "limit_ke": "float >= 0", "limit_kd": "float >= 0",
-        "previous_action": "bool",
+        "previous_action": "bool", "mass_matrix_every": "int >= 1",
     }
     implicit_damping = True
     always_on_limit_kd = 0.0

@@ -194,12 +194,13 @@ def test_stored_and_replayed_tapes_give_the_same_vjp(paths):
     assert torch.equal(out_c, out_a) and torch.equal(sim.vjp_tape(again, cot)[0], ga[0])
 
 
-def _limited_sim_and_inputs(paths, name, n, seed):
+def _limited_sim_and_inputs(paths, name, n, seed, mass_matrix_every=1):
     """A simulator of model `name` with limits (and contact for "drop") active, n random states
     near its reference pose and n random controls, and a generator for more."""
     from mbmix_taichi.physics.articulated import ContactParams
     sim = ArticulatedSim(load_mjcf(paths[name]), dt=0.01, substeps=3, dtype=torch.float64,
-                         contact=ContactParams() if name == "drop" else None, limit_ke=1e3, limit_kd=10.0)
+                         contact=ContactParams() if name == "drop" else None, limit_ke=1e3, limit_kd=10.0,
+                         mass_matrix_every=mass_matrix_every)
     gen = torch.Generator().manual_seed(seed)
     s = torch.tensor(sim.model.qpos0().tolist() + [0.0] * sim.nv, dtype=torch.float64).repeat(n, 1)
     s = s + 0.3 * torch.randn(s.shape, generator=gen, dtype=torch.float64)
@@ -243,6 +244,79 @@ def test_jacobian_by_rows_equals_jacobian_by_columns(paths, name):
     size = scale * float(cot.abs().sum(1).max())
     assert worst(gs - torch.einsum("ni,nij->nj", cot, Js)) < 1e-12 * size
     assert worst(gc - torch.einsum("ni,nij->nj", cot, Jc)) <= 1e-12 * size
+
+
+def test_cached_mass_matrix_is_the_start_of_the_groups(paths):
+    """mass_matrix_every = k (dflex's MM_caching_frequency): substeps 0, k, 2k, ... of a control step
+    compute M, the others reuse it. Against MuJoCo's own pieces: each substep solves
+    (M(q_s0) + h D) qacc = qfrc_smooth(q, qvel) with s0 the group's first substep, then Euler."""
+    mm = mujoco.MjModel.from_xml_path(paths["chain"])
+    d = mujoco.MjData(mm)
+    S, k = 5, 2  # groups {0, 1}, {2, 3}, {4}
+    h = mm.opt.timestep
+    sim = ArticulatedSim(load_mjcf(paths["chain"]), dt=S * h, substeps=S, dtype=torch.float64, mass_matrix_every=k)
+    _random_state(mm, d, np.random.default_rng(3))
+    s = torch.tensor(np.concatenate([d.qpos, d.qvel]))[None]
+    for _ in range(3):
+        for sub in range(S):
+            mujoco.mj_forward(mm, d)
+            if sub % k == 0:
+                M = np.zeros((mm.nv, mm.nv))
+                mujoco.mj_fullM(mm, d, M)
+                M += h * np.diag(mm.dof_damping)
+            d.qvel[:] += h * np.linalg.solve(M, d.qfrc_smooth)
+            mujoco.mj_integratePos(mm, d.qpos, d.qvel, h)
+        s, _ = sim.step(s, torch.zeros(1, 0, dtype=torch.float64))
+        ref = np.concatenate([d.qpos, d.qvel])
+        assert np.abs(s[0].numpy() - ref).max() < 1e-10
+    every, _ = ArticulatedSim(load_mjcf(paths["chain"]), dt=S * h, substeps=S, dtype=torch.float64).step(
+        s, torch.zeros(1, 0, dtype=torch.float64))
+    cached, _ = sim.step(s, torch.zeros(1, 0, dtype=torch.float64))
+    assert (every - cached).abs().max() > 1e-6  # the option changes the dynamics
+
+
+def test_cached_mass_matrix_option_is_checked(paths):
+    from mbmix_taichi.errors import InputError, OptionError
+    for bad in (0, -16, 1.5, True, "16"):
+        with pytest.raises(InputError, match="mass_matrix_every"):
+            ArticulatedSim(load_mjcf(paths["chain"]), dt=0.01, mass_matrix_every=bad)
+    with pytest.raises(OptionError, match="mass_matrix_every"):
+        mt.make("hopper", mass_matrix_every=0)
+    assert mt.make("hopper", mass_matrix_every=16).sim.mass_matrix_every == 16
+
+
+@pytest.mark.parametrize("name", list(MODELS) + ["drop"])
+def test_cached_mass_matrix_derivatives_are_exact(paths, name):
+    """With M cached over substeps, its cotangent is summed back to the substep that computed it and
+    its tangent carried forward: rows (adjoint) and columns (tangent) agree with each other and
+    with central differences, and the adjoint reads no scratch it did not write (its summed
+    cotangent lives across substeps)."""
+    from mbmix_taichi.physics.base import Simulator
+    sim, s, c, gen = _limited_sim_and_inputs(paths, name, 2, seed=4, mass_matrix_every=2)
+    Js, Jc = sim.jacobian(s, c)
+    Fs, Fc = Simulator.jacobian(sim, s, c)
+    scale = max(1.0, float(Fs.abs().max()), float(Fc.abs().max()) if Fc.numel() else 0.0)
+    assert (Js - Fs).abs().max() < 1e-12 * scale
+    if sim.nu:
+        assert (Jc - Fc).abs().max() < 1e-12 * scale
+    eps = 1e-6
+    for i in range(sim.state_dim):
+        e = torch.zeros_like(s)
+        e[:, i] = eps
+        fd = (sim.step(s + e, c)[0] - sim.step(s - e, c)[0]) / (2 * eps)
+        assert (fd - Js[:, :, i]).abs().max() < 1e-6 * scale, i
+    for i in range(sim.nu):
+        e = torch.zeros_like(c)
+        e[:, i] = eps
+        fd = (sim.step(s, c + e)[0] - sim.step(s, c - e)[0]) / (2 * eps)
+        assert (fd - Jc[:, :, i]).abs().max() < 1e-6 * scale, i
+    cot = torch.randn(s.shape, generator=gen, dtype=torch.float64)
+    _, clean = sim.step(s, c, record=True)
+    _, poisoned = sim.step(s, c, record=True)
+    poisoned.W[2 * sim.substeps * sim.tables.head["W_GXN"]:] = float("nan")
+    ga, gb = sim.vjp_tape(clean, cot), sim.vjp_tape(poisoned, cot)
+    assert torch.equal(ga[0], gb[0]) and torch.equal(ga[1], gb[1])
+    assert (ga[0] - torch.einsum("ni,nij->nj", cot, Js)).abs().max() < 1e-12 * scale * float(cot.abs().sum(1).max())
 
 
 def test_every_model_runs_on_one_compiled_kernel_set(paths):
