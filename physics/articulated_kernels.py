@@ -1769,6 +1769,17 @@ def kernels(fp: str):
             [x * dy + dx * y + w * dz + dw * z, -2 * (x * dx + z * dz), y * dz + dy * z - w * dx - dw * x],
             [x * dz + dx * z - w * dy - dw * y, y * dz + dy * z + w * dx + dw * x, -2 * (x * dx + y * dy)]], dt=F)
 
+    @ti.func
+    def probe_order(I: ti.template(), npr):
+        """How the derivative kernels loop over an env's npr probes or cotangents: (outer, inner)
+        around the substep loop. Substep-major (1, npr): each substep's intermediates are read once
+        for all of them; one at a time (npr, 1) when M is cached, whose tangent or summed cotangent
+        lives across substeps in one slot."""
+        npa, npb = 1, npr
+        if I[h_["MMK"]] > 1:
+            npa, npb = npr, 1
+        return npa, npb
+
     # ================================================================== kernels
     # W holds the primal workspace blocks (W_X .. W_GXN: one per env, or one per env and
     # substep when kept), then, for the adjoint and tangent, one block of their slots per env.
@@ -1810,9 +1821,7 @@ def kernels(fp: str):
             wa = n * S * wp + e * (ws - wp) - wp
             for k in range(npr * nu):
                 GU[e * npr * nu + k] = F(0.0)
-            npa, npb = 1, npr
-            if I[h_["MMK"]] > 1:
-                npa, npb = npr, 1
+            npa, npb = probe_order(I, npr)
             for pa in range(npa):
                 for ss in range(S):
                     s = S - 1 - ss
@@ -1833,9 +1842,7 @@ def kernels(fp: str):
         for e in range(n):
             nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
             wa = n * S * wp + e * (ws - wp) - wp
-            npa, npb = 1, npr
-            if I[h_["MMK"]] > 1:
-                npa, npb = npr, 1
+            npa, npb = probe_order(I, npr)
             for pa in range(npa):
                 for s in range(S):
                     for pb in range(npb):

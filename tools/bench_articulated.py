@@ -11,7 +11,10 @@ ground) and a *free* state (the reset state, raised 1 m so nothing touches):
   columns through the tangent kernel) against MuJoCo's
   ``mjd_transitionFD`` (centred differences) chained over the substeps of a control step;
 * MuJoCo's own forward (``mj_step`` x substeps) on the same model file and state;
-* kernel launches per control step.
+* kernel launches per control step;
+* with ``--cached``, the same simulator with the mass matrix cached for a whole control step
+  (``mass_matrix_every = substeps``, DiffRL's configs' ``MM_caching_frequency``) as a second
+  engine row: other dynamics, so only its cost compares.
 
 Forward, forward + VJP and the replayed VJP are timed in turns, three rounds, each its best round.
 Rates are per CPU second (``time.process_time``, all threads; MuJoCo runs one thread) and per
@@ -20,7 +23,7 @@ compile (fresh Taichi offline cache, all tasks in one process) and each task's w
 subprocesses, in CPU seconds.
 
     python tools/bench_articulated.py [--tasks cartpole-swingup,hopper,cheetah,ant,humanoid]
-        [--envs 1,64] [--compile] [--out docs/benchmarks_articulated.md]
+        [--envs 1,64] [--compile] [--cached] [--out docs/benchmarks_articulated.md]
 """
 from __future__ import annotations
 
@@ -135,6 +138,7 @@ def states(mt, task, seed=1):
 
 def measure(args):
     import mbmix_taichi as mt
+    from mbmix_taichi.physics.articulated import ArticulatedSim
     from mbmix_taichi.physics.base import Simulator
 
     rows = []
@@ -143,6 +147,11 @@ def measure(args):
         m = env1.task.model
         sim_g = env1.sim
         sims = {"generic": sim_g}
+        if args.cached:
+            sims["cached"] = ArticulatedSim(m, dt=sim_g.dt, substeps=sim_g.substeps, dtype=sim_g.dtype,
+                                            contact=sim_g.contact, implicit_damping=sim_g.implicit_damping,
+                                            limit_ke=sim_g.limit_ke, limit_kd=sim_g.limit_kd,
+                                            mass_matrix_every=sim_g.substeps)
         nq = m.nq
         mj_f, mj_j = {}, {}
         for name, st in (("landed", landed), ("free", free)):
@@ -228,6 +237,8 @@ def main(argv=None):
     ap.add_argument("--envs", default="1,64")
     ap.add_argument("--min-time", type=float, default=0.5)
     ap.add_argument("--compile", action="store_true", help="measure cold compile and warm start (subprocesses)")
+    ap.add_argument("--cached", action="store_true",
+                    help="also time the simulator with M cached for a whole control step (DiffRL's setting)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--warm-breakdown", metavar="TASK", default=None,
                     help="only: CPU time of each first call in a fresh process with a warm cache, then exit")
