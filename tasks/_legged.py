@@ -20,9 +20,65 @@ from __future__ import annotations
 import abc
 import math
 
+import numpy as np
 import torch
 
+from mbmix_taichi.physics.articulated_model import ArticulatedModel, quat_to_mat
+
 from ._articulated import ArticulatedTask, quat_rotate
+
+
+def _axis_angle(axis, angle):
+    """Rotation matrix of `angle` about the unit `axis` (Rodrigues)."""
+    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    return np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * k @ k
+
+
+def dflex_mass_properties(model: ArticulatedModel, density: float) -> None:
+    """Set every body's mass, centre of mass and inertia the way dflex's ModelBuilder computes
+    them from the body's spheres and capsules (DiffRL's parse_mjcf at `density`), including
+    how it rotates and adds inertias: ``dflex/util.py: transform_inertia`` writes ``R * I * R.T``
+    for numpy arrays, an elementwise product, so a shape inertia rotated off the body's axes,
+    and the running sum at every later shape, keeps only the elementwise part. Capsules are
+    along x, turned onto their axis by dflex's fromto construction (about normalize(d x e_x)
+    by -acos(d . e_x)); capsule inertia is dflex's (ODE's) formula. Planar robots (rotations
+    about their hinge axis) are unaffected; DiffRL's ant and humanoid (legs and limbs at
+    angles) get other inertias than the shapes' true ones (docs/locomotion.md)."""
+    def shift(m, inertia, p, R):  # dflex's transform_inertia, elementwise rotation included
+        return R * inertia * R.T + m * (np.dot(p, p) * np.eye(3) - np.outer(p, p))
+
+    for bi, body in enumerate(model.bodies):
+        if bi == 0 or not body.geoms:
+            continue
+        mass, com, inertia = 0.0, np.zeros(3), np.zeros((3, 3))
+        for gi in body.geoms:
+            g = model.geoms[gi]
+            if g.type == "plane":
+                continue
+            R = np.eye(3)
+            if g.type == "sphere":
+                r = float(g.size[0])
+                m = density * 4.0 / 3.0 * math.pi * r ** 3
+                ig = 0.4 * m * r * r * np.eye(3)
+            elif g.type == "capsule":
+                r, length = float(g.size[0]), 2.0 * float(g.size[1])
+                ms, mc = density * 4.0 / 3.0 * math.pi * r ** 3, density * math.pi * r * r * length
+                m = ms + mc
+                ia = mc * (0.25 * r * r + length * length / 12.0) + ms * (0.4 * r * r + 0.375 * r * length
+                                                                           + 0.25 * length * length)
+                ib = (0.5 * mc + 0.4 * ms) * r * r
+                ig = np.diag([ib, ia, ia])
+                d = quat_to_mat(g.quat)[:, 2]  # the capsule's axis
+                ax = np.cross(d, [1.0, 0.0, 0.0])
+                if np.linalg.norm(ax) > 1e-12:
+                    R = _axis_angle(ax / np.linalg.norm(ax), -math.acos(max(-1.0, min(1.0, float(d[0])))))
+            else:
+                raise ValueError(f"dflex mass properties: geom {g.name!r} of type {g.type!r} is not a sphere or capsule")
+            new_mass = mass + m
+            new_com = (com * mass + g.pos * m) / new_mass
+            inertia = shift(mass, inertia, new_com - com, np.eye(3)) + shift(m, ig, new_com - g.pos, R)
+            mass, com = new_mass, new_com
+        body.mass, body.ipos, body.inertia = mass, com, inertia
 
 
 class LeggedTask(ArticulatedTask):
@@ -35,6 +91,18 @@ class LeggedTask(ArticulatedTask):
     joint_vel_obs_scaling = 0.1
     action_penalty = 0.0
     joint_noise = 0.2
+
+    #: dflex_inertia: each body's mass properties as DiffRL's dflex computes them from its shapes
+    #: (dflex_mass_properties: its elementwise rotation of inertias included), not MuJoCo's
+    option_types = {**ArticulatedTask.option_types, "dflex_inertia": "bool"}
+    #: DiffRL's parse_mjcf density for the ant and the humanoid
+    density = 1000.0
+
+    def prepare_model(self, model: ArticulatedModel) -> ArticulatedModel:
+        model = super().prepare_model(model)
+        if self.options["dflex_inertia"]:
+            dflex_mass_properties(model, self.density)
+        return model
 
     def observation_dim(self) -> int:
         self.nj = self.nq - 7

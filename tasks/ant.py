@@ -23,6 +23,9 @@ Taichi's offline cache makes later runs start in a few CPU-seconds.
 
 Differences: DiffRL's configs cache the mass matrix for 16 substeps (MM_caching_frequency, a whole
 control step); we recompute it every substep unless option mass_matrix_every=16 is given.
+dflex builds body inertias with an elementwise rotation (tasks/_legged.py: dflex_mass_properties),
+so DiffRL's legs have other inertias than their capsules'; we take MuJoCo's unless option
+dflex_inertia=true is given (docs/locomotion.md: one control step then agrees with dflex to 1e-3).
 """
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ class Ant(LeggedTask):
     name = "ant"
     description = "DiffRL ant: run forward on four legs (1000 steps)"
     default_options = {"episode_length": 1000, "substeps": 16, "stochastic_init": True, "early_termination": True,
-                       "previous_action": True, "mass_matrix_every": 1}
+                       "previous_action": True, "mass_matrix_every": 1,
+                       "dflex_inertia": False}
     asset_name = "ant.xml"
     contact = ContactParams(ke=4e4, kd=1e4, kf=3e3, mu=0.75)
     start_height = 0.75

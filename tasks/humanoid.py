@@ -26,6 +26,8 @@ Taichi's offline cache makes later runs start in a few CPU-seconds.
 
 Differences: DiffRL's configs cache the mass matrix for 48 substeps (MM_caching_frequency, a whole
 control step); we recompute it every substep unless option mass_matrix_every=48 is given.
+Option dflex_inertia=true builds the mass properties as dflex does (see tasks/ant.py); even with
+it, DiffRL's humanoid differs from ours by 0.05-0.2 after one control step (docs/locomotion.md).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ class Humanoid(LeggedTask):
     name = "humanoid"
     description = "DiffRL humanoid: run forward without falling (1000 steps)"
     default_options = {"episode_length": 1000, "substeps": 48, "stochastic_init": True, "previous_action": True,
-                       "mass_matrix_every": 1}
+                       "mass_matrix_every": 1, "dflex_inertia": False}
     asset_name = "humanoid.xml"
     contact = ContactParams(ke=2e4, kd=5e3, kf=1e3, mu=0.75)
     start_height = 1.35

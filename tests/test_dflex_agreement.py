@@ -2,9 +2,14 @@
 (CPU, float32; tests/data/dflex_*.npz, written by `tools/compare_dflex.py record` from a stochastic
 reset under 200 random actions, contact on) replayed on our simulator from the same state."""
 import importlib.util
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from mbmix_taichi.physics.mjcf import load_mjcf
+from mbmix_taichi.tasks._legged import dflex_mass_properties
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,3 +36,38 @@ def test_rollout_matches_diffrls_dflex(task, mm):
     assert same[50][1] < 1e-4, same
     other = tool.differences(rec, 16 if mm == 1 else 1)
     assert other[10][0] > 5e-3, other
+
+
+def test_ant_needs_dflexs_mass_properties_to_match_diffrls_ant():
+    """DiffRL's ant (dflex, MM_caching_frequency 16, recorded like the others): dflex rotates and
+    sums shape inertias elementwise, so its ant's legs are other bodies than MuJoCo's; with
+    dflex_inertia our ant's first control step agrees to ~1e-3 (the rest is dflex's free-joint
+    integration scheme, not reproduced), with MuJoCo's mass properties it is 0.75 off."""
+    tool = _tool()
+    rec = tool.load(str(ROOT / "tests" / "data" / "dflex_ant_mm16.npz"))
+    rec = {**rec, "states": rec["states"][:11], "actions": rec["actions"][:10], "rewards": rec["rewards"][:10]}
+    dflex = tool.differences(rec, 16, dflex_inertia=True)
+    mujoco = tool.differences(rec, 16, dflex_inertia=False)
+    assert dflex[1][0] < 3e-3 and dflex[10][0] < 0.1, dflex
+    assert mujoco[1][0] > 0.3, mujoco
+
+
+def test_dflex_mass_properties_of_a_rotated_capsule(tmp_path):
+    """dflex_mass_properties keeps dflex's elementwise rotation: a capsule along (1, 1, 0) gets
+    its along-x inertia diag(Ib, Ia, Ia) multiplied elementwise by R and R^T (here cos^2 45 = 1/2 on
+    the first two diagonal entries, no off-diagonal), where the true inertia has off-diagonal
+    (Ib - Ia) / 2; the mass and centre are the true ones."""
+    path = tmp_path / "capsule.xml"
+    path.write_text("""<mujoco><worldbody><body name="b"><freejoint/>
+      <geom type="capsule" fromto="0 0 0 0.4 0.4 0" size="0.08" density="1000"/></body></worldbody></mujoco>""")
+    model = load_mjcf(str(path))
+    true_mass, true_I = model.bodies[1].mass, np.array(model.bodies[1].inertia, float)
+    dflex_mass_properties(model, 1000.0)
+    b = model.bodies[1]
+    r, length = 0.08, 0.4 * math.sqrt(2)
+    ms, mc = 1000 * 4 / 3 * math.pi * r ** 3, 1000 * math.pi * r * r * length
+    ia = mc * (0.25 * r * r + length ** 2 / 12) + ms * (0.4 * r * r + 0.375 * r * length + 0.25 * length ** 2)
+    ib = (0.5 * mc + 0.4 * ms) * r * r
+    assert abs(b.mass - true_mass) < 1e-9 * true_mass and np.allclose(b.ipos, [0.2, 0.2, 0.0])
+    assert np.allclose(b.inertia, np.diag([0.5 * ib, 0.5 * ia, ia]), rtol=1e-12)
+    assert abs(true_I[0, 1]) > 0.1 * abs(true_I[0, 0])  # the true inertia is not diagonal here
