@@ -40,8 +40,9 @@ def dflex_mass_properties(model: ArticulatedModel, density: float) -> None:
     how it rotates and adds inertias: ``dflex/util.py: transform_inertia`` writes ``R * I * R.T``
     for numpy arrays, an elementwise product, so a shape inertia rotated off the body's axes,
     and the running sum at every later shape, keeps only the elementwise part. Capsules are
-    along x, turned onto their axis by dflex's fromto construction (about normalize(d x e_x)
-    by -acos(d . e_x)); capsule inertia is dflex's (ODE's) formula. Planar robots (rotations
+    along x, turned onto their axis d (fromto's first point to its second) by dflex's fromto
+    construction (about normalize(d x e_x) by -acos(d . e_x)); capsule inertia is dflex's (ODE's)
+    formula. Planar robots (rotations
     about their hinge axis) are unaffected; DiffRL's ant and humanoid (legs and limbs at
     angles) get other inertias than the shapes' true ones (docs/locomotion.md)."""
     def shift(m, inertia, p, R):  # dflex's transform_inertia, elementwise rotation included
@@ -68,7 +69,9 @@ def dflex_mass_properties(model: ArticulatedModel, density: float) -> None:
                                                                            + 0.25 * length * length)
                 ib = (0.5 * mc + 0.4 * ms) * r * r
                 ig = np.diag([ib, ia, ia])
-                d = quat_to_mat(g.quat)[:, 2]  # the capsule's axis
+                # the capsule's axis from its fromto's first point to its second (MuJoCo's compiled
+                # capsule z-axis points the other way; the elementwise rotation tells the two apart)
+                d = -quat_to_mat(g.quat)[:, 2]
                 ax = np.cross(d, [1.0, 0.0, 0.0])
                 if np.linalg.norm(ax) > 1e-12:
                     R = _axis_angle(ax / np.linalg.norm(ax), -math.acos(max(-1.0, min(1.0, float(d[0])))))

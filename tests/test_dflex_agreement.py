@@ -53,21 +53,29 @@ def test_ant_needs_dflexs_mass_properties_to_match_diffrls_ant():
 
 
 def test_dflex_mass_properties_of_a_rotated_capsule(tmp_path):
-    """dflex_mass_properties keeps dflex's elementwise rotation: a capsule along (1, 1, 0) gets
-    its along-x inertia diag(Ib, Ia, Ia) multiplied elementwise by R and R^T (here cos^2 45 = 1/2 on
-    the first two diagonal entries, no off-diagonal), where the true inertia has off-diagonal
-    (Ib - Ia) / 2; the mass and centre are the true ones."""
+    """dflex_mass_properties keeps dflex's elementwise rotation: a capsule from (0, 0, 0) to
+    (.16, -.16, -.16) gets its along-x inertia diag(Ib, Ia, Ia) multiplied elementwise by R and
+    R^T, R dflex's fromto rotation (x onto the capsule's direction, about normalize(d x e_x) by
+    -acos(d . e_x)): diag(R_ii^2 I_ii), no off-diagonal, where the true inertia has off-diagonal
+    terms; the mass and centre are the true ones."""
     path = tmp_path / "capsule.xml"
     path.write_text("""<mujoco><worldbody><body name="b"><freejoint/>
-      <geom type="capsule" fromto="0 0 0 0.4 0.4 0" size="0.08" density="1000"/></body></worldbody></mujoco>""")
+      <geom type="capsule" fromto="0 0 0 .16 -.16 -.16" size="0.04" density="1000"/></body></worldbody></mujoco>""")
     model = load_mjcf(str(path))
     true_mass, true_I = model.bodies[1].mass, np.array(model.bodies[1].inertia, float)
     dflex_mass_properties(model, 1000.0)
     b = model.bodies[1]
-    r, length = 0.08, 0.4 * math.sqrt(2)
+    r, length = 0.04, 0.16 * math.sqrt(3)
     ms, mc = 1000 * 4 / 3 * math.pi * r ** 3, 1000 * math.pi * r * r * length
     ia = mc * (0.25 * r * r + length ** 2 / 12) + ms * (0.4 * r * r + 0.375 * r * length + 0.25 * length ** 2)
     ib = (0.5 * mc + 0.4 * ms) * r * r
-    assert abs(b.mass - true_mass) < 1e-9 * true_mass and np.allclose(b.ipos, [0.2, 0.2, 0.0])
-    assert np.allclose(b.inertia, np.diag([0.5 * ib, 0.5 * ia, ia]), rtol=1e-12)
+    d = np.array([1.0, -1.0, -1.0]) / math.sqrt(3)
+    axis = np.cross(d, [1.0, 0.0, 0.0])
+    axis /= np.linalg.norm(axis)
+    ang = -math.acos(d[0])
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    R = np.eye(3) + math.sin(ang) * k + (1 - math.cos(ang)) * k @ k
+    assert np.allclose(R @ [1.0, 0.0, 0.0], d)
+    assert abs(b.mass - true_mass) < 1e-9 * true_mass and np.allclose(b.ipos, [0.08, -0.08, -0.08])
+    assert np.allclose(b.inertia, np.diag(np.diag(R) ** 2 * [ib, ia, ia]), rtol=1e-12)
     assert abs(true_I[0, 1]) > 0.1 * abs(true_I[0, 0])  # the true inertia is not diagonal here
