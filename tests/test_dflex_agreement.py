@@ -25,8 +25,9 @@ def _tool():
 @pytest.mark.parametrize("mm", [1, 16])
 def test_rollout_matches_diffrls_dflex(task, mm):
     """Same mass-matrix caching as the recording: states agree to dflex's float32 rounding over 50
-    control steps (800 substeps through ground contact and joint limits). The other caching setting
-    is a real dynamics difference, and the comparison sees it from the first steps."""
+    control steps (800 substeps through ground contact and joint limits), and so does the VJP of 8
+    steps. The other caching setting is a real dynamics difference, and the comparison sees it
+    from the first steps."""
     tool = _tool()
     rec = tool.load(str(ROOT / "tests" / "data" / f"dflex_{task}_mm{mm}.npz"))
     assert str(rec["task"]) == task and int(rec["mm"]) == mm
@@ -36,6 +37,8 @@ def test_rollout_matches_diffrls_dflex(task, mm):
     assert same[50][1] < 1e-4, same
     other = tool.differences(rec, 16 if mm == 1 else 1)
     assert other[10][0] > 5e-3, other
+    # and the gradients: dflex's VJP (its tape, through torch) over 8 control steps from step 20
+    assert max(tool.vjp_difference(rec, mm)) < 1e-5
 
 
 def test_ant_needs_dflexs_mass_properties_to_match_diffrls_ant():

@@ -37,6 +37,8 @@ TASKS = {"hopper": ("envs.hopper", "HopperEnv"), "cheetah": ("envs.cheetah", "Ch
 #: dflex's mass properties
 FREE = {"ant": 15, "humanoid": 28}
 WINDOWS = (1, 10, 50, 100, 200)
+#: the VJP recorded: through VJP_STEPS control steps from the rollout's state VJP_START
+VJP_START, VJP_STEPS = 20, 8
 
 
 def record(diffrl: str, task: str, mm: int, steps: int, out: str, action_scale: float = 1.0) -> None:
@@ -57,7 +59,7 @@ def record(diffrl: str, task: str, mm: int, steps: int, out: str, action_scale: 
     Env = getattr(importlib.import_module(mod), cls)
     import inspect
     kw = {"early_termination": False} if "early_termination" in inspect.signature(Env).parameters else {}
-    env = Env(render=False, device="cpu", num_envs=1, seed=0, episode_length=100000, no_grad=True,
+    env = Env(render=False, device="cpu", num_envs=1, seed=0, episode_length=100000, no_grad=False,
               stochastic_init=True, MM_caching_frequency=mm, **kw)
     torch.manual_seed(3)
     env.reset()
@@ -67,11 +69,26 @@ def record(diffrl: str, task: str, mm: int, steps: int, out: str, action_scale: 
         return torch.cat([env.state.joint_q.view(1, -1), env.state.joint_qd.view(1, -1)], -1)[0].detach().numpy().copy()
 
     qs, rews = [state()], []
-    for t in range(steps):
-        _obs, rew, _done, _extras = env.step(torch.tensor(acts[t:t + 1]))
-        qs.append(state())
-        rews.append(float(rew[0].detach()))
-    np.savez(out, task=np.array(task), mm=np.array(mm), states=np.array(qs), actions=acts, rewards=np.array(rews))
+    with torch.no_grad():
+        for t in range(steps):
+            _obs, rew, _done, _extras = env.step(torch.tensor(acts[t:t + 1]))
+            qs.append(state())
+            rews.append(float(rew[0].detach()))
+    # dflex's VJP through VJP_STEPS control steps from the state after VJP_START steps (its tape
+    # through torch autograd), for a fixed random cotangent of the last state
+    x0 = torch.tensor(qs[VJP_START])
+    nq = env.state.joint_q.numel()
+    q0, qd0 = x0[:nq].clone().requires_grad_(True), x0[nq:].clone().requires_grad_(True)
+    env.state = env.model.state()
+    env.state.joint_q, env.state.joint_qd = q0, qd0
+    vacts = torch.tensor(acts[VJP_START:VJP_START + VJP_STEPS], requires_grad=True)
+    for t in range(VJP_STEPS):
+        env.step(vacts[t:t + 1])
+    cot = torch.tensor(np.random.default_rng(1).normal(size=len(qs[0])), dtype=torch.float32)
+    (torch.cat([env.state.joint_q.view(-1), env.state.joint_qd.view(-1)]) * cot).sum().backward()
+    vjp_state = torch.cat([q0.grad, qd0.grad]).numpy()
+    np.savez(out, task=np.array(task), mm=np.array(mm), states=np.array(qs), actions=acts, rewards=np.array(rews),
+             vjp_cotangent=cot.numpy(), vjp_state=vjp_state, vjp_actions=vacts.grad.numpy())
     print(f"wrote {out}: {task}, MM_caching_frequency {mm}, {steps} steps, dflex return {sum(rews):.2f}")
 
 
@@ -146,6 +163,27 @@ def differences(rec: dict, mm: int, dtype: str = "float64", **options) -> dict:
     return {T: (float(ds[:T].max()), float(dr[:T].max())) for T in WINDOWS if T <= len(ds)}
 
 
+def vjp_difference(rec: dict, mm: int) -> tuple[float, float]:
+    """Our VJP (float64, exact) against dflex's recorded one, through the same steps from the same
+    state (planar robots): the largest differences relative to the largest entries, for the state
+    and the actions."""
+    import torch
+
+    import mbmix_taichi as mt
+    task = str(rec["task"])
+    opts = {"early_termination": False} if task == "hopper" else {}
+    env = mt.make(task, num_envs=1, dtype="float64", seed=0, mass_matrix_every=mm, **opts)
+    s = torch.tensor(rec["states"][VJP_START][None], dtype=torch.float64, requires_grad=True)
+    acts = torch.tensor(rec["actions"][VJP_START:VJP_START + VJP_STEPS], dtype=torch.float64, requires_grad=True)
+    x = s
+    for t in range(VJP_STEPS):
+        x = env.transition(x, acts[t:t + 1])
+    (x[0] * torch.tensor(rec["vjp_cotangent"], dtype=torch.float64)).sum().backward()
+    gs, ga = s.grad[0].numpy(), acts.grad.numpy()
+    return (float(np.abs(gs - rec["vjp_state"]).max() / np.abs(rec["vjp_state"]).max()),
+            float(np.abs(ga - rec["vjp_actions"]).max() / np.abs(rec["vjp_actions"]).max()))
+
+
 def compare(path: str, dtype: str) -> None:
     rec = load(path)
     k = int(rec["mm"])
@@ -158,6 +196,10 @@ def compare(path: str, dtype: str) -> None:
         print(f"{rec['task']}: ours mass_matrix_every={mm} {options or ''} ({dtype}) against dflex "
               f"MM_caching_frequency={k}, largest |state| and |reward| differences over the first T steps: "
               + "; ".join(f"T={T}: {a:.2g}, {b:.2g}" for T, (a, b) in d.items()))
+    if "vjp_state" in rec and str(rec["task"]) not in FREE:
+        es, ea = vjp_difference(rec, k)
+        print(f"{rec['task']}: VJP through {VJP_STEPS} control steps from step {VJP_START}, ours against dflex's, "
+              f"largest difference / largest entry: state {es:.2g}, actions {ea:.2g}")
 
 
 def main(argv=None):
