@@ -220,3 +220,17 @@ def test_critic_starts_orthogonal():
 
     w = Critic(7, [16], orthogonal=True).net[0].weight
     torch.testing.assert_close(w.T @ w, 2.0 * torch.eye(7), rtol=1e-4, atol=1e-4)  # gain sqrt 2
+
+
+def test_actor_head_scale_sets_the_initial_action_size():
+    """actor_head_scale 0.01 (ours) starts the actor's head at a hundredth of PyTorch's default
+    init with zero bias (near-zero actions); 1.0 keeps the default head, as DiffRL's actor."""
+    from mbmix_taichi.learner.nets import Actor
+    torch.manual_seed(0)
+    big = Actor(11, 3, [128, 64, 32], head_scale=1.0)
+    torch.manual_seed(0)
+    small = Actor(11, 3, [128, 64, 32], head_scale=0.01)
+    assert torch.allclose(small.net[-1].weight, 0.01 * big.net[-1].weight)
+    assert float(small.net[-1].bias.abs().max()) == 0.0 and float(big.net[-1].bias.abs().max()) > 0.0
+    obs = torch.randn(256, 11)
+    assert float(small(obs, deterministic=True).abs().mean()) < 0.05 * float(big(obs, deterministic=True).abs().mean())

@@ -24,7 +24,7 @@ def build_networks(cfg: Config, env) -> dict[str, nn.Module]:
     rebuilds exactly the initial actor)."""
     torch.manual_seed(cfg.seed)
     return {
-        "actor": Actor(env.obs_dim, env.act_dim, cfg.actor_hidden, cfg.init_log_std),
+        "actor": Actor(env.obs_dim, env.act_dim, cfg.actor_hidden, cfg.init_log_std, cfg.actor_head_scale),
         "obs_norm": RunningNorm(env.obs_dim, enabled=cfg.obs_norm),
     }
 

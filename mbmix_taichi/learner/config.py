@@ -56,6 +56,9 @@ class Config:
     betas: list = field(default_factory=lambda: [0.7, 0.95])  # SHAC's Adam betas
     grad_norm: float = 1.0
     init_log_std: float = -1.0
+    #: the actor's output layer at the start is PyTorch's default init times this: 0.01 (ours) starts
+    #: near zero action; 1.0 is DiffRL's ActorStochasticMLP (docs/locomotion.md, session 12)
+    actor_head_scale: float = 0.01
     #: the exploration noise's log std: "learned" (a parameter of the actor, trained with it) or
     #: "linear" (not trained: annealed from init_log_std at iteration 0 to final_log_std at the last)
     log_std_schedule: str = "learned"
@@ -337,7 +340,7 @@ _INT_MIN = {"num_envs": 1, "mix_interval": 1, "ensemble_size": 1, "collect_steps
             "eval_episodes": 1, "iterations": 0, "horizon": 0, "critic_iterations": 0, "model_updates": 0,
             "policy_updates": 0, "warmup_iterations": 0, "checkpoint_every": 0, "torch_threads": 0,
             "full_jacobian_max_dim": 0, "seed": 0}
-_POSITIVE = ("actor_lr", "critic_lr", "model_lr", "grad_norm")
+_POSITIVE = ("actor_lr", "critic_lr", "model_lr", "grad_norm", "actor_head_scale")
 _UNIT = ("lam", "critic_lambda", "target_critic_alpha")  # in [0, 1]
 
 

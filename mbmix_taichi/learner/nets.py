@@ -60,15 +60,18 @@ class Actor(nn.Module):
     """Gaussian policy squashed after sampling (SHAC's parameterisation): u = mu(obs) + sigma eps,
     a = tanh(u), with a state-independent log sigma. Every sample stays differentiable (no clamp:
     a saturated action still has gradient 1 - tanh(u)^2 > 0); the deterministic action is tanh(mu).
-    The head starts small (x0.01) so that the untrained policy acts near zero (holding still)
-    instead of driving the robot steadily in one random direction."""
+    The head starts small (`head_scale` 0.01, zero bias) so that the untrained policy acts near
+    zero (holding still) instead of driving the robot steadily in one random direction;
+    head_scale 1 keeps PyTorch's default head, as DiffRL's ActorStochasticMLP."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: list, init_log_std: float = -1.0):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: list, init_log_std: float = -1.0,
+                 head_scale: float = 0.01):
         super().__init__()
         self.net = mlp(obs_dim, hidden, act_dim)
-        with torch.no_grad():
-            self.net[-1].weight.mul_(0.01)
-            self.net[-1].bias.zero_()
+        if head_scale != 1.0:
+            with torch.no_grad():
+                self.net[-1].weight.mul_(head_scale)
+                self.net[-1].bias.zero_()
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
 
     def forward(self, obs_n: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
