@@ -42,9 +42,9 @@ def dflex_mass_properties(model: ArticulatedModel, density: float) -> None:
     and the running sum at every later shape, keeps only the elementwise part. Capsules are
     along x, turned onto their axis d (fromto's first point to its second) by dflex's fromto
     construction (about normalize(d x e_x) by -acos(d . e_x)); capsule inertia is dflex's (ODE's)
-    formula. Planar robots (rotations
-    about their hinge axis) are unaffected; DiffRL's ant and humanoid (legs and limbs at
-    angles) get other inertias than the shapes' true ones (docs/locomotion.md)."""
+    formula. Planar robots (rotations about their hinge axis) are unaffected; DiffRL's ant and
+    humanoid (legs and limbs at angles) get other inertias than the shapes' true ones
+    (docs/locomotion.md)."""
     def shift(m, inertia, p, R):  # dflex's transform_inertia, elementwise rotation included
         return R * inertia * R.T + m * (np.dot(p, p) * np.eye(3) - np.outer(p, p))
 
