@@ -41,10 +41,11 @@ WINDOWS = (1, 10, 50, 100, 200)
 VJP_START, VJP_STEPS = 20, 8
 
 
-def record(diffrl: str, task: str, mm: int, steps: int, out: str, action_scale: float = 1.0) -> None:
+def diffrl_env_class(diffrl: str, task: str):
+    """DiffRL's environment class for ``task`` from the checkout at ``diffrl``, with gym and urdfpy
+    stubbed (only their import is needed) and ``np.Inf`` aliased."""
     import importlib
 
-    import torch
     sys.modules.setdefault("gym", types.ModuleType("gym"))
     spaces = types.ModuleType("gym.spaces")
     spaces.Box = lambda *a, **k: None
@@ -54,9 +55,16 @@ def record(diffrl: str, task: str, mm: int, steps: int, out: str, action_scale: 
     if not hasattr(np, "Inf"):
         np.Inf = np.inf
     root = os.path.abspath(diffrl)
+    if not os.path.isdir(os.path.join(root, "dflex")):
+        raise SystemExit(f"{diffrl!r} is not a DiffRL checkout (no dflex/ in it)")
     sys.path[:0] = [root, os.path.join(root, "dflex")]
     mod, cls = TASKS[task]
-    Env = getattr(importlib.import_module(mod), cls)
+    return getattr(importlib.import_module(mod), cls)
+
+
+def record(diffrl: str, task: str, mm: int, steps: int, out: str, action_scale: float = 1.0) -> None:
+    import torch
+    Env = diffrl_env_class(diffrl, task)
     import inspect
     kw = {"early_termination": False} if "early_termination" in inspect.signature(Env).parameters else {}
     env = Env(render=False, device="cpu", num_envs=1, seed=0, episode_length=100000, no_grad=False,
