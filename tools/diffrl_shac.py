@@ -1,7 +1,8 @@
 """DiffRL's own SHAC beside ours: its training log as a run directory, its policy evaluated as ours is.
 
     python tools/diffrl_shac.py log-to-run LOG OUT --task hopper --seed 0 --envs 256 --window 32 [--mm 16]
-    python tools/diffrl_shac.py eval --diffrl PATH --task hopper --checkpoint LOGDIR/final_policy.pt [--mm 16]
+    python tools/diffrl_shac.py eval --diffrl PATH --task hopper --checkpoint LOGDIR/final_policy.pt [--sim ours] [--mm 16]
+    python tools/diffrl_shac.py eval --diffrl PATH --task hopper --run runs/.../hopper-shac-s0 [--sim ours]
 
 ``log-to-run`` reads the lines ``iter N: ep loss X, ..., ep len L, fps total F, ...`` that DiffRL's
 ``algorithms/shac.py`` prints each epoch and writes ``OUT/metrics.csv`` (iteration, env_steps =
@@ -11,12 +12,14 @@ N x envs x window, wall_time summed from its fps, return = -X, episode_length = 
 training episodes to end (stochastic policy); ours is the mean of the episodes that ended in the
 iteration: both are training returns, averaged differently.
 
-``eval`` loads a DiffRL checkpoint (``torch.load(weights_only=True)`` with DiffRL's actor, critic
-and running-mean classes allowed: loading runs no code from the file) and runs its deterministic
-policy on DiffRL's own environment, ``--episodes`` envs from a stochastic reset (torch seed
-``--seed``, 777 as in our evals), each env's first episode only, early termination on. (DiffRL's
-own ``evaluate_policy`` averages the first N episodes to end, which counts early falls twice.)
-Prints the returns and lengths. It needs a DiffRL checkout as ``tools/compare_dflex.py`` does.
+``eval`` runs a deterministic policy, DiffRL's (``--checkpoint``, loaded with
+``torch.load(weights_only=True)`` and DiffRL's actor, critic and running-mean classes allowed:
+loading runs no code from the file) or one of our runs' (``--run``), on DiffRL's own environment
+(``--sim diffrl``: ``--episodes`` envs from a stochastic reset, torch seed ``--seed``, each env's
+first episode only, early termination on; DiffRL's own ``evaluate_policy`` averages the first N
+episodes to end, which counts early falls twice) or on ours (``--sim ours``: our ``evaluate``, as
+``mbmix-taichi eval`` does). So either learner's policy can be scored on either simulator. It needs
+a DiffRL checkout as ``tools/compare_dflex.py`` does.
 """
 from __future__ import annotations
 
@@ -67,11 +70,11 @@ def log_to_run(log: str, out: str, task: str, seed: int, envs: int, window: int,
     return d
 
 
-def evaluate(diffrl: str, task: str, checkpoint: str, mm: int, episodes: int, seed: int,
-             episode_length: int) -> np.ndarray:
+def diffrl_policy(checkpoint: str):
+    """The deterministic policy of a DiffRL SHAC checkpoint, obs -> action in [-1, 1] (DiffRL's
+    actor and running mean; needs DiffRL on the path, see `diffrl_env_class`)."""
     import torch
     import torch.nn as nn
-    Env = diffrl_env_class(diffrl, task)
     import models.actor
     import models.critic
     import utils.running_mean_std
@@ -81,6 +84,18 @@ def evaluate(diffrl: str, task: str, checkpoint: str, mm: int, episodes: int, se
     with torch.serialization.safe_globals(allowed):
         ck = torch.load(checkpoint, weights_only=True, map_location="cpu")
     actor, obs_rms = ck[0], ck[3]
+
+    def policy_fn(obs):
+        with torch.no_grad():
+            o = obs.float()
+            return torch.tanh(actor(obs_rms.normalize(o) if obs_rms is not None else o, deterministic=True))
+
+    return policy_fn
+
+
+def on_diffrl(Env, policy_fn, mm: int, episodes: int, seed: int, episode_length: int) -> np.ndarray:
+    """Returns of each env's first episode on DiffRL's own environment."""
+    import torch
     torch.manual_seed(seed)
     np.random.seed(seed)
     env = Env(num_envs=episodes, device="cpu", render=False, seed=seed, episode_length=episode_length,
@@ -91,15 +106,32 @@ def evaluate(diffrl: str, task: str, checkpoint: str, mm: int, episodes: int, se
     with torch.no_grad():
         obs = env.reset()
         while live.any():
-            o = obs_rms.normalize(obs) if obs_rms is not None else obs
-            obs, rew, done, _ = env.step(torch.tanh(actor(o, deterministic=True)))
+            obs, rew, done, _ = env.step(policy_fn(obs))
             ret += torch.where(live, rew.double(), torch.zeros_like(ret))
             length += live.long()
             live &= ~done.bool()
-    print("returns", " ".join(f"{r:.1f}" for r in ret.tolist()))
     print("lengths", " ".join(str(int(n)) for n in length.tolist()))
-    print(f"mean {ret.mean():.1f} std {ret.std():.1f} over {episodes} episodes")
     return ret.numpy()
+
+
+def evaluate(diffrl: str, task: str, sim: str, checkpoint: str | None, run: str | None, mm: int,
+             episodes: int, seed: int, episode_length: int) -> None:
+    Env = diffrl_env_class(diffrl, task)
+    if checkpoint:
+        policy_fn, options = diffrl_policy(checkpoint), {"mass_matrix_every": mm}
+    else:
+        from mbmix_taichi.learner.trainer import load_policy
+        run_task, options, policy_fn = load_policy(run)
+        if run_task != task:
+            raise SystemExit(f"{run!r} trained {run_task!r}, not {task!r}")
+    if sim == "diffrl":
+        ret = on_diffrl(Env, policy_fn, mm, episodes, seed, episode_length)
+        print("returns", " ".join(f"{r:.1f}" for r in ret))
+        print(f"on DiffRL's {task}: mean {ret.mean():.1f} std {ret.std(ddof=1):.1f} over {episodes} episodes")
+    else:
+        from mbmix_taichi.learner.trainer import evaluate as evaluate_ours
+        out = evaluate_ours(task, options, policy_fn, episodes=episodes, seed=seed)
+        print(f"on our {task} {options}: mean {out['return']:.1f} std {out['return_std']:.1f} over {episodes} episodes")
 
 
 def main() -> None:
@@ -116,7 +148,10 @@ def main() -> None:
     e = sub.add_parser("eval")
     e.add_argument("--diffrl", required=True)
     e.add_argument("--task", required=True, choices=["hopper", "cheetah", "ant", "humanoid"])
-    e.add_argument("--checkpoint", required=True)
+    who = e.add_mutually_exclusive_group(required=True)
+    who.add_argument("--checkpoint", help="a DiffRL SHAC checkpoint (LOGDIR/final_policy.pt)")
+    who.add_argument("--run", help="one of our run directories")
+    e.add_argument("--sim", choices=["diffrl", "ours"], default="diffrl", help="whose simulator runs the episodes")
     e.add_argument("--mm", type=int, default=16)
     e.add_argument("--episodes", type=int, default=8)
     e.add_argument("--seed", type=int, default=777)
@@ -125,7 +160,8 @@ def main() -> None:
     if args.cmd == "log-to-run":
         print(log_to_run(args.log, args.out, args.task, args.seed, args.envs, args.window, args.mm))
     else:
-        evaluate(args.diffrl, args.task, args.checkpoint, args.mm, args.episodes, args.seed, args.episode_length)
+        evaluate(args.diffrl, args.task, args.sim, args.checkpoint, args.run, args.mm, args.episodes, args.seed,
+                 args.episode_length)
 
 
 if __name__ == "__main__":
