@@ -1,16 +1,19 @@
-"""Memoizes the source lookups that Taichi 1.7's Python frontend repeats for every inlined
-`ti.func` call, for the duration of one of our kernels' compiles.
+"""Makes Taichi 1.7's Python frontend cheaper for our kernels' compiles: source lookups memoized
+per function, position messages made once per source line.
 
 Why: a warm start (offline cache filled) still runs Taichi's Python frontend, which turns each
 kernel's Python AST into Taichi IR before the cache lookup can key on it. Measured on the ant's
-forward kernel (cProfile, a warm cache): about half of that frontend time is spent building a
+forward kernel (cProfile, a warm cache): about half of that frontend time was spent building a
 source-position message for every AST node (`ASTTransformerContext.get_pos_info`, which
-re-wraps the source line with `textwrap` each time), and much of the rest re-reading,
-re-tokenising and re-wrapping each `ti.func`'s source at every one of its ~460 call sites
-(`inspect.getsourcelines`, `textwrap.fill` per line). Both depend only on the function and the
-node's position, so their results can be memoized exactly: the IR, its debug information and
-therefore the offline cache keys are unchanged (`tests/test_frontend.py` checks that each
-memoized value equals Taichi's own).
+re-wraps the source line and a caret hint with `textwrap` each time), and much of the rest
+re-reading, re-tokenising and re-wrapping each `ti.func`'s source at every one of its ~460 call
+sites (`inspect.getsourcelines`, `textwrap.fill` per line). The source lookups depend only on
+the function, so they are memoized exactly (the tree and context equal Taichi's own). The
+position messages end up in the IR's debug info, which only an error message shows and which
+Taichi leaves out of its offline-cache key: here they name the file, line and function and quote
+the line, like Taichi's, without the caret hint, and are made once per source line.
+`tests/test_frontend.py` checks both, and that a kernel compiled with plain Taichi is found in
+the offline cache by a process that compiles it here (the IR is the same).
 
 `fast_frontend()` patches those lookups while it is active and restores Taichi's own functions
 after, so kernels other code compiles in the same process see plain Taichi. On another Taichi
@@ -42,14 +45,18 @@ def _supported():
 
 
 def _memo_pos_info(original):
+    """Taichi's position message, in a cheaper form: the file, line and function and the
+    statement's first source line, made once per source line (Taichi re-wraps the line and draws a
+    caret hint under the node with `textwrap` for every node it visits, ~50 us each, for a
+    message only an error shows). Taichi leaves these messages out of its offline-cache key."""
+    del original
+
     def get_pos_info(self, node):
-        body = getattr(node, "body", None)
-        first_body_line = body[0].lineno if isinstance(body, list) and body else None
-        key = (self.file, self.func.func, self.lineno_offset, self.indent, type(node),
-               node.lineno, node.end_lineno, node.col_offset, node.end_col_offset, first_body_line)
+        key = (self.func.func, self.file, self.lineno_offset, node.lineno)
         msg = _POS.get(key)
         if msg is None:
-            msg = _POS[key] = original(self, node)
+            msg = _POS[key] = (f'File "{self.file}", line {node.lineno + self.lineno_offset}, in '
+                               f'{self.func.func.__name__}:\n{self.src[node.lineno - 1]}\n')
         return msg
 
     return get_pos_info

@@ -75,10 +75,13 @@ def variant_module(kernel: str, skip: str):
         src = src.replace(ZERO, "        if ti.static(False):\n            for k in range(I[h_[\"W_GZERO\"]], I[h_[\"W_GZEND\"]]):"
                                 "\n                W[wa + k] = F(0.0)\n        integrate_adjoint", 1)
     elif skip != "none":
-        call = "        " + STAGES[kernel][skip] + "\n"
+        call = STAGES[kernel][skip] + "\n"
         start = src.index("def substep(" if kernel == "forward" else f"def substep_{kernel}(")
         at = src.index(call, start)  # the first such call after substep_<kernel>'s definition
-        src = src[:at] + "        if ti.static(False):\n    " + call + src[at + len(call):]
+        line = src.rindex("\n", 0, at) + 1  # the call keeps its own indentation (it may sit in a branch)
+        indent = src[line:at]
+        assert not indent.strip(), f"{skip}: the call does not start its line: update this tool"
+        src = src[:line] + indent + "if ti.static(False):\n" + indent + "    " + call + src[at + len(call):]
     # Taichi parses a kernel's source through inspect, i.e. from the file its code names: so the
     # variant is written to a file of its own and imported from there
     out = Path(tempfile.mkdtemp(prefix=f"{kernel}-profile-")) / f"{kernel}_without_{skip}.py"
