@@ -536,8 +536,8 @@ def kernels(fp: str):
 
     @ti.func
     def contact_point(I: ti.template(), P: ti.template(), W: ti.template(), w, k):
-        """(body, world point, its velocity) of contact point k: a point of the body shifted down
-        by its radius (sphere centres, capsule ends, box corners), or an ellipsoid's lowest point."""
+        """(body, world point) of contact point k: a point of the body shifted down by its radius
+        (sphere centres, capsule ends, box corners), or an ellipsoid's lowest point."""
         b = iget(I, h_["PT_BODY"], k)
         R = ld33(W, w + I[h_["W_R"]] + 9 * b)
         pt = ld3(W, w + I[h_["W_P"]] + 3 * b) + R @ ld3(P, I[h_["PT_POS"]] + 3 * k)
@@ -545,9 +545,14 @@ def kernels(fp: str):
             low, _n, _d, _s, _sn = ellipsoid_low(R @ ld33(P, I[h_["PT_ROT"]] + 9 * k), ld3(P, I[h_["PT_SIZE"]] + 3 * k))
             pt += low
         pt[2] -= pget(I, P, h_["PT_DIST"], k)
+        return b, pt
+
+    @ti.func
+    def contact_velocity(I: ti.template(), W: ti.template(), w, b, pt):
+        """The world velocity of body b's material point at pt. Asked only for points below the
+        ground: above it the contact force and its derivatives are zero."""
         Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
-        dp = ld3(W, w + I[h_["W_V"]] + 6 * b + 3) + Vw.cross(pt)
-        return b, pt, dp
+        return ld3(W, w + I[h_["W_V"]] + 6 * b + 3) + Vw.cross(pt)
 
     @ti.func
     def contact_point_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, k, b, gpt):
@@ -848,10 +853,11 @@ def kernels(fp: str):
                 add3(W, ofx + 6 * b, Ri @ t + c.cross(fw))
                 add3(W, ofx + 6 * b + 3, fw)
         for k in range(I[NPT]):
-            b, pt, dp = contact_point(I, P, W, w, k)
-            f = contact_force(I, P, pt, dp)
-            add3(W, ofx + 6 * b, pt.cross(f))
-            add3(W, ofx + 6 * b + 3, f)
+            b, pt = contact_point(I, P, W, w, k)
+            if pt[2] < scal(I, P, sc["GROUND"]):  # (above the ground the force is zero)
+                f = contact_force(I, P, pt, contact_velocity(I, W, w, b, pt))
+                add3(W, ofx + 6 * b, pt.cross(f))
+                add3(W, ofx + 6 * b + 3, f)
         spatial_forces(I, P, W, w)
 
     @ti.func
@@ -880,9 +886,10 @@ def kernels(fp: str):
                       + gRi @ ld33(P, I[h_["FL_ROT"]] + 9 * b).transpose())
         ke, kd, kf, mu = scal(I, P, sc["KE"]), scal(I, P, sc["KD"]), scal(I, P, sc["KF"]), scal(I, P, sc["MU"])
         for k in range(I[NPT]):
-            b, pt, dp = contact_point(I, P, W, w, k)
+            b, pt = contact_point(I, P, W, w, k)
             c = pt[2] - scal(I, P, sc["GROUND"])
             if c < 0:
+                dp = contact_velocity(I, W, w, b, pt)
                 f = contact_force(I, P, pt, dp)
                 gn = -ld3(W, gF + 6 * b)
                 gf = -ld3(W, gF + 6 * b + 3) + gn.cross(pt)
@@ -941,9 +948,10 @@ def kernels(fp: str):
                 add3(W, tF + 6 * b + 3, dfw)
         ke, kd, kf, mu = scal(I, P, sc["KE"]), scal(I, P, sc["KD"]), scal(I, P, sc["KF"]), scal(I, P, sc["MU"])
         for k in range(I[NPT]):
-            b, pt, dp = contact_point(I, P, W, w, k)
+            b, pt = contact_point(I, P, W, w, k)
             c = pt[2] - scal(I, P, sc["GROUND"])
             if c < 0:
+                dp = contact_velocity(I, W, w, b, pt)
                 f = contact_force(I, P, pt, dp)
                 Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
                 dpt = contact_point_tangent(I, P, W, w, wa, k, b)

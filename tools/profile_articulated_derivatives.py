@@ -118,7 +118,7 @@ def main():
     g = torch.Generator().manual_seed(0)
     for _ in range(40):
         env.step(torch.rand(N, env.act_dim, generator=g, dtype=env.dtype) * 2 - 1)
-    sim = env.sim
+    sim = env.sim.__dict__.get("sim", env.sim)  # the articulated simulator itself (tasks may wrap it)
     s = env.get_state()[:, :sim.state_dim].contiguous()
     c = ((torch.rand(N, sim.control_dim, generator=g, dtype=sim.dtype) * 2 - 1) * 0.3).contiguous()
     ctrl = c.view(-1)
