@@ -44,11 +44,11 @@ STAGES = {  # kernel -> stage name -> the call in substep[_<kernel>] that the va
         "zero": None,  # the zeroing loop of the accumulators
         "integrate": 'integrate_adjoint(I, P, W, w, wa)',
         "solve": 'solve(I, W, w, wa + I[h_["W_GTAU"]])',
-        "joint": 'joint_forces_adjoint(I, P, W, w, wa, U, ue, GU, ge)',
+        "joint": 'joint_forces_adjoint(I, P, W, w, wa, U, ue, GU, ge, ov)',
         # the tree passes: RNEA's, CRBA's, the body inertias' and the kinematics' adjoints together
-        "down": 'tree_adjoint_down(I, P, W, w, wa)',
+        "down": 'tree_adjoint_down(I, P, W, w, wa, ov)',
         "external": 'external_forces_adjoint(I, P, W, w, wa)',
-        "up": 'tree_adjoint_up(I, P, W, w, wa)',
+        "up": 'tree_adjoint_up(I, P, W, w, wa, ov, fresh)',
     },
     "tangent": {
         "kinematics": 'kinematics_tangent(I, P, W, w, wa)',
