@@ -223,6 +223,25 @@ def test_adjoint_reads_no_scratch_it_did_not_write(paths, name):
 
 
 @pytest.mark.parametrize("name", list(MODELS) + ["drop"])
+def test_forward_reads_no_scratch_it_did_not_write(paths, name):
+    """The forward stores every slot of its workspace before reading it (contact points above
+    the ground skip their force, so the wrench slots they would add to must already hold gravity's
+    share): NaN in all of its scratch beforehand changes no bit of the next state, with and
+    without keeping the substeps for a derivative."""
+    sim, s, c, _ = _limited_sim_and_inputs(paths, name, 2, seed=3)
+    if name == "drop":  # one env resting in contact, one falling from high above the ground
+        s[0, 2], s[1, 2] = -0.02, 5.0
+    clean = sim.step(s, c)[0]
+    assert torch.isfinite(clean).all()
+    ctrl = c.contiguous().view(-1) if sim.nu else sim._dummy1
+    for keep in (0, 1):
+        W = torch.full((sim._workspace_size(2, keep=bool(keep)),), float("nan"), dtype=torch.float64)
+        out = torch.empty_like(clean)
+        sim._fwd(sim._I, sim._P, s.contiguous().view(-1), ctrl, out.view(-1), W, 2, keep)
+        assert torch.equal(out, clean), keep
+
+
+@pytest.mark.parametrize("name", list(MODELS) + ["drop"])
 def test_jacobian_by_rows_equals_jacobian_by_columns(paths, name):
     """`jacobian` pushes unit cotangents through the adjoint kernel, several per env; the tangent
     kernel's unit JVP probes (`Simulator.jacobian`) give the same matrices, and each row is what
