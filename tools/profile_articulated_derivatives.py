@@ -68,7 +68,9 @@ ZERO = """        for k in range(I[h_["W_GZERO"]], I[h_["W_GZEND"]]):
 
 def variant_module(kernel: str, skip: str):
     """physics/articulated_kernels.py with substep_<kernel>'s `skip` stage behind ti.static(False)."""
-    path = Path(mt.__file__).resolve().parents[1] / "physics" / "articulated_kernels.py"
+    from mbmix_taichi.physics import articulated_kernels
+
+    path = Path(articulated_kernels.__file__)  # wherever the package is installed (editable or not)
     src = path.read_text()
     if skip == "zero":
         assert ZERO in src, "the adjoint's zeroing loop moved: update this tool"
@@ -118,7 +120,7 @@ def main():
     g = torch.Generator().manual_seed(0)
     for _ in range(40):
         env.step(torch.rand(N, env.act_dim, generator=g, dtype=env.dtype) * 2 - 1)
-    sim = env.sim.__dict__.get("sim", env.sim)  # the articulated simulator itself (tasks may wrap it)
+    sim = getattr(env.sim, "sim", env.sim)  # the articulated simulator itself (tasks may wrap it)
     s = env.get_state()[:, :sim.state_dim].contiguous()
     c = ((torch.rand(N, sim.control_dim, generator=g, dtype=sim.dtype) * 2 - 1) * 0.3).contiguous()
     ctrl = c.view(-1)
