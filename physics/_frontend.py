@@ -44,12 +44,11 @@ def _supported():
         return False
 
 
-def _memo_pos_info(original):
+def _cheap_pos_info():
     """Taichi's position message, in a cheaper form: the file, line and function and the
     statement's first source line, made once per source line (Taichi re-wraps the line and draws a
     caret hint under the node with `textwrap` for every node it visits, ~50 us each, for a
     message only an error shows). Taichi leaves these messages out of its offline-cache key."""
-    del original
 
     def get_pos_info(self, node):
         key = (self.func.func, self.file, self.lineno_offset, node.lineno)
@@ -105,7 +104,7 @@ def fast_frontend():
 
     ctx_cls = ast_transformer_utils.ASTTransformerContext
     saved_pos, saved_tree = ctx_cls.get_pos_info, kernel_impl._get_tree_and_ctx
-    ctx_cls.get_pos_info = _memo_pos_info(saved_pos)
+    ctx_cls.get_pos_info = _cheap_pos_info()
     kernel_impl._get_tree_and_ctx = _memo_tree_and_ctx(kernel_impl)
     try:
         yield
