@@ -603,16 +603,18 @@ def kernels(fp: str):
 
     @ti.func
     def contact_force(I: ti.template(), P: ti.template(), pt, dp):
-        """dflex's penalty contact force at a point pt below the ground, moving at dp. Callers ask
-        only for points below it (c < 0): above it the force and its derivatives are zero."""
+        """dflex's penalty contact force at a point below the ground (zero above it)."""
         ke, kd, kf, mu = scal(I, P, sc["KE"]), scal(I, P, sc["KD"]), scal(I, P, sc["KF"]), scal(I, P, sc["MU"])
         c = pt[2] - scal(I, P, sc["GROUND"])
-        vtn = ti.sqrt(ti.max(dp[0] * dp[0] + dp[1] * dp[1], F(1e-20)))
-        lim = -mu * ke * c
-        scale = kf
-        if kf * vtn >= lim:  # sliding: Coulomb's cap
-            scale = lim / vtn
-        return ti.Vector([-scale * dp[0], -scale * dp[1], -(ke * c + ti.min(dp[2], F(0.0)) * kd * (-c))], dt=F)
+        f = ti.Vector([0, 0, 0], dt=F)
+        if c < 0:
+            vtn = ti.sqrt(ti.max(dp[0] * dp[0] + dp[1] * dp[1], F(1e-20)))
+            lim = -mu * ke * c
+            scale = kf
+            if kf * vtn >= lim:  # sliding: Coulomb's cap
+                scale = lim / vtn
+            f = ti.Vector([-scale * dp[0], -scale * dp[1], -(ke * c + ti.min(dp[2], F(0.0)) * kd * (-c))], dt=F)
+        return f
 
     @ti.func
     def tension(I: ti.template(), P: ti.template(), L, Ld, stiff, slo, shi, damp, limited, lo, hi):
@@ -852,8 +854,7 @@ def kernels(fp: str):
                 add3(W, ofx + 6 * b + 3, fw)
         for k in range(I[NPT]):
             b, pt = contact_point(I, P, W, w, k)
-            c = pt[2] - scal(I, P, sc["GROUND"])
-            if c < 0:  # (above the ground the force is zero)
+            if pt[2] < scal(I, P, sc["GROUND"]):  # (above the ground the force is zero)
                 f = contact_force(I, P, pt, contact_velocity(I, W, w, b, pt))
                 add3(W, ofx + 6 * b, pt.cross(f))
                 add3(W, ofx + 6 * b + 3, f)
