@@ -117,7 +117,8 @@ def _fluid_box(body):
 #: them); the forward keeps them (up to 17% faster, and 18 CPU-s to compile).
 #: docs/benchmarks_articulated.md, session 8.
 COMPILE_OPTIONS = {"forward": {}, "adjoint": {"advanced_optimization": False},
-                   "tangent": {"advanced_optimization": False}}
+                   "tangent": {"advanced_optimization": False},
+                   "substep_jacobians": {"advanced_optimization": False}}
 
 
 @functools.lru_cache(maxsize=None)
@@ -290,7 +291,9 @@ class ArticulatedTables:
                  ("W_GF", 6 * nb), ("W_GTAU", nv), ("W_MAB", 12 * nb),
                  # the cached mass matrix's: shares of S and the body inertias (adjoint), and
                  # (kept across substeps) its cotangent or tangent
-                 ("W_GCS", 6 * nv), ("W_GCI", 12 * nb), ("W_TZEND", 0), ("W_GMC", nv * nv)]
+                 ("W_GCS", 6 * nv), ("W_GCI", 12 * nb), ("W_TZEND", 0), ("W_GMC", nv * nv),
+                 # the substep Jacobians' rows of d qacc / d (state, control)
+                 ("W_JA", nv * (nx + model.nu))]
         off = 0
         for name, size in sizes:
             head[name] = off
@@ -404,6 +407,7 @@ class ArticulatedSim(Simulator):
         self._fwd = fast["forward"].bind(("forward", fp), fixed=(0, 1))
         self._adj = fast["adjoint"].bind(("adjoint", fp), fixed=(0, 1))
         self._tan = fast["tangent"].bind(("tangent", fp), fixed=(0, 1))
+        self._sjac = fast["substep_jacobians"].bind(("substep_jacobians", fp), fixed=(0, 1))
         self._work = None
         self._dummy1 = torch.zeros(1, dtype=dtype, device=self.device)
         self._item = torch.empty((), dtype=dtype).element_size()  # bytes per entry
@@ -498,18 +502,35 @@ class ArticulatedSim(Simulator):
         return out[:, 0] if single else out
 
     def jacobian(self, state, control):
-        """Full Jacobians ([N, ds, ds], [N, ds, dc]) by rows: one replay, then the adjoint kernel
-        with the ds unit cotangents of each env. Reverse mode costs ds adjoint sweeps where the
-        probes of :meth:`Simulator.jacobian` cost ds + dc tangent sweeps; an adjoint sweep costs a
-        little more than a tangent one (~1.2 against ~0.95 forward steps on hopper), so rows win
-        by 1.0-1.7x on the bundled robots: docs/benchmarks_articulated.md measures both."""
+        """Full Jacobians ([N, ds, ds], [N, ds, dc]) of the control step.
+
+        With M computed every substep: one replay, then one launch that forms every substep's
+        Jacobian from nv adjoint sweeps (unit cotangents on qacc; the integration's share is
+        local), chained here with batched matmuls. That is nv sweeps per substep where rows of the
+        whole step cost ds = nq + nv (docs/benchmarks_articulated.md, session 15). With M cached
+        across substeps the substeps are not separable (M's dependence on the first substep's
+        state runs through all of them), so the rows of the whole step are taken: the adjoint
+        kernel with the ds unit cotangents of each env."""
         state, control = self.check_inputs(state, control)
         n, ds = state.shape
-        _check_index(n * ds * max(ds, self.nu, 1), f"{n} envs x {ds} Jacobian rows")
         ctrl = self._flat_ctrl(control)
-        rows = torch.eye(ds, dtype=self.dtype, device=self.device).expand(n, ds, ds).contiguous()
-        gc = self._buf(n * ds * max(self.nu, 1))
+        if self.mass_matrix_every > 1:
+            _check_index(n * ds * max(ds, self.nu, 1), f"{n} envs x {ds} Jacobian rows")
+            rows = torch.eye(ds, dtype=self.dtype, device=self.device).expand(n, ds, ds).contiguous()
+            gc = self._buf(n * ds * max(self.nu, 1))
+            W = self._replay(state, ctrl, n)
+            self._adj(self._I, self._P, ctrl, rows.view(-1), gc, W, n, ds)
+            self.launches += 2
+            return rows, gc.view(n, ds, -1)[:, :, :self.nu].contiguous()
+        S, nc = self.substeps, ds + self.nu
+        _check_index(n * S * ds * nc, f"{n} envs x {S} substep Jacobians")
         W = self._replay(state, ctrl, n)
-        self._adj(self._I, self._P, ctrl, rows.view(-1), gc, W, n, ds)
+        js = self._buf(n, S, ds, nc)
+        self._sjac(self._I, self._P, ctrl, js.view(-1), W, n)
         self.launches += 2
-        return rows, gc.view(n, ds, -1)[:, :, :self.nu].contiguous()
+        # the control step's Jacobian: T <- J_s T, the control columns also collecting J_s's own
+        T = js[:, 0]
+        for s in range(1, S):
+            T = torch.bmm(js[:, s, :, :ds], T)
+            T[:, :, ds:] += js[:, s, :, ds:]
+        return T[:, :, :ds].contiguous(), T[:, :, ds:].contiguous()

@@ -21,10 +21,15 @@ The substep is a pipeline of stage functions in MJX's order, each followed by it
     mass_matrix       CRBA over the dof tree, plus armature and implicit damping/friction
     factor, solve     M = L^T D L in MuJoCo's tree order (no fill-in), qacc = M^-1 tau
     integrate         semi-implicit Euler; free joints by the quaternion exponential
+                      (and integrate_jacobian: its local Jacobian applied to the rows of qacc's)
 
 The forward kernel runs the substeps; with ``keep`` it leaves every substep's intermediates in
 its own workspace block, and the adjoint kernel walks those blocks backwards (the tangent
-kernel forwards, one probe after another). The solve's adjoint reuses the factors:
+kernel forwards, one probe after another). The substep-Jacobian kernel reads the same blocks and
+writes each substep's full Jacobian: the rows of d qacc / d (state, control) from one adjoint
+sweep per dof (unit cotangents on qacc), then the integration's local share
+(integrate_jacobian), so a control step's Jacobian costs NV sweeps per substep and a chain of
+small matrix products, where rows of the whole step cost NQ + NV sweeps. The solve's adjoint reuses the factors:
 tau_bar = M^-1 qacc_bar, M_bar = -tau_bar qacc^T. The adjoints of the tree stages (kinematics,
 body_inertias, gravity, bias_forces, -S.F in joint_forces, mass_matrix) are two passes over the
 bodies instead of one per stage: tree_adjoint_down (the spatial velocities alpha = J tau_bar and
@@ -65,6 +70,8 @@ HEADER = [
     # substep; W_GMC (the cached mass matrix's cotangent or tangent) lives across substeps
     "W_GXN", "W_GZERO", "W_GX", "W_GR", "W_GP", "W_GV", "W_GA", "W_GMAB", "W_GZV", "W_GZEND",
     "W_GS", "W_GSD", "W_GH", "W_GIB", "W_GF", "W_GTAU", "W_MAB", "W_GCS", "W_GCI", "W_TZEND", "W_GMC",
+    # the substep Jacobians' rows of d qacc / d (state, control)
+    "W_JA",
 ]
 H = {name: i for i, name in enumerate(HEADER)}
 #: scalar slots of P at P[I[SCAL] + k]
@@ -1605,6 +1612,22 @@ def kernels(fp: str):
         return qn * inv, r, qn, inv
 
     @ti.func
+    def quat_step_adjoint(q0, w1, hh, go):
+        """(q0_bar, w1_bar) from the cotangent go of quat_step(q0, w1, hh)'s result."""
+        qo, r, qn, inv = quat_step(q0, w1, hh)
+        gqn = (go - qo * qo.dot(go)) * inv
+        if qn.dot(qn) < F(1e-30):
+            gqn = go * inv
+        gq0 = qmul(gqn, qconj(r))
+        gr = qmul(qconj(q0), gqn)
+        half = F(0.5) * hh
+        _cth, sinc, dcth, dsinc = exp_coeffs(w1.dot(w1) * (half * half))
+        grv = ti.Vector([gr[1], gr[2], gr[3]], dt=F)
+        gx2 = gr[0] * dcth + half * grv.dot(w1) * dsinc
+        gw1 = grv * (half * sinc) + w1 * (2 * half * half * gx2)
+        return gq0, gw1
+
+    @ti.func
     def integrate(I: ti.template(), P: ti.template(), W: ti.template(), w):
         nq, nv = I[NQ], I[NV]
         x, xn = w + I[h_["W_X"]], w + I[h_["W_XN"]]
@@ -1639,22 +1662,10 @@ def kernels(fp: str):
                 for i in ti.static(range(3)):
                     W[gx + qa + i] += W[gxn + qa + i]
                     W[gt + d + i] += hh * W[gxn + qa + i]
-                q0 = ld4(W, x + qa + 3)
-                w1 = ld3(W, xn + nq + d + 3)
-                qo, r, qn, inv = quat_step(q0, w1, hh)
-                go = ld4(W, gxn + qa + 3)
-                gqn = (go - qo * qo.dot(go)) * inv
-                if qn.dot(qn) < F(1e-30):
-                    gqn = go * inv
-                gq0 = qmul(gqn, qconj(r))
-                gr = qmul(qconj(q0), gqn)
+                gq0, gw1 = quat_step_adjoint(ld4(W, x + qa + 3), ld3(W, xn + nq + d + 3), hh,
+                                             ld4(W, gxn + qa + 3))
                 for i in ti.static(range(4)):
                     W[gx + qa + 3 + i] += gq0[i]
-                half = F(0.5) * hh
-                _cth, sinc, dcth, dsinc = exp_coeffs(w1.dot(w1) * (half * half))
-                grv = ti.Vector([gr[1], gr[2], gr[3]], dt=F)
-                gx2 = gr[0] * dcth + half * grv.dot(w1) * dsinc
-                gw1 = grv * (half * sinc) + w1 * (2 * half * half * gx2)
                 for i in ti.static(range(3)):
                     W[gt + d + 3 + i] += gw1[i]
             else:
@@ -1698,6 +1709,46 @@ def kernels(fp: str):
                 W[txn + qa] = W[tx + qa] + hh * W[txn + nq + d]
 
     @ti.func
+    def integrate_jacobian(I: ti.template(), P: ti.template(), W: ti.template(), w, ja, nc, JS: ti.template(), o):
+        """The substep's Jacobian rows JS[o + r * nc + k] (r: next-state entry, k: state then control
+        entry) from the rows of d qacc / d (state, control) at W[ja + d * nc + k]: qvel' = qvel + h qacc,
+        q' = q + h qvel', and a free joint's quaternion step, whose local adjoint (once per output
+        entry) weighs the quaternion's own entries and its three angular velocity rows."""
+        nq, nv = I[NQ], I[NV]
+        x, xn = w + I[h_["W_X"]], w + I[h_["W_XN"]]
+        hh = scal(I, P, sc["H"])
+        for d in range(nv):
+            r = o + (nq + d) * nc
+            for k in range(nc):
+                JS[r + k] = hh * W[ja + d * nc + k]
+            JS[r + nq + d] += F(1.0)
+        for j in range(I[NJ]):
+            qa, d = iget(I, h_["J_QADR"], j), iget(I, h_["J_DADR"], j)
+            rv = o + (nq + d) * nc
+            if iget(I, h_["J_TYPE"], j) == FREE:
+                for i in ti.static(range(3)):
+                    r = o + (qa + i) * nc
+                    for k in range(nc):
+                        JS[r + k] = hh * JS[rv + i * nc + k]
+                    JS[r + qa + i] += F(1.0)
+                q0, w1 = ld4(W, x + qa + 3), ld3(W, xn + nq + d + 3)
+                for a in ti.static(range(4)):
+                    go = ti.Vector([0.0, 0.0, 0.0, 0.0], dt=F)
+                    go[a] = F(1.0)
+                    gq0, gw1 = quat_step_adjoint(q0, w1, hh, go)
+                    r = o + (qa + 3 + a) * nc
+                    for k in range(nc):
+                        JS[r + k] = gw1[0] * JS[rv + 3 * nc + k] + gw1[1] * JS[rv + 4 * nc + k] \
+                            + gw1[2] * JS[rv + 5 * nc + k]
+                    for b in ti.static(range(4)):
+                        JS[r + qa + 3 + b] += gq0[b]
+            else:
+                r = o + qa * nc
+                for k in range(nc):
+                    JS[r + k] = hh * JS[rv + k]
+                JS[r + qa] += F(1.0)
+
+    @ti.func
     def substep(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e, s, wm):
         """Substep s of a control step in the block at w; with M cached (MMK > 1) only every MMK-th
         substep computes and factors it, the others copy its factors from the block at wm."""
@@ -1728,6 +1779,13 @@ def kernels(fp: str):
         for k in range(I[h_["W_GZERO"]], I[h_["W_GZEND"]]):
             W[wa + k] = F(0.0)
         integrate_adjoint(I, P, W, w, wa)
+        qacc_adjoint(I, P, W, w, wa, U, ue, GU, ge, s)
+
+    @ti.func
+    def qacc_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
+                     GU: ti.template(), ge, s):
+        """W_GTAU (qacc's cotangent) -> adds d qacc / d state's share to W_GX and the control's to
+        GU[ge:]: the solve's adjoint, then the dynamics' (the accumulators zeroed before)."""
         solve(I, W, w, wa + I[h_["W_GTAU"]])
         mk = I[h_["MMK"]]
         ov = w + I[h_["W_QACC"]]  # v = qacc: M's cotangent -u v^T in the tree passes
@@ -1862,4 +1920,30 @@ def kernels(fp: str):
                         for k in range(nx):
                             TX[o + k] = W[wa + I[h_["W_GXN"]] + k]
 
-    return {"forward": forward, "adjoint": adjoint, "tangent": tangent}
+    @ti.kernel
+    def substep_jacobians(I: arr_i, P: arr_f, U: arr_f, JS: arr_f, W: arr_f, n: ti.i32):
+        """JS[e, s] = the Jacobian of substep s of env e, [NX, NX + NU] (d next state / d (state,
+        control), row-major), from the intermediates a forward launch with keep left in W (M computed
+        every substep). Per substep: NV adjoint sweeps with unit cotangents on qacc give the rows of
+        d qacc / d (state, control) (W_JA); the integration's share is local (integrate_jacobian)."""
+        for e in range(n):
+            nx, nu, nv, S, wp, ws = I[NX], I[NU], I[NV], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
+            nc = nx + nu
+            wa = n * S * wp + e * (ws - wp) - wp
+            ja, gx, gt = wa + I[h_["W_JA"]], wa + I[h_["W_GX"]], wa + I[h_["W_GTAU"]]
+            for s in range(S):
+                w = (e * S + s) * wp
+                for i in range(nv):
+                    for k in range(I[h_["W_GZERO"]], I[h_["W_GZEND"]]):
+                        W[wa + k] = F(0.0)
+                    for d in range(nv):
+                        W[gt + d] = F(0.0)
+                    W[gt + i] = F(1.0)
+                    for k in range(nu):
+                        W[ja + i * nc + nx + k] = F(0.0)
+                    qacc_adjoint(I, P, W, w, wa, U, e * nu, W, ja + i * nc + nx, s)
+                    for k in range(nx):
+                        W[ja + i * nc + k] = W[gx + k]
+                integrate_jacobian(I, P, W, w, ja, nc, JS, (e * S + s) * nx * nc)
+
+    return {"forward": forward, "adjoint": adjoint, "tangent": tangent, "substep_jacobians": substep_jacobians}

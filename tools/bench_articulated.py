@@ -7,8 +7,8 @@ ground) and a *free* state (the reset state, raised 1 m so nothing touches):
   step keeping its intermediates (the default) and, side by side, with the VJP replaying the
   step (`tape_budget = 0`, what a long window beyond the budget gets);
 * (fwd+VJP)/fwd, the cost of the VJP relative to the forward;
-* exact full one-step Jacobians per second (64 envs; by rows through the adjoint kernel, and by
-  columns through the tangent kernel) against MuJoCo's
+* exact full one-step Jacobians per second (64 envs; `sim.jacobian`: substep Jacobians from adjoint
+  sweeps on qacc, chained; and by columns through the tangent kernel) against MuJoCo's
   ``mjd_transitionFD`` (centred differences) chained over the substeps of a control step;
 * MuJoCo's own forward (``mj_step`` x substeps) on the same model file and state;
 * kernel launches per control step;
@@ -272,7 +272,8 @@ def main(argv=None):
                  f"{r['fv']:.0f} | {r['fwd'] / r['fv']:.2f} | {r['fr']:.0f} | {r['fwd'] / r['fr']:.2f} | {r['fwd_wall']:.0f} | {r['fv_wall']:.0f} | "
                  f"{r['mj_fwd']:.0f} | {r['fwd'] / r['mj_fwd']:.2f} |")
     L += ["", "Exact full one-step Jacobians ([ds, ds] and [ds, da]) per CPU second at the largest batch: "
-          "`sim.jacobian` (by rows: ds unit cotangents through the adjoint kernel) and, side by side, the same "
+          "`sim.jacobian` (each substep's Jacobian from nv adjoint sweeps with unit cotangents on qacc, chained "
+          "with batched matmuls; with M cached, ds rows through the adjoint kernel) and, side by side, the same "
           "Jacobians by columns (ds + dc unit JVP probes through the tangent kernel, `Simulator.jacobian`), "
           "against MuJoCo's `mjd_transitionFD` (centred differences, eps 1e-6) once per substep, chained "
           "into a control-step Jacobian, from the landed state and from a free state (reset raised 1 m: no "
@@ -288,7 +289,7 @@ def main(argv=None):
                      f"{r['mj_jac_free']:.0f} | {r['jac_free'] / r['mj_jac_free']:.2f} "
                      f"({r['jacf_free'] / r['mj_jac_free']:.2f}) |")
     if comp:
-        L += ["", f"Compile (generic kernels: forward, adjoint, tangent, float64), CPU seconds in subprocesses: cold, "
+        L += ["", f"Compile (generic kernels: forward, adjoint, tangent, substep Jacobians, float64), CPU seconds in subprocesses: cold, "
               f"with a fresh Taichi offline cache, every task above in one process: **{comp[0]:.1f} s**. Warm start "
               "(make the env, one step, VJP and Jacobian, interpreter and imports included): "
               + ", ".join(f"{t} {v:.1f} s" for t, v in comp[1].items()) + "."]
