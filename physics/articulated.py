@@ -117,8 +117,7 @@ def _fluid_box(body):
 #: them); the forward keeps them (up to 17% faster, and 18 CPU-s to compile).
 #: docs/benchmarks_articulated.md, session 8.
 COMPILE_OPTIONS = {"forward": {}, "adjoint": {"advanced_optimization": False},
-                   "tangent": {"advanced_optimization": False},
-                   "substep_jacobians": {"advanced_optimization": False}}
+                   "tangent": {"advanced_optimization": False}}
 
 
 @functools.lru_cache(maxsize=None)
@@ -407,7 +406,6 @@ class ArticulatedSim(Simulator):
         self._fwd = fast["forward"].bind(("forward", fp), fixed=(0, 1))
         self._adj = fast["adjoint"].bind(("adjoint", fp), fixed=(0, 1))
         self._tan = fast["tangent"].bind(("tangent", fp), fixed=(0, 1))
-        self._sjac = fast["substep_jacobians"].bind(("substep_jacobians", fp), fixed=(0, 1))
         self._work = None
         self._dummy1 = torch.zeros(1, dtype=dtype, device=self.device)
         self._item = torch.empty((), dtype=dtype).element_size()  # bytes per entry
@@ -480,7 +478,7 @@ class ArticulatedSim(Simulator):
         if W is None:
             W = self._replay(tape.state, tape.ctrl, n)
             self.launches += 1
-        self._adj(self._I, self._P, tape.ctrl, gs.view(-1), gc, W, n, 1)
+        self._adj(self._I, self._P, tape.ctrl, gs.view(-1), gc, W, n, 1, 0)
         self.launches += 1
         return gs, gc.view(n, -1)[:, :self.nu]
 
@@ -502,33 +500,44 @@ class ArticulatedSim(Simulator):
         return out[:, 0] if single else out
 
     def jacobian(self, state, control):
-        """Full Jacobians ([N, ds, ds], [N, ds, dc]) of the control step.
+        """Full Jacobians ([N, ds, ds], [N, ds, dc]) of the control step, exact.
 
-        With M computed every substep: one replay, then one launch that forms every substep's
-        Jacobian from nv adjoint sweeps (unit cotangents on qacc; the integration's share is
-        local), chained here with batched matmuls. That is nv sweeps per substep where rows of the
-        whole step cost ds = nq + nv (docs/benchmarks_articulated.md, session 15). With M cached
-        across substeps the substeps are not separable (M's dependence on the first substep's
-        state runs through all of them), so the rows of the whole step are taken: the adjoint
-        kernel with the ds unit cotangents of each env."""
+        With M computed every substep, by substeps: one replay, then one adjoint launch that forms
+        every substep's Jacobian from nv sweeps (unit cotangents on qacc; the integration's share is
+        local), chained here with batched matmuls: nv sweeps per substep where the rows of the whole
+        step take ds = nq + nv (1.4-1.9x faster, docs/benchmarks_articulated.md, session 15). With
+        M cached across substeps they are not separable (M's dependence on the group's first state
+        runs through the group), so the whole step's rows are taken instead."""
         state, control = self.check_inputs(state, control)
-        n, ds = state.shape
-        ctrl = self._flat_ctrl(control)
         if self.mass_matrix_every > 1:
-            _check_index(n * ds * max(ds, self.nu, 1), f"{n} envs x {ds} Jacobian rows")
-            rows = torch.eye(ds, dtype=self.dtype, device=self.device).expand(n, ds, ds).contiguous()
-            gc = self._buf(n * ds * max(self.nu, 1))
-            W = self._replay(state, ctrl, n)
-            self._adj(self._I, self._P, ctrl, rows.view(-1), gc, W, n, ds)
-            self.launches += 2
-            return rows, gc.view(n, ds, -1)[:, :, :self.nu].contiguous()
+            return self._jacobian_by_rows(state, control)
+        return self._jacobian_by_substeps(state, control)
+
+    def _jacobian_by_rows(self, state, control):
+        """One replay, then the adjoint kernel with the ds unit cotangents of each env (reverse mode
+        costs ds sweeps where the probes of :meth:`Simulator.jacobian` cost ds + dc)."""
+        n, ds = state.shape
+        _check_index(n * ds * max(ds, self.nu, 1), f"{n} envs x {ds} Jacobian rows")
+        ctrl = self._flat_ctrl(control)
+        rows = torch.eye(ds, dtype=self.dtype, device=self.device).expand(n, ds, ds).contiguous()
+        gc = self._buf(n * ds * max(self.nu, 1))
+        W = self._replay(state, ctrl, n)
+        self._adj(self._I, self._P, ctrl, rows.view(-1), gc, W, n, ds, 0)
+        self.launches += 2
+        return rows, gc.view(n, ds, -1)[:, :, :self.nu].contiguous()
+
+    def _jacobian_by_substeps(self, state, control):
+        """One replay, one adjoint launch writing every substep's Jacobian, then their product."""
+        n, ds = state.shape
         S, nc = self.substeps, ds + self.nu
         _check_index(n * S * ds * nc, f"{n} envs x {S} substep Jacobians")
+        ctrl = self._flat_ctrl(control)
         W = self._replay(state, ctrl, n)
         js = self._buf(n, S, ds, nc)
-        self._sjac(self._I, self._P, ctrl, js.view(-1), W, n)
+        scratch = self._buf(n * self.nv * max(self.nu, 1))
+        self._adj(self._I, self._P, ctrl, js.view(-1), scratch, W, n, self.nv, 1)
         self.launches += 2
-        # the control step's Jacobian: T <- J_s T, the control columns also collecting J_s's own
+        # the control step's: T <- J_s T, the control columns also collecting J_s's own
         T = js[:, 0]
         for s in range(1, S):
             T = torch.bmm(js[:, s, :, :ds], T)

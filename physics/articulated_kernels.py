@@ -25,11 +25,11 @@ The substep is a pipeline of stage functions in MJX's order, each followed by it
 
 The forward kernel runs the substeps; with ``keep`` it leaves every substep's intermediates in
 its own workspace block, and the adjoint kernel walks those blocks backwards (the tangent
-kernel forwards, one probe after another). The substep-Jacobian kernel reads the same blocks and
-writes each substep's full Jacobian: the rows of d qacc / d (state, control) from one adjoint
-sweep per dof (unit cotangents on qacc), then the integration's local share
-(integrate_jacobian), so a control step's Jacobian costs NV sweeps per substep and a chain of
-small matrix products, where rows of the whole step cost NQ + NV sweeps. The solve's adjoint reuses the factors:
+kernel forwards, one probe after another). For full Jacobians the adjoint kernel can instead
+write each substep's own: the rows of d qacc / d (state, control) from one adjoint sweep per dof
+(unit cotangents on qacc), then the integration's local share (integrate_jacobian); a control
+step's Jacobian then costs NV sweeps per substep and a chain of small matrix products, where the
+rows of the whole step cost NQ + NV sweeps. The solve's adjoint reuses the factors:
 tau_bar = M^-1 qacc_bar, M_bar = -tau_bar qacc^T. The adjoints of the tree stages (kinematics,
 body_inertias, gravity, bias_forces, -S.F in joint_forces, mass_matrix) are two passes over the
 bodies instead of one per stage: tree_adjoint_down (the spatial velocities alpha = J tau_bar and
@@ -1771,21 +1771,23 @@ def kernels(fp: str):
 
     @ti.func
     def substep_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
-                        GU: ti.template(), ge, s):
+                        GU: ti.template(), ge, s, qacc_row):
         """W_GXN (cotangent of substep s's output) -> W_GX; adds the control's share to GU[ge:].
         Needs the primal intermediates of the same substep in W. With M cached over MMK substeps,
         M's cotangent is summed in W_GMC from the group's last substep back to the one that
-        computed M, and goes into that substep's state there."""
+        computed M, and goes into that substep's state there. With qacc_row >= 0 the cotangent is
+        the unit one on qacc[qacc_row] instead (GU[ge:] zeroed first), and W_GX and GU[ge:] end up
+        holding that row of d qacc / d (state, control)."""
         for k in range(I[h_["W_GZERO"]], I[h_["W_GZEND"]]):
             W[wa + k] = F(0.0)
-        integrate_adjoint(I, P, W, w, wa)
-        qacc_adjoint(I, P, W, w, wa, U, ue, GU, ge, s)
-
-    @ti.func
-    def qacc_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
-                     GU: ti.template(), ge, s):
-        """W_GTAU (qacc's cotangent) -> adds d qacc / d state's share to W_GX and the control's to
-        GU[ge:]: the solve's adjoint, then the dynamics' (the accumulators zeroed before)."""
+        if qacc_row < 0:
+            integrate_adjoint(I, P, W, w, wa)
+        else:
+            for d in range(I[NV]):
+                W[wa + I[h_["W_GTAU"]] + d] = F(0.0)
+            W[wa + I[h_["W_GTAU"]] + qacc_row] = F(1.0)
+            for k in range(I[NU]):
+                GU[ge + k] = F(0.0)
         solve(I, W, w, wa + I[h_["W_GTAU"]])
         mk = I[h_["MMK"]]
         ov = w + I[h_["W_QACC"]]  # v = qacc: M's cotangent -u v^T in the tree passes
@@ -1876,29 +1878,51 @@ def kernels(fp: str):
                 OUT[e * nx + k] = W[w + I[h_["W_XN"]] + k]
 
     @ti.kernel
-    def adjoint(I: arr_i, P: arr_f, U: arr_f, GX: arr_f, GU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32):
+    def adjoint(I: arr_i, P: arr_f, U: arr_f, GX: arr_f, GU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32,
+                by_substep: ti.i32):
         """GX[e, k] <- GX[e, k]^T d step / d state, GU[e, k] = GX[e, k]^T d step / d control, for the
         npr cotangents k of env e (rows of the Jacobian when they are unit vectors), from the
         intermediates a forward launch with keep left in W. Substep-major like the tangent: each
         substep's intermediates are read once for all of an env's cotangents (cotangent-major when
-        M is cached: its cotangent is summed across substeps, one cotangent at a time)."""
+        M is cached: its cotangent is summed across substeps, one cotangent at a time).
+
+        With by_substep (M computed every substep, npr = NV): GX receives every substep's Jacobian
+        instead, [n, S, NX, NX + NU] (d next state / d (state, control), row-major). The npr
+        sweeps of a substep take unit cotangents on qacc; their rows of d qacc / d (state, control)
+        go to W_JA (GU is their scratch), and integrate_jacobian adds the integration's local
+        share: NV sweeps per substep where the rows of the whole step take NX."""
         for e in range(n):
             nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
+            nc = nx + nu
             wa = n * S * wp + e * (ws - wp) - wp
+            ja, gx = wa + I[h_["W_JA"]], wa + I[h_["W_GX"]]
             for k in range(npr * nu):
                 GU[e * npr * nu + k] = F(0.0)
             npa, npb = probe_order(I, npr)
             for pa in range(npa):
                 for ss in range(S):
                     s = S - 1 - ss
+                    w = (e * S + s) * wp
                     for pb in range(npb):
                         pr = pa * npb + pb
-                        o = (e * npr + pr) * nx
-                        for k in range(nx):
-                            W[wa + I[h_["W_GXN"]] + k] = GX[o + k]
-                        substep_adjoint(I, P, W, (e * S + s) * wp, wa, U, e * nu, GU, (e * npr + pr) * nu, s)
-                        for k in range(nx):
-                            GX[o + k] = W[wa + I[h_["W_GX"]] + k]
+                        o, ge = (e * npr + pr) * nx, (e * npr + pr) * nu
+                        row = -1
+                        if by_substep != 0:
+                            row = pr
+                        else:
+                            for k in range(nx):
+                                W[wa + I[h_["W_GXN"]] + k] = GX[o + k]
+                        substep_adjoint(I, P, W, w, wa, U, e * nu, GU, ge, s, row)
+                        if by_substep != 0:
+                            for k in range(nx):
+                                W[ja + pr * nc + k] = W[gx + k]
+                            for k in range(nu):
+                                W[ja + pr * nc + nx + k] = GU[ge + k]
+                        else:
+                            for k in range(nx):
+                                GX[o + k] = W[gx + k]
+                    if by_substep != 0:
+                        integrate_jacobian(I, P, W, w, ja, nc, GX, (e * S + s) * nx * nc)
 
     @ti.kernel
     def tangent(I: arr_i, P: arr_f, U: arr_f, TX: arr_f, TU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32):
@@ -1920,30 +1944,4 @@ def kernels(fp: str):
                         for k in range(nx):
                             TX[o + k] = W[wa + I[h_["W_GXN"]] + k]
 
-    @ti.kernel
-    def substep_jacobians(I: arr_i, P: arr_f, U: arr_f, JS: arr_f, W: arr_f, n: ti.i32):
-        """JS[e, s] = the Jacobian of substep s of env e, [NX, NX + NU] (d next state / d (state,
-        control), row-major), from the intermediates a forward launch with keep left in W (M computed
-        every substep). Per substep: NV adjoint sweeps with unit cotangents on qacc give the rows of
-        d qacc / d (state, control) (W_JA); the integration's share is local (integrate_jacobian)."""
-        for e in range(n):
-            nx, nu, nv, S, wp, ws = I[NX], I[NU], I[NV], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
-            nc = nx + nu
-            wa = n * S * wp + e * (ws - wp) - wp
-            ja, gx, gt = wa + I[h_["W_JA"]], wa + I[h_["W_GX"]], wa + I[h_["W_GTAU"]]
-            for s in range(S):
-                w = (e * S + s) * wp
-                for i in range(nv):
-                    for k in range(I[h_["W_GZERO"]], I[h_["W_GZEND"]]):
-                        W[wa + k] = F(0.0)
-                    for d in range(nv):
-                        W[gt + d] = F(0.0)
-                    W[gt + i] = F(1.0)
-                    for k in range(nu):
-                        W[ja + i * nc + nx + k] = F(0.0)
-                    qacc_adjoint(I, P, W, w, wa, U, e * nu, W, ja + i * nc + nx, s)
-                    for k in range(nx):
-                        W[ja + i * nc + k] = W[gx + k]
-                integrate_jacobian(I, P, W, w, ja, nc, JS, (e * S + s) * nx * nc)
-
-    return {"forward": forward, "adjoint": adjoint, "tangent": tangent, "substep_jacobians": substep_jacobians}
+    return {"forward": forward, "adjoint": adjoint, "tangent": tangent}

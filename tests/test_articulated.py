@@ -154,8 +154,7 @@ def test_derivative_kernels_compile_with_their_own_options_and_leave_the_process
     with pytest.raises(ZeroDivisionError):
         boom(1)
     assert cfg.advanced_optimization  # restored when the call raises too
-    assert sim._adj.fast.compile_options == {"advanced_optimization": False} == sim._tan.fast.compile_options \
-        == sim._sjac.fast.compile_options
+    assert sim._adj.fast.compile_options == {"advanced_optimization": False} == sim._tan.fast.compile_options
     assert sim._fwd.fast.compile_options == {}
     _, tape = sim.step(s, c, record=True)
     sim.vjp_tape(tape, torch.ones_like(s))
@@ -244,9 +243,9 @@ def test_forward_reads_no_scratch_it_did_not_write(paths, name):
 
 @pytest.mark.parametrize("name", list(MODELS) + ["drop"])
 def test_substep_jacobians_read_no_scratch_they_did_not_write(paths, name):
-    """The substep-Jacobian kernel zeroes the adjoint's accumulators before each sweep and stores
-    its other slots (the rows of d qacc, every output entry) before reading them: NaN in all of its
-    scratch and in the output buffer beforehand changes no bit."""
+    """By substeps, the adjoint kernel zeroes its accumulators before each sweep and stores its other
+    slots (the rows of d qacc, the control shares' scratch, every output entry) before reading them:
+    NaN in all of its scratch and in the output buffers beforehand changes no bit."""
     sim, s, c, _ = _limited_sim_and_inputs(paths, name, 2, seed=5)
     ctrl = sim._flat_ctrl(c)
     size = 2 * sim.substeps * sim.state_dim * (sim.state_dim + sim.nu)
@@ -255,7 +254,8 @@ def test_substep_jacobians_read_no_scratch_they_did_not_write(paths, name):
         W = sim._replay(s, ctrl, 2)
         W[2 * sim.substeps * sim.tables.head["W_GXN"]:] = fill
         js = torch.full((size,), fill, dtype=torch.float64)
-        sim._sjac(sim._I, sim._P, ctrl, js, W, 2)
+        scratch = torch.full((2 * sim.nv * max(sim.nu, 1),), fill, dtype=torch.float64)
+        sim._adj(sim._I, sim._P, ctrl, js, scratch, W, 2, sim.nv, 1)
         out.append(js)
     assert torch.isfinite(out[0]).all() and torch.equal(out[0], out[1])
 
@@ -359,8 +359,7 @@ def test_cached_mass_matrix_derivatives_are_exact(paths, name):
 
 def test_every_model_runs_on_one_compiled_kernel_set(paths):
     """The kernels read the model as data: models of every kind (hinge/slide/free joints, tendons,
-    servos, fluid, contact) share one compiled forward, adjoint, tangent and substep-Jacobian kernel
-    per float type, and a
+    servos, fluid, contact) share one compiled forward, adjoint and tangent per float type, and a
     new model compiles nothing; each call is one launch whatever the model size."""
     from mbmix_taichi.physics import articulated_kernels as ak
     from mbmix_taichi.physics.articulated import ContactParams
@@ -374,7 +373,7 @@ def test_every_model_runs_on_one_compiled_kernel_set(paths):
         out, tape = sim.step(s, c, record=True)
         sim.vjp_tape(tape, torch.ones_like(s))
         sim.jvp(s, c, torch.ones_like(s), torch.ones_like(c))
-        sim.jacobian(s, c)
+        sim.jacobian(s, c)  # the adjoint kernel again (by substeps)
         assert sim.launches - before == 6 and torch.isfinite(out).all()
         now = {k: len(v._primal.compiled_kernels) for k, v in ak.kernels("f64").items()}
         assert all(n == 1 for n in now.values()), now

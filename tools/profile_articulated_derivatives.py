@@ -63,7 +63,7 @@ STAGES = {  # kernel -> stage name -> the call in substep[_<kernel>] that the va
 }
 ZERO = """        for k in range(I[h_["W_GZERO"]], I[h_["W_GZEND"]]):
             W[wa + k] = F(0.0)
-        integrate_adjoint"""
+        if qacc_row < 0:"""
 
 
 def variant_module(kernel: str, skip: str):
@@ -75,7 +75,7 @@ def variant_module(kernel: str, skip: str):
     if skip == "zero":
         assert ZERO in src, "the adjoint's zeroing loop moved: update this tool"
         src = src.replace(ZERO, "        if ti.static(False):\n            for k in range(I[h_[\"W_GZERO\"]], I[h_[\"W_GZEND\"]]):"
-                                "\n                W[wa + k] = F(0.0)\n        integrate_adjoint", 1)
+                                "\n                W[wa + k] = F(0.0)\n        if qacc_row < 0:", 1)
     elif skip != "none":
         call = STAGES[kernel][skip] + "\n"
         start = src.index("def substep(" if kernel == "forward" else f"def substep_{kernel}(")
@@ -154,7 +154,7 @@ def main():
 
         def launch(k):
             work.copy_(seed.view(-1))
-            k(sim._I, sim._P, ctrl, work, extra, W, N, per)
+            k(sim._I, sim._P, ctrl, work, extra, W, N, per, *((0,) if args.kernel == "adjoint" else ()))
         call = {v: (lambda k=k: launch(k)) for v, k in kernels.items()}
     for f in call.values():
         f()  # compile
