@@ -1732,9 +1732,8 @@ def kernels(fp: str):
                         JS[r + k] = hh * JS[rv + i * nc + k]
                     JS[r + qa + i] += F(1.0)
                 q0, w1 = ld4(W, x + qa + 3), ld3(W, xn + nq + d + 3)
-                for a in ti.static(range(4)):
-                    go = ti.Vector([0.0, 0.0, 0.0, 0.0], dt=F)
-                    go[a] = F(1.0)
+                for a in range(4):  # (a runtime loop: one inlined copy of the quaternion's adjoint)
+                    go = ti.Vector([ti.cast(a == 0, F), ti.cast(a == 1, F), ti.cast(a == 2, F), ti.cast(a == 3, F)])
                     gq0, gw1 = quat_step_adjoint(q0, w1, hh, go)
                     r = o + (qa + 3 + a) * nc
                     for k in range(nc):
