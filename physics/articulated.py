@@ -44,8 +44,9 @@ intermediates in its tape, so its VJP is one adjoint launch; while the live tape
 intermediates would pass `tape_budget` bytes (a long BPTT window of a big model), a recorded
 step keeps only its input and its VJP first replays the step (bit-identical) to get them back
 (two launches). A JVP batch replays the step, then runs the tangent kernel (two launches); a
-full Jacobian replays the step, then runs the adjoint kernel with ds unit cotangents per env
-(two launches: ds adjoint sweeps cost less than ds + dc tangent probes).
+full Jacobian replays the step, then runs the adjoint kernel once: every substep's Jacobian from
+nv sweeps with unit cotangents on qacc, chained with batched matmuls (two launches; with M cached
+across substeps, ds unit cotangents through the whole step instead).
 """
 from __future__ import annotations
 
