@@ -207,6 +207,17 @@ class ArticulatedTables:
         for b in range(nb - 1, 0, -1):
             sub[b].append(b)
             sub[bodies[b].parent].extend(sub[b])
+        # the bodies a unit cotangent on tau at a dof of body f reaches (kernels' `reached`): 2 in
+        # f's subtree, 1 an ancestor of f, 0 neither; spatial tendons tie bodies across the tree
+        rel = [[2] * nb for _ in range(nb)]
+        if not model.spatial_tendons:
+            for f in range(nb):
+                rel[f] = [2 if b in sub[f] else 0 for b in range(nb)]
+                a = bodies[f].parent
+                while a > 0:
+                    rel[f][a] = 1
+                    a = bodies[a].parent
+        table(ints, "B_REL", [r for row in rel for r in row])
         masses = [float(bd.mass) for bd in bodies]
         table(floats, "B_POS", flat([bd.pos for bd in bodies], 3))
         table(floats, "B_ROT", flat([quat_to_mat(bd.quat) for bd in bodies], 9))

@@ -55,7 +55,7 @@ HEADER = [
     "B_PARENT", "B_JADR", "B_JNUM", "B_DADR", "B_DNUM", "J_TYPE", "J_QADR", "J_DADR", "J_LIMITED",
     "D_BODY", "D_PARENT", "PT_BODY", "PT_KIND", "T_ADR", "T_NUM", "T_LIMITED", "TJ_QADR", "TJ_DADR",
     "A_PADR", "A_PNUM", "A_SERVO", "A_CLIP", "AP_QADR", "AP_DADR", "ST_ADR", "ST_NUM", "ST_LIMITED", "SG_B1",
-    "SG_B2",
+    "SG_B2", "B_REL",
     # float tables
     "B_POS", "B_ROT", "B_MASS", "B_IPOS", "B_INERTIA", "B_GSCALE", "J_AXIS", "J_POS", "J_REF",
     "J_STIFF", "J_SPRINGREF", "J_LO", "J_HI", "J_FRIC", "D_DAMP", "D_DIAG", "PT_POS", "PT_DIST", "PT_ROT",
@@ -102,10 +102,17 @@ def kernels(fp: str):
         for k in ti.static(range(3)):
             A[o + k] = v[k]
 
+    # Taichi makes an augmented assignment to an array element (A[i] += v) an atomic operation, a
+    # compare-and-swap loop on the CPU for floats: 2-3x slower than a load and a store, and never
+    # needed here (each env's slots belong to one thread). Every accumulation goes through these.
+    @ti.func
+    def addto(A: ti.template(), o, v):
+        A[o] = A[o] + v
+
     @ti.func
     def add3(A: ti.template(), o, v):
         for k in ti.static(range(3)):
-            A[o + k] += v[k]
+            addto(A, o + k, v[k])
 
     @ti.func
     def ld4(A: ti.template(), o):
@@ -124,7 +131,7 @@ def kernels(fp: str):
     @ti.func
     def add33(A: ti.template(), o, M):
         for i, k in ti.static(ti.ndrange(3, 3)):
-            A[o + 3 * i + k] += M[i, k]
+            addto(A, o + 3 * i + k, M[i, k])
 
     @ti.func
     def col(M, i):
@@ -205,6 +212,18 @@ def kernels(fp: str):
     @ti.func
     def scal(I: ti.template(), P: ti.template(), name_k):
         return P[I[h_["SCAL"]] + name_k]
+
+    @ti.func
+    def reached(I: ti.template(), fb, b):
+        """How body b takes part in an adjoint sweep whose cotangent is a unit one on tau at a dof
+        of body fb: 2 in fb's subtree (its wrench adjoint can be nonzero), 1 an ancestor of fb (it
+        only passes on what its children send up), 0 neither (all its adjoints are zero, so the
+        sweep skips it). fb < 0 (any other cotangent): 2 for every body. Models whose spatial
+        tendons tie bodies across the tree read 2 for every pair (B_REL)."""
+        r = 2
+        if fb >= 0:
+            r = I[I[h_["B_REL"]] + fb * I[NB] + b]
+        return r
 
     # ================================================================== the stages
     # Each stage of the substep, then its adjoint (reverse mode: from the cotangents of its
@@ -334,7 +353,7 @@ def kernels(fp: str):
                     a = col(R, i)
                     sv = p.cross(a)
                     qd = W[x + nq + dd]
-                    W[gx + nq + dd] += gVw.dot(a) + gVv.dot(sv)
+                    addto(W, gx + nq + dd, gVw.dot(a) + gVv.dot(sv))
                     gsw = ld3(W, gS + 6 * dd) + gVw * qd
                     gsv = ld3(W, gS + 6 * dd + 3) + gVv * qd
                     cw, cv, csw, csv = crm_adjoint(Vw, Vmv, a, sv, ld3(W, gSd + 6 * dd), ld3(W, gSd + 6 * dd + 3))
@@ -348,14 +367,14 @@ def kernels(fp: str):
                     for r in ti.static(range(3)):
                         gR[r, i] += g_a[r]
                 for i in ti.static(range(3)):
-                    W[gx + nq + d + i] += gVmv[i]
-                    W[gx + qa + i] += gp[i]
+                    addto(W, gx + nq + d + i, gVmv[i])
+                    addto(W, gx + qa + i, gp[i])
                 gu = quat_mat_adjoint(u, gR)
                 gq = (gu - u * u.dot(gu)) * inv
                 if n2 < F(1e-30):
                     gq = gu * inv
                 for i in ti.static(range(4)):
-                    W[gx + qa + 3 + i] += gq[i]
+                    addto(W, gx + qa + 3 + i, gq[i])
                 gR = ti.Matrix.zero(F, 3, 3)
                 gp = ti.Vector([0, 0, 0], dt=F)
                 gVw, gVv = gVmw, gVmv
@@ -374,7 +393,7 @@ def kernels(fp: str):
                     sw = a
                     sv = anchor.cross(a)
                 # V_out = V_in + S qd; Sd = crm(V_in, S)
-                W[gx + nq + d] += gVw.dot(sw) + gVv.dot(sv)
+                addto(W, gx + nq + d, gVw.dot(sw) + gVv.dot(sv))
                 gsw = ld3(W, gS + 6 * d) + gVw * qd
                 gsv = ld3(W, gS + 6 * d + 3) + gVv * qd
                 cw, cv, csw, csv = crm_adjoint(Vw, Vv, sw, sv, ld3(W, gSd + 6 * d), ld3(W, gSd + 6 * d + 3))
@@ -385,7 +404,7 @@ def kernels(fp: str):
                 if typ == SLIDE:
                     # p_out = p_in + a th; S = (0, a); R_out = R_in
                     g_a = gsv + gp * th
-                    W[gx + qa] += gp.dot(a)
+                    addto(W, gx + qa, gp.dot(a))
                     gR += g_a.outer_product(axis)
                 else:
                     # S = (a, anchor x a); p_out = anchor - R_out jp; R_out = R_in Rot(th)
@@ -400,7 +419,7 @@ def kernels(fp: str):
                     gth = F(0.0)
                     for r, s in ti.static(ti.ndrange(3, 3)):
                         gth += gRot[r, s] * dRot[r, s]
-                    W[gx + qa] += gth
+                    addto(W, gx + qa, gth)
                     gR = gRout @ Rot.transpose() + ganchor.outer_product(jp) + g_a.outer_product(axis)
                     gp = ganchor
         # R_b0 = R_par Rq_b; p_b0 = p_par + R_par pos_b; V_b0 = V_par
@@ -868,12 +887,13 @@ def kernels(fp: str):
         spatial_forces(I, P, W, w)
 
     @ti.func
-    def external_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+    def external_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, fb):
         """Fext enters F with a minus sign: its adjoint is -W_GF (the local wrench adjoint). Fluid,
-        contact and spatial tendons; gravity's share (into h = m c) is tree_adjoint_up's."""
+        contact and spatial tendons; gravity's share (into h = m c) is tree_adjoint_up's. Bodies
+        outside fb's subtree (see `reached`) have a zero wrench adjoint: skipped."""
         gF = wa + I[h_["W_GF"]]
         for b in range(1, I[NB]):
-            if I[h_["FLUID"]] != 0:
+            if I[h_["FLUID"]] != 0 and reached(I, fb, b) == 2:
                 Ri, c, rel, lw, lv, f, t, df, dt = fluid(I, P, W, w, b)
                 gn = -ld3(W, gF + 6 * b)
                 gfw = -ld3(W, gF + 6 * b + 3) + gn.cross(c)
@@ -893,6 +913,8 @@ def kernels(fp: str):
                       + gRi @ ld33(P, I[h_["FL_ROT"]] + 9 * b).transpose())
         ke, kd, kf, mu = scal(I, P, sc["KE"]), scal(I, P, sc["KD"]), scal(I, P, sc["KF"]), scal(I, P, sc["MU"])
         for k in range(I[NPT]):
+            if reached(I, fb, iget(I, h_["PT_BODY"], k)) != 2:
+                continue
             b, pt = contact_point(I, P, W, w, k)
             c = pt[2] - scal(I, P, sc["GROUND"])
             if c < 0:
@@ -1074,11 +1096,11 @@ def kernels(fp: str):
             par = iget(I, h_["B_PARENT"], b)
             if par > 0:
                 for k in range(6):
-                    W[oF + 6 * par + k] += W[oF + 6 * b + k]
+                    addto(W, oF + 6 * par + k, W[oF + 6 * b + k])
                 for k in range(3):
-                    W[oH + 3 * par + k] += W[oH + 3 * b + k]
+                    addto(W, oH + 3 * par + k, W[oH + 3 * b + k])
                 for k in range(9):
-                    W[oIb + 9 * par + k] += W[oIb + 9 * b + k]
+                    addto(W, oIb + 9 * par + k, W[oIb + 9 * b + k])
 
     @ti.func
     def sum_wrenches(I: ti.template(), W: ti.template(), oF):
@@ -1089,7 +1111,7 @@ def kernels(fp: str):
             par = iget(I, h_["B_PARENT"], b)
             if par > 0:
                 for k in range(6):
-                    W[oF + 6 * par + k] += W[oF + 6 * b + k]
+                    addto(W, oF + 6 * par + k, W[oF + 6 * b + k])
 
     @ti.func
     def joint_forces(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e):
@@ -1108,27 +1130,27 @@ def kernels(fp: str):
             if iget(I, h_["J_TYPE"], j) != FREE:
                 d = iget(I, h_["J_DADR"], j)
                 q = W[x + iget(I, h_["J_QADR"], j)]
-                W[ot + d] -= pget(I, P, h_["J_STIFF"], j) * (q - pget(I, P, h_["J_SPRINGREF"], j))
+                addto(W, ot + d, -(pget(I, P, h_["J_STIFF"], j) * (q - pget(I, P, h_["J_SPRINGREF"], j))))
                 if iget(I, h_["J_LIMITED"], j) != 0:
                     lo, hi = pget(I, P, h_["J_LO"], j), pget(I, P, h_["J_HI"], j)
                     if q < lo:
-                        W[ot + d] += lke * (lo - q) - lkd * W[x + nq + d]
+                        addto(W, ot + d, lke * (lo - q) - lkd * W[x + nq + d])
                     elif hi < q:
-                        W[ot + d] += lke * (hi - q) - lkd * W[x + nq + d]
+                        addto(W, ot + d, lke * (hi - q) - lkd * W[x + nq + d])
             if pget(I, P, h_["J_FRIC"], j) > 0:
                 c, _dc = friction(I, P, W, x, j)
-                W[ot + iget(I, h_["J_DADR"], j)] -= c * W[x + nq + iget(I, h_["J_DADR"], j)]
+                addto(W, ot + iget(I, h_["J_DADR"], j), -(c * W[x + nq + iget(I, h_["J_DADR"], j)]))
         for t in range(I[h_["NT"]]):
             f, _a, _b = tendon_force(I, P, W, x, t)
             for i in range(iget(I, h_["T_NUM"], t)):
                 ei = iget(I, h_["T_ADR"], t) + i
-                W[ot + iget(I, h_["TJ_DADR"], ei)] += pget(I, P, h_["TJ_COEF"], ei) * f
+                addto(W, ot + iget(I, h_["TJ_DADR"], ei), pget(I, P, h_["TJ_COEF"], ei) * f)
         for k in range(I[NU]):
             force, _g, _b1, _b2 = actuator_force(I, P, W, x, U, e * I[NU], k)
             gear = pget(I, P, h_["A_GEAR"], k)
             for i in range(iget(I, h_["A_PNUM"], k)):
                 ei = iget(I, h_["A_PADR"], k) + i
-                W[ot + iget(I, h_["AP_DADR"], ei)] += gear * pget(I, P, h_["AP_COEF"], ei) * force
+                addto(W, ot + iget(I, h_["AP_DADR"], ei), gear * pget(I, P, h_["AP_COEF"], ei) * force)
 
     @ti.func
     def joint_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
@@ -1148,17 +1170,17 @@ def kernels(fp: str):
                 qa = iget(I, h_["J_QADR"], j)
                 q = W[x + qa]
                 g = W[gt + d]
-                W[gx + qa] -= pget(I, P, h_["J_STIFF"], j) * g
+                addto(W, gx + qa, -(pget(I, P, h_["J_STIFF"], j) * g))
                 if iget(I, h_["J_LIMITED"], j) != 0:
                     if q < pget(I, P, h_["J_LO"], j) or pget(I, P, h_["J_HI"], j) < q:
-                        W[gx + qa] -= lke * g
-                        W[gx + nq + d] -= lkd * g
+                        addto(W, gx + qa, -(lke * g))
+                        addto(W, gx + nq + d, -(lkd * g))
             if pget(I, P, h_["J_FRIC"], j) > 0:
                 # tau's -c qvel, and M's h c on the diagonal (implicit, like damping), whose adjoint
                 # is M_bar[d, d] h dc = -tau_bar[d] qacc[d] h dc
                 d = iget(I, h_["J_DADR"], j)
                 c, dc = friction(I, P, W, x, j)
-                W[gx + nq + d] -= (c + dc * (W[x + nq + d] + hh * W[oq + d])) * W[gt + d]
+                addto(W, gx + nq + d, -((c + dc * (W[x + nq + d] + hh * W[oq + d])) * W[gt + d]))
         for t in range(I[h_["NT"]]):
             _f, a, bb = tendon_force(I, P, W, x, t)
             gf = F(0.0)
@@ -1168,8 +1190,8 @@ def kernels(fp: str):
             for i in range(iget(I, h_["T_NUM"], t)):
                 ei = iget(I, h_["T_ADR"], t) + i
                 cf = pget(I, P, h_["TJ_COEF"], ei)
-                W[gx + iget(I, h_["TJ_QADR"], ei)] += cf * a * gf
-                W[gx + nq + iget(I, h_["TJ_DADR"], ei)] += cf * bb * gf
+                addto(W, gx + iget(I, h_["TJ_QADR"], ei), cf * a * gf)
+                addto(W, gx + nq + iget(I, h_["TJ_DADR"], ei), cf * bb * gf)
         for k in range(I[NU]):
             _force, g, b1, b2 = actuator_force(I, P, W, x, U, ue, k)
             gear = pget(I, P, h_["A_GEAR"], k)
@@ -1177,12 +1199,12 @@ def kernels(fp: str):
             for i in range(iget(I, h_["A_PNUM"], k)):
                 ei = iget(I, h_["A_PADR"], k) + i
                 gf += gear * pget(I, P, h_["AP_COEF"], ei) * W[gt + iget(I, h_["AP_DADR"], ei)]
-            GU[ge + k] += g * gf
+            addto(GU, ge + k, g * gf)
             for i in range(iget(I, h_["A_PNUM"], k)):
                 ei = iget(I, h_["A_PADR"], k) + i
                 cf = pget(I, P, h_["AP_COEF"], ei)
-                W[gx + iget(I, h_["AP_QADR"], ei)] += b1 * cf * gf
-                W[gx + nq + iget(I, h_["AP_DADR"], ei)] += b2 * cf * gf
+                addto(W, gx + iget(I, h_["AP_QADR"], ei), b1 * cf * gf)
+                addto(W, gx + nq + iget(I, h_["AP_DADR"], ei), b2 * cf * gf)
 
     @ti.func
     def joint_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
@@ -1204,14 +1226,14 @@ def kernels(fp: str):
                 d = iget(I, h_["J_DADR"], j)
                 qa = iget(I, h_["J_QADR"], j)
                 q = W[x + qa]
-                W[tt + d] -= pget(I, P, h_["J_STIFF"], j) * W[tx + qa]
+                addto(W, tt + d, -(pget(I, P, h_["J_STIFF"], j) * W[tx + qa]))
                 if iget(I, h_["J_LIMITED"], j) != 0:
                     if q < pget(I, P, h_["J_LO"], j) or pget(I, P, h_["J_HI"], j) < q:
-                        W[tt + d] -= lke * W[tx + qa] + lkd * W[tx + nq + d]
+                        addto(W, tt + d, -(lke * W[tx + qa] + lkd * W[tx + nq + d]))
             if pget(I, P, h_["J_FRIC"], j) > 0:
                 d = iget(I, h_["J_DADR"], j)
                 c, dc = friction(I, P, W, x, j)
-                W[tt + d] -= (c + dc * W[x + nq + d]) * W[tx + nq + d]
+                addto(W, tt + d, -((c + dc * W[x + nq + d]) * W[tx + nq + d]))
         for t in range(I[h_["NT"]]):
             _f, a, bb = tendon_force(I, P, W, x, t)
             df = F(0.0)
@@ -1221,7 +1243,7 @@ def kernels(fp: str):
                 df += cf * (a * W[tx + iget(I, h_["TJ_QADR"], ei)] + bb * W[tx + nq + iget(I, h_["TJ_DADR"], ei)])
             for i in range(iget(I, h_["T_NUM"], t)):
                 ei = iget(I, h_["T_ADR"], t) + i
-                W[tt + iget(I, h_["TJ_DADR"], ei)] += pget(I, P, h_["TJ_COEF"], ei) * df
+                addto(W, tt + iget(I, h_["TJ_DADR"], ei), pget(I, P, h_["TJ_COEF"], ei) * df)
         for k in range(I[NU]):
             _force, g, b1, b2 = actuator_force(I, P, W, x, U, ue, k)
             gear = pget(I, P, h_["A_GEAR"], k)
@@ -1232,7 +1254,7 @@ def kernels(fp: str):
                 dforce += cf * (b1 * W[tx + iget(I, h_["AP_QADR"], ei)] + b2 * W[tx + nq + iget(I, h_["AP_DADR"], ei)])
             for i in range(iget(I, h_["A_PNUM"], k)):
                 ei = iget(I, h_["A_PADR"], k) + i
-                W[tt + iget(I, h_["AP_DADR"], ei)] += gear * pget(I, P, h_["AP_COEF"], ei) * dforce
+                addto(W, tt + iget(I, h_["AP_DADR"], ei), gear * pget(I, P, h_["AP_COEF"], ei) * dforce)
 
     @ti.func
     def crba_column(I: ti.template(), P: ti.template(), W: ti.template(), w, j):
@@ -1257,13 +1279,13 @@ def kernels(fp: str):
             while i >= 0:
                 W[oM + j * nv + i] = ld3(W, oS + 6 * i).dot(fn) + ld3(W, oS + 6 * i + 3).dot(ff)
                 i = iget(I, h_["D_PARENT"], i)
-            W[oM + j * nv + j] += pget(I, P, h_["D_DIAG"], j)
+            addto(W, oM + j * nv + j, pget(I, P, h_["D_DIAG"], j))
         hh = scal(I, P, sc["H"])
         for j in range(I[NJ]):
             if pget(I, P, h_["J_FRIC"], j) > 0:  # smoothed dry friction is implicit, like damping
                 c, _dc = friction(I, P, W, w + I[h_["W_X"]], j)
                 d = iget(I, h_["J_DADR"], j)
-                W[oM + d * nv + d] += hh * c
+                addto(W, oM + d * nv + d, hh * c)
 
     @ti.func
     def twist_pair(I: ti.template(), W: ti.template(), o, oS1, c1, oS2, c2, b):
@@ -1288,7 +1310,7 @@ def kernels(fp: str):
         return aw, av, bw, bv
 
     @ti.func
-    def tree_adjoint_down(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov):
+    def tree_adjoint_down(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, fb):
         """The first half of the adjoint of tau = -S.F (RNEA) and of M (CRBA), a pass down the tree.
         With u = tau_bar and v = qacc, let alpha_b = J_b u and beta_b = J_b v be the spatial
         velocities body b would have at joint velocities u and v (into W_MAB, 12 per body). The
@@ -1304,12 +1326,16 @@ def kernels(fp: str):
         for k in range(12):
             W[oAB + k] = F(0.0)  # the world: alpha = beta = 0
         for b in range(1, I[NB]):
-            aw, av, _bw, _bv = twist_pair(I, W, oAB, oS, gt, oS, oq, b)
-            st3(W, gF + 6 * b, -aw)
-            st3(W, gF + 6 * b + 3, -av)
+            if reached(I, fb, b) != 0:
+                aw, av, _bw, _bv = twist_pair(I, W, oAB, oS, gt, oS, oq, b)
+                st3(W, gF + 6 * b, -aw)
+                st3(W, gF + 6 * b + 3, -av)
+            else:
+                for k in range(6):
+                    W[gF + 6 * b + k] = F(0.0)
 
     @ti.func
-    def tree_adjoint_up(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, cached):
+    def tree_adjoint_up(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, cached, fb):
         """The rest of the adjoints of RNEA, CRBA, the body inertias and the kinematics, one pass
         up the tree, body by body (children first, so each body's adjoints are whole when it is
         reached): with gF = -alpha its own wrench adjoint (tree_adjoint_down),
@@ -1333,6 +1359,8 @@ def kernels(fp: str):
         grav = ti.Vector([scal(I, P, sc["GX"]), scal(I, P, sc["GY"]), scal(I, P, sc["GZ"])], dt=F)
         for bb in range(1, nb):
             b = nb - bb
+            if reached(I, fb, b) == 0:
+                continue
             m = pget(I, P, h_["B_MASS"], b)
             hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
             Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
@@ -1365,8 +1393,8 @@ def kernels(fp: str):
             for dd in range(iget(I, h_["B_DNUM"], b)):
                 d = da + dd
                 u, v, qd = W[gt + d], W[oq + d], W[x + nq + d]
-                W[gx + nq + d] += aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
-                    + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3)) - pget(I, P, h_["D_DAMP"], d) * u
+                addto(W, gx + nq + d, aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
+                    + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3)) - pget(I, P, h_["D_DAMP"], d) * u)
                 cw, cv = (gaw - Fn) * u + gbw * v, (gav - Ff) * u + gbv * v
                 if cached != 0:
                     cw += ld3(W, gCS + 6 * d)
@@ -1430,8 +1458,8 @@ def kernels(fp: str):
             da = iget(I, h_["B_DADR"], b)
             for dd in range(iget(I, h_["B_DNUM"], b)):
                 d = da + dd
-                W[tt + d] -= ld3(W, oS + 6 * d).dot(Fn) + ld3(W, oS + 6 * d + 3).dot(Ff) \
-                    + ld3(W, tS + 6 * d).dot(Gn) + ld3(W, tS + 6 * d + 3).dot(Gf)
+                addto(W, tt + d, -(ld3(W, oS + 6 * d).dot(Fn) + ld3(W, oS + 6 * d + 3).dot(Ff) \
+                    + ld3(W, tS + 6 * d).dot(Gn) + ld3(W, tS + 6 * d + 3).dot(Gf)))
             par = iget(I, h_["B_PARENT"], b)
             if par > 0:
                 o = oFG + 12 * par
@@ -1444,7 +1472,7 @@ def kernels(fp: str):
             if pget(I, P, h_["J_FRIC"], j) > 0:
                 _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
                 d = iget(I, h_["J_DADR"], j)
-                W[tt + d] -= hh * dc * W[wa + I[h_["W_GX"]] + I[NQ] + d] * W[oq + d]
+                addto(W, tt + d, -(hh * dc * W[wa + I[h_["W_GX"]] + I[NQ] + d] * W[oq + d]))
 
     # ---- a mass matrix cached over MMK substeps (dflex's MM_caching_frequency): substep s0 computes
     # and factors M, the next MMK - 1 substeps reuse it. Its cotangent sums over the substeps that
@@ -1458,10 +1486,10 @@ def kernels(fp: str):
         gm, gt, oq = wa + I[h_["W_GMC"]], wa + I[h_["W_GTAU"]], w + I[h_["W_QACC"]]
         for j in range(nv):
             uj, vj = W[gt + j], W[oq + j]
-            W[gm + j * nv + j] -= uj * vj
+            addto(W, gm + j * nv + j, -(uj * vj))
             i = iget(I, h_["D_PARENT"], j)
             while i >= 0:
-                W[gm + j * nv + i] -= uj * W[oq + i] + W[gt + i] * vj
+                addto(W, gm + j * nv + i, -(uj * W[oq + i] + W[gt + i] * vj))
                 i = iget(I, h_["D_PARENT"], i)
 
     @ti.func
@@ -1503,7 +1531,7 @@ def kernels(fp: str):
             if pget(I, P, h_["J_FRIC"], j) > 0:
                 _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
                 d = iget(I, h_["J_DADR"], j)
-                W[wa + I[h_["W_GX"]] + nq + d] += W[gm + d * nv + d] * hh * dc
+                addto(W, wa + I[h_["W_GX"]] + nq + d, W[gm + d * nv + d] * hh * dc)
 
     @ti.func
     def mass_matrix_cached_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, fresh):
@@ -1539,13 +1567,13 @@ def kernels(fp: str):
                 if pget(I, P, h_["J_FRIC"], j) > 0:
                     _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
                     d = iget(I, h_["J_DADR"], j)
-                    W[tm + d * nv + d] += hh * dc * W[wa + I[h_["W_GX"]] + I[NQ] + d]
+                    addto(W, tm + d * nv + d, hh * dc * W[wa + I[h_["W_GX"]] + I[NQ] + d])
         for j in range(nv):
-            W[tt + j] -= W[tm + j * nv + j] * W[oq + j]
+            addto(W, tt + j, -(W[tm + j * nv + j] * W[oq + j]))
             i = iget(I, h_["D_PARENT"], j)
             while i >= 0:
-                W[tt + j] -= W[tm + j * nv + i] * W[oq + i]
-                W[tt + i] -= W[tm + j * nv + i] * W[oq + j]
+                addto(W, tt + j, -(W[tm + j * nv + i] * W[oq + i]))
+                addto(W, tt + i, -(W[tm + j * nv + i] * W[oq + j]))
                 i = iget(I, h_["D_PARENT"], i)
 
     @ti.func
@@ -1560,29 +1588,36 @@ def kernels(fp: str):
                 tmp = W[oM + k * nv + i] / W[oM + k * nv + k]
                 j = i
                 while j >= 0:
-                    W[oM + i * nv + j] -= W[oM + k * nv + j] * tmp
+                    addto(W, oM + i * nv + j, -(W[oM + k * nv + j] * tmp))
                     j = iget(I, h_["D_PARENT"], j)
                 W[oM + k * nv + i] = tmp
                 i = iget(I, h_["D_PARENT"], i)
 
     @ti.func
-    def solve(I: ti.template(), W: ti.template(), w, ox):
-        """x <- M^-1 x with the factors in W_M (x at W[ox:ox+nv])."""
+    def solve(I: ti.template(), W: ti.template(), w, ox, nc):
+        """X <- M^-1 X with the factors in W_M, X [nv, nc] row-major at W[ox:] (a vector: nc = 1).
+        The dof tree is walked once, the columns are the inner loop."""
         nv = I[NV]
-        oM = w + I[h_["W_M"]]
+        oM, dp = w + I[h_["W_M"]], I[h_["D_PARENT"]]
         for kk in range(nv):
             k = nv - 1 - kk
-            i = iget(I, h_["D_PARENT"], k)
+            i = I[dp + k]
             while i >= 0:
-                W[ox + i] -= W[oM + k * nv + i] * W[ox + k]
-                i = iget(I, h_["D_PARENT"], i)
+                lki = W[oM + k * nv + i]
+                for c in range(nc):
+                    addto(W, ox + i * nc + c, -(lki * W[ox + k * nc + c]))
+                i = I[dp + i]
         for k in range(nv):
-            W[ox + k] /= W[oM + k * nv + k]
+            dk = W[oM + k * nv + k]
+            for c in range(nc):
+                W[ox + k * nc + c] = W[ox + k * nc + c] / (dk)
         for k in range(nv):
-            i = iget(I, h_["D_PARENT"], k)
+            i = I[dp + k]
             while i >= 0:
-                W[ox + k] -= W[oM + k * nv + i] * W[ox + i]
-                i = iget(I, h_["D_PARENT"], i)
+                lki = W[oM + k * nv + i]
+                for c in range(nc):
+                    addto(W, ox + k * nc + c, -(lki * W[ox + i * nc + c]))
+                i = I[dp + i]
 
     @ti.func
     def exp_coeffs(x2):
@@ -1660,20 +1695,20 @@ def kernels(fp: str):
             qa, d = iget(I, h_["J_QADR"], j), iget(I, h_["J_DADR"], j)
             if iget(I, h_["J_TYPE"], j) == FREE:
                 for i in ti.static(range(3)):
-                    W[gx + qa + i] += W[gxn + qa + i]
-                    W[gt + d + i] += hh * W[gxn + qa + i]
+                    addto(W, gx + qa + i, W[gxn + qa + i])
+                    addto(W, gt + d + i, hh * W[gxn + qa + i])
                 gq0, gw1 = quat_step_adjoint(ld4(W, x + qa + 3), ld3(W, xn + nq + d + 3), hh,
                                              ld4(W, gxn + qa + 3))
                 for i in ti.static(range(4)):
-                    W[gx + qa + 3 + i] += gq0[i]
+                    addto(W, gx + qa + 3 + i, gq0[i])
                 for i in ti.static(range(3)):
-                    W[gt + d + 3 + i] += gw1[i]
+                    addto(W, gt + d + 3 + i, gw1[i])
             else:
-                W[gx + qa] += W[gxn + qa]
-                W[gt + d] += hh * W[gxn + qa]
+                addto(W, gx + qa, W[gxn + qa])
+                addto(W, gt + d, hh * W[gxn + qa])
         for d in range(nv):
-            W[gx + nq + d] += W[gt + d]
-            W[gt + d] *= hh
+            addto(W, gx + nq + d, W[gt + d])
+            W[gt + d] = W[gt + d] * (hh)
 
     @ti.func
     def integrate_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
@@ -1721,7 +1756,7 @@ def kernels(fp: str):
             r = o + (nq + d) * nc
             for k in range(nc):
                 JS[r + k] = hh * W[ja + d * nc + k]
-            JS[r + nq + d] += F(1.0)
+            addto(JS, r + nq + d, F(1.0))
         for j in range(I[NJ]):
             qa, d = iget(I, h_["J_QADR"], j), iget(I, h_["J_DADR"], j)
             rv = o + (nq + d) * nc
@@ -1730,7 +1765,7 @@ def kernels(fp: str):
                     r = o + (qa + i) * nc
                     for k in range(nc):
                         JS[r + k] = hh * JS[rv + i * nc + k]
-                    JS[r + qa + i] += F(1.0)
+                    addto(JS, r + qa + i, F(1.0))
                 q0, w1 = ld4(W, x + qa + 3), ld3(W, xn + nq + d + 3)
                 for a in range(4):  # (a runtime loop: one inlined copy of the quaternion's adjoint)
                     go = ti.Vector([ti.cast(a == 0, F), ti.cast(a == 1, F), ti.cast(a == 2, F), ti.cast(a == 3, F)])
@@ -1740,12 +1775,12 @@ def kernels(fp: str):
                         JS[r + k] = gw1[0] * JS[rv + 3 * nc + k] + gw1[1] * JS[rv + 4 * nc + k] \
                             + gw1[2] * JS[rv + 5 * nc + k]
                     for b in ti.static(range(4)):
-                        JS[r + qa + 3 + b] += gq0[b]
+                        addto(JS, r + qa + 3 + b, gq0[b])
             else:
                 r = o + qa * nc
                 for k in range(nc):
                     JS[r + k] = hh * JS[rv + k]
-                JS[r + qa] += F(1.0)
+                addto(JS, r + qa, F(1.0))
 
     @ti.func
     def substep(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e, s, wm):
@@ -1765,29 +1800,35 @@ def kernels(fp: str):
         oq = w + I[h_["W_QACC"]]
         for d in range(I[NV]):
             W[oq + d] = W[w + I[h_["W_TAU"]] + d]
-        solve(I, W, w, oq)
+        solve(I, W, w, oq, 1)
         integrate(I, P, W, w)
 
     @ti.func
     def substep_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
-                        GU: ti.template(), ge, s, qacc_row):
+                        GU: ti.template(), ge, s, tau_row):
         """W_GXN (cotangent of substep s's output) -> W_GX; adds the control's share to GU[ge:].
         Needs the primal intermediates of the same substep in W. With M cached over MMK substeps,
         M's cotangent is summed in W_GMC from the group's last substep back to the one that
-        computed M, and goes into that substep's state there. With qacc_row >= 0 the cotangent is
-        the unit one on qacc[qacc_row] instead (GU[ge:] zeroed first), and W_GX and GU[ge:] end up
-        holding that row of d qacc / d (state, control)."""
+        computed M, and goes into that substep's state there.
+
+        With tau_row >= 0 the cotangent is instead the unit one on tau[tau_row] with qacc held
+        (GU[ge:] zeroed first): W_GX and GU[ge:] end up holding that row of
+        K = d (tau - M qacc) / d (state, control) at fixed qacc, and d qacc / d (state, control)
+        = M^-1 K. Such a sweep reaches only the subtree of tau_row's body and its ancestors: the
+        other bodies' adjoints are all zero, and it skips them (`reached`)."""
         for k in range(I[h_["W_GZERO"]], I[h_["W_GZEND"]]):
             W[wa + k] = F(0.0)
-        if qacc_row < 0:
+        fb = -1
+        if tau_row < 0:
             integrate_adjoint(I, P, W, w, wa)
+            solve(I, W, w, wa + I[h_["W_GTAU"]], 1)
         else:
             for d in range(I[NV]):
                 W[wa + I[h_["W_GTAU"]] + d] = F(0.0)
-            W[wa + I[h_["W_GTAU"]] + qacc_row] = F(1.0)
+            W[wa + I[h_["W_GTAU"]] + tau_row] = F(1.0)
             for k in range(I[NU]):
                 GU[ge + k] = F(0.0)
-        solve(I, W, w, wa + I[h_["W_GTAU"]])
+            fb = iget(I, h_["D_BODY"], tau_row)
         mk = I[h_["MMK"]]
         ov = w + I[h_["W_QACC"]]  # v = qacc: M's cotangent -u v^T in the tree passes
         fresh = 0
@@ -1801,9 +1842,9 @@ def kernels(fp: str):
                 fresh = 1
                 mass_matrix_adjoint(I, P, W, w, wa)
         joint_forces_adjoint(I, P, W, w, wa, U, ue, GU, ge, ov)
-        tree_adjoint_down(I, P, W, w, wa, ov)
-        external_forces_adjoint(I, P, W, w, wa)
-        tree_adjoint_up(I, P, W, w, wa, ov, fresh)
+        tree_adjoint_down(I, P, W, w, wa, ov, fb)
+        external_forces_adjoint(I, P, W, w, wa, fb)
+        tree_adjoint_up(I, P, W, w, wa, ov, fresh, fb)
 
     @ti.func
     def substep_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
@@ -1824,7 +1865,7 @@ def kernels(fp: str):
             mass_matrix_cached_tangent(I, P, W, w, wa, fresh)
         else:
             mass_matrix_tangent(I, P, W, w, wa)
-        solve(I, W, w, wa + I[h_["W_GTAU"]])
+        solve(I, W, w, wa + I[h_["W_GTAU"]], 1)
         integrate_tangent(I, P, W, w, wa)
 
     @ti.func
@@ -1887,9 +1928,11 @@ def kernels(fp: str):
 
         With by_substep (M computed every substep, npr = NV): GX receives every substep's Jacobian
         instead, [n, S, NX, NX + NU] (d next state / d (state, control), row-major). The npr
-        sweeps of a substep take unit cotangents on qacc; their rows of d qacc / d (state, control)
-        go to W_JA (GU is their scratch), and integrate_jacobian adds the integration's local
-        share: NV sweeps per substep where the rows of the whole step take NX."""
+        sweeps of a substep take unit cotangents on tau at fixed qacc; their rows of
+        K = d (tau - M qacc) / d (state, control) go to W_JA (GU is their scratch), the solve
+        turns them into those of d qacc / d (state, control) = M^-1 K, and integrate_jacobian adds
+        the integration's local share: NV sweeps per substep where the rows of the whole step
+        take NX, each reaching only its dof's subtree and that subtree's ancestors."""
         for e in range(n):
             nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
             nc = nx + nu
@@ -1921,6 +1964,7 @@ def kernels(fp: str):
                             for k in range(nx):
                                 GX[o + k] = W[gx + k]
                     if by_substep != 0:
+                        solve(I, W, w, ja, nc)  # the rows of K -> those of d qacc / d (state, control)
                         integrate_jacobian(I, P, W, w, ja, nc, GX, (e * S + s) * nx * nc)
 
     @ti.kernel

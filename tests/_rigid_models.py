@@ -191,3 +191,40 @@ SPATIAL = """<mujoco model="spatial">
   </tendon>
   <actuator><motor joint="j1" ctrlrange="-1 1"/><motor joint="j3" ctrlrange="-1 1"/></actuator>
 </mujoco>"""
+
+# a branching tree with contact: a free torso with two legs (one with two joints on one body), a
+# second root under the world, fluid forces, and a fixed tendon tying the legs across the tree
+# (the adjoint's sweeps on one dof's tau skip the bodies outside its subtree and ancestors)
+BRANCH = """<mujoco model="branch">
+  <option timestep="0.002" density="1.2" viscosity="0.3"/>
+  <worldbody>
+    <geom type="plane" size="5 5 0.1"/>
+    <body name="torso" pos="0 0 0.3" euler="5 10 0">
+      <freejoint name="root"/>
+      <geom type="box" size="0.2 0.1 0.05"/>
+      <body name="lleg" pos="0.2 0.1 0">
+        <joint name="lhip" type="hinge" axis="0 1 0" range="-0.5 0.5" damping="0.1"/>
+        <geom type="capsule" fromto="0 0 0 0 0 -0.2" size="0.04"/>
+        <body name="lfoot" pos="0 0 -0.2">
+          <joint name="lknee" type="hinge" axis="1 0 0" range="-0.3 0.6"/>
+          <geom type="sphere" size="0.05" pos="0 0 -0.1"/>
+        </body>
+      </body>
+      <body name="rleg" pos="-0.2 -0.1 0">
+        <joint name="rhip" type="hinge" axis="0 1 0" range="-0.5 0.5"/>
+        <joint name="rslide" type="slide" axis="0 0 1" range="-0.1 0.1"/>
+        <geom type="capsule" fromto="0 0 0 0 0 -0.25" size="0.04"/>
+      </body>
+    </body>
+    <body name="arm" pos="1 0 1">
+      <joint name="shoulder" type="hinge" axis="0 1 0"/>
+      <geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.03"/>
+    </body>
+  </worldbody>
+  <tendon>
+    <fixed name="couple" stiffness="3" damping="0.2"><joint joint="lhip" coef="1"/><joint joint="rhip" coef="-1"/></fixed>
+  </tendon>
+  <actuator>
+    <motor joint="lhip" gear="2"/><motor joint="lknee"/><motor joint="rhip" gear="2"/><motor joint="rslide"/>
+  </actuator>
+</mujoco>"""

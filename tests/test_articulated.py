@@ -10,7 +10,7 @@ import mbmix_taichi as mt  # noqa: E402
 from mbmix_taichi.physics.articulated import ArticulatedSim  # noqa: E402
 from mbmix_taichi.physics.mjcf import load_mjcf  # noqa: E402
 
-from _rigid_models import CHAIN, DROP, FLOATING, FLUID, PENDULUM_CART, SERVO, SLIDES, SPATIAL, TENDON, write  # noqa: E402
+from _rigid_models import BRANCH, CHAIN, DROP, FLOATING, FLUID, PENDULUM_CART, SERVO, SLIDES, SPATIAL, TENDON, write  # noqa: E402,E501
 
 MODELS = {"cartpend": PENDULUM_CART, "slides": SLIDES, "floating": FLOATING, "fluid": FLUID, "tendon": TENDON,
           "servo": SERVO, "spatial": SPATIAL}
@@ -19,7 +19,7 @@ MODELS = {"cartpend": PENDULUM_CART, "slides": SLIDES, "floating": FLOATING, "fl
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory):
     d = tmp_path_factory.mktemp("mjcf")
-    return {k: write(d, k, v) for k, v in {**MODELS, "chain": CHAIN, "drop": DROP}.items()}
+    return {k: write(d, k, v) for k, v in {**MODELS, "chain": CHAIN, "drop": DROP, "branch": BRANCH}.items()}
 
 
 def _random_state(mm, d, rng):
@@ -195,11 +195,11 @@ def test_stored_and_replayed_tapes_give_the_same_vjp(paths):
 
 
 def _limited_sim_and_inputs(paths, name, n, seed, mass_matrix_every=1):
-    """A simulator of model `name` with limits (and contact for "drop") active, n random states
+    """A simulator of model `name` with limits (and contact for "drop" and "branch") active, n random states
     near its reference pose and n random controls, and a generator for more."""
     from mbmix_taichi.physics.articulated import ContactParams
     sim = ArticulatedSim(load_mjcf(paths[name]), dt=0.01, substeps=3, dtype=torch.float64,
-                         contact=ContactParams() if name == "drop" else None, limit_ke=1e3, limit_kd=10.0,
+                         contact=ContactParams() if name in ("drop", "branch") else None, limit_ke=1e3, limit_kd=10.0,
                          mass_matrix_every=mass_matrix_every)
     gen = torch.Generator().manual_seed(seed)
     s = torch.tensor(sim.model.qpos0().tolist() + [0.0] * sim.nv, dtype=torch.float64).repeat(n, 1)
@@ -208,7 +208,7 @@ def _limited_sim_and_inputs(paths, name, n, seed, mass_matrix_every=1):
     return sim, s, c, gen
 
 
-@pytest.mark.parametrize("name", list(MODELS) + ["drop"])
+@pytest.mark.parametrize("name", list(MODELS) + ["drop", "branch"])
 def test_adjoint_reads_no_scratch_it_did_not_write(paths, name):
     """The adjoint zeroes only its accumulators (W_GZERO..W_GZEND) and stores its other slots
     before reading them: NaN in all of its scratch beforehand changes no bit of the VJP."""
@@ -222,7 +222,7 @@ def test_adjoint_reads_no_scratch_it_did_not_write(paths, name):
     assert torch.isfinite(ga[0]).all() and torch.equal(ga[0], gb[0]) and torch.equal(ga[1], gb[1])
 
 
-@pytest.mark.parametrize("name", list(MODELS) + ["drop"])
+@pytest.mark.parametrize("name", list(MODELS) + ["drop", "branch"])
 def test_forward_reads_no_scratch_it_did_not_write(paths, name):
     """The forward stores every slot of its workspace before reading it (contact points above
     the ground skip their force, so the wrench slots they would add to must already hold gravity's
@@ -241,7 +241,7 @@ def test_forward_reads_no_scratch_it_did_not_write(paths, name):
         assert torch.equal(out, clean), keep
 
 
-@pytest.mark.parametrize("name", list(MODELS) + ["drop"])
+@pytest.mark.parametrize("name", list(MODELS) + ["drop", "branch"])
 def test_substep_jacobians_read_no_scratch_they_did_not_write(paths, name):
     """By substeps, the adjoint kernel zeroes its accumulators before each sweep and stores its other
     slots (the rows of d qacc, the control shares' scratch, every output entry) before reading them:
@@ -260,10 +260,10 @@ def test_substep_jacobians_read_no_scratch_they_did_not_write(paths, name):
     assert torch.isfinite(out[0]).all() and torch.equal(out[0], out[1])
 
 
-@pytest.mark.parametrize("name", list(MODELS) + ["drop"])
+@pytest.mark.parametrize("name", list(MODELS) + ["drop", "branch"])
 def test_jacobian_by_substeps_equals_jacobian_by_columns(paths, name):
-    """`jacobian` forms each substep's Jacobian from adjoint sweeps with unit cotangents on qacc and
-    chains them; the tangent kernel's unit JVP probes through the whole step (`Simulator.jacobian`)
+    """`jacobian` forms each substep's Jacobian from adjoint sweeps with unit cotangents on tau (each
+    reaching only its dof's subtree and ancestors: "branch" has skipped bodies) and chains them; the tangent kernel's unit JVP probes through the whole step (`Simulator.jacobian`)
     give the same matrices, and each row is what a single VJP of that env gives: the derivative
     kernels check each other on every model kind, with limits and contact active."""
     from mbmix_taichi.physics.base import Simulator
@@ -323,7 +323,7 @@ def test_cached_mass_matrix_option_is_checked(paths):
     assert mt.make("hopper", mass_matrix_every=16).sim.mass_matrix_every == 16
 
 
-@pytest.mark.parametrize("name", list(MODELS) + ["drop"])
+@pytest.mark.parametrize("name", list(MODELS) + ["drop", "branch"])
 def test_cached_mass_matrix_derivatives_are_exact(paths, name):
     """With M cached over substeps, its cotangent is summed back to the substep that computed it and
     its tangent carried forward: rows (adjoint) and columns (tangent) agree with each other and
@@ -364,9 +364,9 @@ def test_every_model_runs_on_one_compiled_kernel_set(paths):
     from mbmix_taichi.physics import articulated_kernels as ak
     from mbmix_taichi.physics.articulated import ContactParams
     counts = None
-    for name in ["chain", "floating", "tendon", "servo", "fluid", "drop"]:
+    for name in ["chain", "floating", "tendon", "servo", "fluid", "drop", "branch"]:
         sim = ArticulatedSim(load_mjcf(paths[name]), dt=0.01, substeps=3, dtype=torch.float64,
-                             contact=ContactParams() if name == "drop" else None, limit_ke=100.0)
+                             contact=ContactParams() if name in ("drop", "branch") else None, limit_ke=100.0)
         s = torch.tensor(sim.model.qpos0().tolist() + [0.1] * sim.nv, dtype=torch.float64).repeat(2, 1)
         c = torch.full((2, sim.nu), 0.2, dtype=torch.float64)
         before = sim.launches

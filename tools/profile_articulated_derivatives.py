@@ -37,18 +37,18 @@ STAGES = {  # kernel -> stage name -> the call in substep[_<kernel>] that the va
         "joint": 'joint_forces(I, P, W, w, U, e)',
         "mass": 'mass_matrix(I, P, W, w)',
         "factor": 'factor(I, W, w)',
-        "solve": 'solve(I, W, w, oq)',
+        "solve": 'solve(I, W, w, oq, 1)',
         "integrate": 'integrate(I, P, W, w)',
     },
     "adjoint": {
         "zero": None,  # the zeroing loop of the accumulators
         "integrate": 'integrate_adjoint(I, P, W, w, wa)',
-        "solve": 'solve(I, W, w, wa + I[h_["W_GTAU"]])',
+        "solve": 'solve(I, W, w, wa + I[h_["W_GTAU"]], 1)',
         "joint": 'joint_forces_adjoint(I, P, W, w, wa, U, ue, GU, ge, ov)',
         # the tree passes: RNEA's, CRBA's, the body inertias' and the kinematics' adjoints together
-        "down": 'tree_adjoint_down(I, P, W, w, wa, ov)',
-        "external": 'external_forces_adjoint(I, P, W, w, wa)',
-        "up": 'tree_adjoint_up(I, P, W, w, wa, ov, fresh)',
+        "down": 'tree_adjoint_down(I, P, W, w, wa, ov, fb)',
+        "external": 'external_forces_adjoint(I, P, W, w, wa, fb)',
+        "up": 'tree_adjoint_up(I, P, W, w, wa, ov, fresh, fb)',
     },
     "tangent": {
         "kinematics": 'kinematics_tangent(I, P, W, w, wa)',
@@ -57,13 +57,13 @@ STAGES = {  # kernel -> stage name -> the call in substep[_<kernel>] that the va
         "bias": 'bias_forces_tangent(I, P, W, w, wa)',
         "joint": 'joint_forces_tangent(I, P, W, w, wa, U, ue, TU, eu)',
         "mass": 'mass_matrix_tangent(I, P, W, w, wa)',
-        "solve": 'solve(I, W, w, wa + I[h_["W_GTAU"]])',
+        "solve": 'solve(I, W, w, wa + I[h_["W_GTAU"]], 1)',
         "integrate": 'integrate_tangent(I, P, W, w, wa)',
     },
 }
 ZERO = """        for k in range(I[h_["W_GZERO"]], I[h_["W_GZEND"]]):
             W[wa + k] = F(0.0)
-        if qacc_row < 0:"""
+        fb = -1"""
 
 
 def variant_module(kernel: str, skip: str):
@@ -75,7 +75,7 @@ def variant_module(kernel: str, skip: str):
     if skip == "zero":
         assert ZERO in src, "the adjoint's zeroing loop moved: update this tool"
         src = src.replace(ZERO, "        if ti.static(False):\n            for k in range(I[h_[\"W_GZERO\"]], I[h_[\"W_GZEND\"]]):"
-                                "\n                W[wa + k] = F(0.0)\n        if qacc_row < 0:", 1)
+                                "\n                W[wa + k] = F(0.0)\n        fb = -1", 1)
     elif skip != "none":
         call = STAGES[kernel][skip] + "\n"
         start = src.index("def substep(" if kernel == "forward" else f"def substep_{kernel}(")
