@@ -102,17 +102,14 @@ def kernels(fp: str):
         for k in ti.static(range(3)):
             A[o + k] = v[k]
 
-    # Taichi makes an augmented assignment to an array element (A[i] += v) an atomic operation, a
-    # compare-and-swap loop on the CPU for floats: 2-3x slower than a load and a store, and never
-    # needed here (each env's slots belong to one thread). Every accumulation goes through these.
-    @ti.func
-    def addto(A: ti.template(), o, v):
-        A[o] = A[o] + v
-
+    # Every accumulation into an array is written A[i] = A[i] + v, never A[i] += v: Taichi makes an
+    # augmented assignment to an array element atomic, a compare-and-swap loop for floats on the
+    # CPU (2-3x slower than a load and a store), and no slot here is shared between threads. (Not
+    # through a helper function either: each call costs Taichi's frontend time at every warm start.)
     @ti.func
     def add3(A: ti.template(), o, v):
         for k in ti.static(range(3)):
-            addto(A, o + k, v[k])
+            A[o + k] = A[o + k] + v[k]
 
     @ti.func
     def ld4(A: ti.template(), o):
@@ -131,7 +128,7 @@ def kernels(fp: str):
     @ti.func
     def add33(A: ti.template(), o, M):
         for i, k in ti.static(ti.ndrange(3, 3)):
-            addto(A, o + 3 * i + k, M[i, k])
+            A[o + 3 * i + k] = A[o + 3 * i + k] + M[i, k]
 
     @ti.func
     def col(M, i):
@@ -353,7 +350,7 @@ def kernels(fp: str):
                     a = col(R, i)
                     sv = p.cross(a)
                     qd = W[x + nq + dd]
-                    addto(W, gx + nq + dd, gVw.dot(a) + gVv.dot(sv))
+                    W[gx + nq + dd] = W[gx + nq + dd] + (gVw.dot(a) + gVv.dot(sv))
                     gsw = ld3(W, gS + 6 * dd) + gVw * qd
                     gsv = ld3(W, gS + 6 * dd + 3) + gVv * qd
                     cw, cv, csw, csv = crm_adjoint(Vw, Vmv, a, sv, ld3(W, gSd + 6 * dd), ld3(W, gSd + 6 * dd + 3))
@@ -367,14 +364,14 @@ def kernels(fp: str):
                     for r in ti.static(range(3)):
                         gR[r, i] += g_a[r]
                 for i in ti.static(range(3)):
-                    addto(W, gx + nq + d + i, gVmv[i])
-                    addto(W, gx + qa + i, gp[i])
+                    W[gx + nq + d + i] = W[gx + nq + d + i] + gVmv[i]
+                    W[gx + qa + i] = W[gx + qa + i] + gp[i]
                 gu = quat_mat_adjoint(u, gR)
                 gq = (gu - u * u.dot(gu)) * inv
                 if n2 < F(1e-30):
                     gq = gu * inv
                 for i in ti.static(range(4)):
-                    addto(W, gx + qa + 3 + i, gq[i])
+                    W[gx + qa + 3 + i] = W[gx + qa + 3 + i] + gq[i]
                 gR = ti.Matrix.zero(F, 3, 3)
                 gp = ti.Vector([0, 0, 0], dt=F)
                 gVw, gVv = gVmw, gVmv
@@ -393,7 +390,7 @@ def kernels(fp: str):
                     sw = a
                     sv = anchor.cross(a)
                 # V_out = V_in + S qd; Sd = crm(V_in, S)
-                addto(W, gx + nq + d, gVw.dot(sw) + gVv.dot(sv))
+                W[gx + nq + d] = W[gx + nq + d] + (gVw.dot(sw) + gVv.dot(sv))
                 gsw = ld3(W, gS + 6 * d) + gVw * qd
                 gsv = ld3(W, gS + 6 * d + 3) + gVv * qd
                 cw, cv, csw, csv = crm_adjoint(Vw, Vv, sw, sv, ld3(W, gSd + 6 * d), ld3(W, gSd + 6 * d + 3))
@@ -404,7 +401,7 @@ def kernels(fp: str):
                 if typ == SLIDE:
                     # p_out = p_in + a th; S = (0, a); R_out = R_in
                     g_a = gsv + gp * th
-                    addto(W, gx + qa, gp.dot(a))
+                    W[gx + qa] = W[gx + qa] + gp.dot(a)
                     gR += g_a.outer_product(axis)
                 else:
                     # S = (a, anchor x a); p_out = anchor - R_out jp; R_out = R_in Rot(th)
@@ -419,7 +416,7 @@ def kernels(fp: str):
                     gth = F(0.0)
                     for r, s in ti.static(ti.ndrange(3, 3)):
                         gth += gRot[r, s] * dRot[r, s]
-                    addto(W, gx + qa, gth)
+                    W[gx + qa] = W[gx + qa] + gth
                     gR = gRout @ Rot.transpose() + ganchor.outer_product(jp) + g_a.outer_product(axis)
                     gp = ganchor
         # R_b0 = R_par Rq_b; p_b0 = p_par + R_par pos_b; V_b0 = V_par
@@ -1096,11 +1093,11 @@ def kernels(fp: str):
             par = iget(I, h_["B_PARENT"], b)
             if par > 0:
                 for k in range(6):
-                    addto(W, oF + 6 * par + k, W[oF + 6 * b + k])
+                    W[oF + 6 * par + k] = W[oF + 6 * par + k] + W[oF + 6 * b + k]
                 for k in range(3):
-                    addto(W, oH + 3 * par + k, W[oH + 3 * b + k])
+                    W[oH + 3 * par + k] = W[oH + 3 * par + k] + W[oH + 3 * b + k]
                 for k in range(9):
-                    addto(W, oIb + 9 * par + k, W[oIb + 9 * b + k])
+                    W[oIb + 9 * par + k] = W[oIb + 9 * par + k] + W[oIb + 9 * b + k]
 
     @ti.func
     def sum_wrenches(I: ti.template(), W: ti.template(), oF):
@@ -1111,7 +1108,7 @@ def kernels(fp: str):
             par = iget(I, h_["B_PARENT"], b)
             if par > 0:
                 for k in range(6):
-                    addto(W, oF + 6 * par + k, W[oF + 6 * b + k])
+                    W[oF + 6 * par + k] = W[oF + 6 * par + k] + W[oF + 6 * b + k]
 
     @ti.func
     def joint_forces(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e):
@@ -1130,27 +1127,30 @@ def kernels(fp: str):
             if iget(I, h_["J_TYPE"], j) != FREE:
                 d = iget(I, h_["J_DADR"], j)
                 q = W[x + iget(I, h_["J_QADR"], j)]
-                addto(W, ot + d, -(pget(I, P, h_["J_STIFF"], j) * (q - pget(I, P, h_["J_SPRINGREF"], j))))
+                W[ot + d] = W[ot + d] - pget(I, P, h_["J_STIFF"], j) * (q - pget(I, P, h_["J_SPRINGREF"], j))
                 if iget(I, h_["J_LIMITED"], j) != 0:
                     lo, hi = pget(I, P, h_["J_LO"], j), pget(I, P, h_["J_HI"], j)
                     if q < lo:
-                        addto(W, ot + d, lke * (lo - q) - lkd * W[x + nq + d])
+                        W[ot + d] = W[ot + d] + (lke * (lo - q) - lkd * W[x + nq + d])
                     elif hi < q:
-                        addto(W, ot + d, lke * (hi - q) - lkd * W[x + nq + d])
+                        W[ot + d] = W[ot + d] + (lke * (hi - q) - lkd * W[x + nq + d])
             if pget(I, P, h_["J_FRIC"], j) > 0:
                 c, _dc = friction(I, P, W, x, j)
-                addto(W, ot + iget(I, h_["J_DADR"], j), -(c * W[x + nq + iget(I, h_["J_DADR"], j)]))
+                at = ot + iget(I, h_["J_DADR"], j)
+                W[at] = W[at] - c * W[x + nq + iget(I, h_["J_DADR"], j)]
         for t in range(I[h_["NT"]]):
             f, _a, _b = tendon_force(I, P, W, x, t)
             for i in range(iget(I, h_["T_NUM"], t)):
                 ei = iget(I, h_["T_ADR"], t) + i
-                addto(W, ot + iget(I, h_["TJ_DADR"], ei), pget(I, P, h_["TJ_COEF"], ei) * f)
+                at = ot + iget(I, h_["TJ_DADR"], ei)
+                W[at] = W[at] + pget(I, P, h_["TJ_COEF"], ei) * f
         for k in range(I[NU]):
             force, _g, _b1, _b2 = actuator_force(I, P, W, x, U, e * I[NU], k)
             gear = pget(I, P, h_["A_GEAR"], k)
             for i in range(iget(I, h_["A_PNUM"], k)):
                 ei = iget(I, h_["A_PADR"], k) + i
-                addto(W, ot + iget(I, h_["AP_DADR"], ei), gear * pget(I, P, h_["AP_COEF"], ei) * force)
+                at = ot + iget(I, h_["AP_DADR"], ei)
+                W[at] = W[at] + gear * pget(I, P, h_["AP_COEF"], ei) * force
 
     @ti.func
     def joint_forces_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
@@ -1170,17 +1170,17 @@ def kernels(fp: str):
                 qa = iget(I, h_["J_QADR"], j)
                 q = W[x + qa]
                 g = W[gt + d]
-                addto(W, gx + qa, -(pget(I, P, h_["J_STIFF"], j) * g))
+                W[gx + qa] = W[gx + qa] - pget(I, P, h_["J_STIFF"], j) * g
                 if iget(I, h_["J_LIMITED"], j) != 0:
                     if q < pget(I, P, h_["J_LO"], j) or pget(I, P, h_["J_HI"], j) < q:
-                        addto(W, gx + qa, -(lke * g))
-                        addto(W, gx + nq + d, -(lkd * g))
+                        W[gx + qa] = W[gx + qa] - lke * g
+                        W[gx + nq + d] = W[gx + nq + d] - lkd * g
             if pget(I, P, h_["J_FRIC"], j) > 0:
                 # tau's -c qvel, and M's h c on the diagonal (implicit, like damping), whose adjoint
                 # is M_bar[d, d] h dc = -tau_bar[d] qacc[d] h dc
                 d = iget(I, h_["J_DADR"], j)
                 c, dc = friction(I, P, W, x, j)
-                addto(W, gx + nq + d, -((c + dc * (W[x + nq + d] + hh * W[oq + d])) * W[gt + d]))
+                W[gx + nq + d] = W[gx + nq + d] - (c + dc * (W[x + nq + d] + hh * W[oq + d])) * W[gt + d]
         for t in range(I[h_["NT"]]):
             _f, a, bb = tendon_force(I, P, W, x, t)
             gf = F(0.0)
@@ -1190,8 +1190,8 @@ def kernels(fp: str):
             for i in range(iget(I, h_["T_NUM"], t)):
                 ei = iget(I, h_["T_ADR"], t) + i
                 cf = pget(I, P, h_["TJ_COEF"], ei)
-                addto(W, gx + iget(I, h_["TJ_QADR"], ei), cf * a * gf)
-                addto(W, gx + nq + iget(I, h_["TJ_DADR"], ei), cf * bb * gf)
+                W[gx + iget(I, h_["TJ_QADR"], ei)] = W[gx + iget(I, h_["TJ_QADR"], ei)] + cf * a * gf
+                W[gx + nq + iget(I, h_["TJ_DADR"], ei)] = W[gx + nq + iget(I, h_["TJ_DADR"], ei)] + cf * bb * gf
         for k in range(I[NU]):
             _force, g, b1, b2 = actuator_force(I, P, W, x, U, ue, k)
             gear = pget(I, P, h_["A_GEAR"], k)
@@ -1199,12 +1199,12 @@ def kernels(fp: str):
             for i in range(iget(I, h_["A_PNUM"], k)):
                 ei = iget(I, h_["A_PADR"], k) + i
                 gf += gear * pget(I, P, h_["AP_COEF"], ei) * W[gt + iget(I, h_["AP_DADR"], ei)]
-            addto(GU, ge + k, g * gf)
+            GU[ge + k] = GU[ge + k] + g * gf
             for i in range(iget(I, h_["A_PNUM"], k)):
                 ei = iget(I, h_["A_PADR"], k) + i
                 cf = pget(I, P, h_["AP_COEF"], ei)
-                addto(W, gx + iget(I, h_["AP_QADR"], ei), b1 * cf * gf)
-                addto(W, gx + nq + iget(I, h_["AP_DADR"], ei), b2 * cf * gf)
+                W[gx + iget(I, h_["AP_QADR"], ei)] = W[gx + iget(I, h_["AP_QADR"], ei)] + b1 * cf * gf
+                W[gx + nq + iget(I, h_["AP_DADR"], ei)] = W[gx + nq + iget(I, h_["AP_DADR"], ei)] + b2 * cf * gf
 
     @ti.func
     def joint_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
@@ -1226,14 +1226,14 @@ def kernels(fp: str):
                 d = iget(I, h_["J_DADR"], j)
                 qa = iget(I, h_["J_QADR"], j)
                 q = W[x + qa]
-                addto(W, tt + d, -(pget(I, P, h_["J_STIFF"], j) * W[tx + qa]))
+                W[tt + d] = W[tt + d] - pget(I, P, h_["J_STIFF"], j) * W[tx + qa]
                 if iget(I, h_["J_LIMITED"], j) != 0:
                     if q < pget(I, P, h_["J_LO"], j) or pget(I, P, h_["J_HI"], j) < q:
-                        addto(W, tt + d, -(lke * W[tx + qa] + lkd * W[tx + nq + d]))
+                        W[tt + d] = W[tt + d] - (lke * W[tx + qa] + lkd * W[tx + nq + d])
             if pget(I, P, h_["J_FRIC"], j) > 0:
                 d = iget(I, h_["J_DADR"], j)
                 c, dc = friction(I, P, W, x, j)
-                addto(W, tt + d, -((c + dc * W[x + nq + d]) * W[tx + nq + d]))
+                W[tt + d] = W[tt + d] - (c + dc * W[x + nq + d]) * W[tx + nq + d]
         for t in range(I[h_["NT"]]):
             _f, a, bb = tendon_force(I, P, W, x, t)
             df = F(0.0)
@@ -1243,7 +1243,8 @@ def kernels(fp: str):
                 df += cf * (a * W[tx + iget(I, h_["TJ_QADR"], ei)] + bb * W[tx + nq + iget(I, h_["TJ_DADR"], ei)])
             for i in range(iget(I, h_["T_NUM"], t)):
                 ei = iget(I, h_["T_ADR"], t) + i
-                addto(W, tt + iget(I, h_["TJ_DADR"], ei), pget(I, P, h_["TJ_COEF"], ei) * df)
+                at = tt + iget(I, h_["TJ_DADR"], ei)
+                W[at] = W[at] + pget(I, P, h_["TJ_COEF"], ei) * df
         for k in range(I[NU]):
             _force, g, b1, b2 = actuator_force(I, P, W, x, U, ue, k)
             gear = pget(I, P, h_["A_GEAR"], k)
@@ -1254,7 +1255,8 @@ def kernels(fp: str):
                 dforce += cf * (b1 * W[tx + iget(I, h_["AP_QADR"], ei)] + b2 * W[tx + nq + iget(I, h_["AP_DADR"], ei)])
             for i in range(iget(I, h_["A_PNUM"], k)):
                 ei = iget(I, h_["A_PADR"], k) + i
-                addto(W, tt + iget(I, h_["AP_DADR"], ei), gear * pget(I, P, h_["AP_COEF"], ei) * dforce)
+                at = tt + iget(I, h_["AP_DADR"], ei)
+                W[at] = W[at] + gear * pget(I, P, h_["AP_COEF"], ei) * dforce
 
     @ti.func
     def crba_column(I: ti.template(), P: ti.template(), W: ti.template(), w, j):
@@ -1279,13 +1281,13 @@ def kernels(fp: str):
             while i >= 0:
                 W[oM + j * nv + i] = ld3(W, oS + 6 * i).dot(fn) + ld3(W, oS + 6 * i + 3).dot(ff)
                 i = iget(I, h_["D_PARENT"], i)
-            addto(W, oM + j * nv + j, pget(I, P, h_["D_DIAG"], j))
+            W[oM + j * nv + j] = W[oM + j * nv + j] + pget(I, P, h_["D_DIAG"], j)
         hh = scal(I, P, sc["H"])
         for j in range(I[NJ]):
             if pget(I, P, h_["J_FRIC"], j) > 0:  # smoothed dry friction is implicit, like damping
                 c, _dc = friction(I, P, W, w + I[h_["W_X"]], j)
                 d = iget(I, h_["J_DADR"], j)
-                addto(W, oM + d * nv + d, hh * c)
+                W[oM + d * nv + d] = W[oM + d * nv + d] + hh * c
 
     @ti.func
     def twist_pair(I: ti.template(), W: ti.template(), o, oS1, c1, oS2, c2, b):
@@ -1393,8 +1395,9 @@ def kernels(fp: str):
             for dd in range(iget(I, h_["B_DNUM"], b)):
                 d = da + dd
                 u, v, qd = W[gt + d], W[oq + d], W[x + nq + d]
-                addto(W, gx + nq + d, aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
-                    + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3)) - pget(I, P, h_["D_DAMP"], d) * u)
+                gq = aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
+                    + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3)) - pget(I, P, h_["D_DAMP"], d) * u
+                W[gx + nq + d] = W[gx + nq + d] + gq
                 cw, cv = (gaw - Fn) * u + gbw * v, (gav - Ff) * u + gbv * v
                 if cached != 0:
                     cw += ld3(W, gCS + 6 * d)
@@ -1458,8 +1461,9 @@ def kernels(fp: str):
             da = iget(I, h_["B_DADR"], b)
             for dd in range(iget(I, h_["B_DNUM"], b)):
                 d = da + dd
-                addto(W, tt + d, -(ld3(W, oS + 6 * d).dot(Fn) + ld3(W, oS + 6 * d + 3).dot(Ff) \
-                    + ld3(W, tS + 6 * d).dot(Gn) + ld3(W, tS + 6 * d + 3).dot(Gf)))
+                dm = ld3(W, oS + 6 * d).dot(Fn) + ld3(W, oS + 6 * d + 3).dot(Ff) \
+                    + ld3(W, tS + 6 * d).dot(Gn) + ld3(W, tS + 6 * d + 3).dot(Gf)
+                W[tt + d] = W[tt + d] - dm
             par = iget(I, h_["B_PARENT"], b)
             if par > 0:
                 o = oFG + 12 * par
@@ -1472,7 +1476,7 @@ def kernels(fp: str):
             if pget(I, P, h_["J_FRIC"], j) > 0:
                 _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
                 d = iget(I, h_["J_DADR"], j)
-                addto(W, tt + d, -(hh * dc * W[wa + I[h_["W_GX"]] + I[NQ] + d] * W[oq + d]))
+                W[tt + d] = W[tt + d] - hh * dc * W[wa + I[h_["W_GX"]] + I[NQ] + d] * W[oq + d]
 
     # ---- a mass matrix cached over MMK substeps (dflex's MM_caching_frequency): substep s0 computes
     # and factors M, the next MMK - 1 substeps reuse it. Its cotangent sums over the substeps that
@@ -1486,10 +1490,10 @@ def kernels(fp: str):
         gm, gt, oq = wa + I[h_["W_GMC"]], wa + I[h_["W_GTAU"]], w + I[h_["W_QACC"]]
         for j in range(nv):
             uj, vj = W[gt + j], W[oq + j]
-            addto(W, gm + j * nv + j, -(uj * vj))
+            W[gm + j * nv + j] = W[gm + j * nv + j] - uj * vj
             i = iget(I, h_["D_PARENT"], j)
             while i >= 0:
-                addto(W, gm + j * nv + i, -(uj * W[oq + i] + W[gt + i] * vj))
+                W[gm + j * nv + i] = W[gm + j * nv + i] - (uj * W[oq + i] + W[gt + i] * vj)
                 i = iget(I, h_["D_PARENT"], i)
 
     @ti.func
@@ -1531,7 +1535,7 @@ def kernels(fp: str):
             if pget(I, P, h_["J_FRIC"], j) > 0:
                 _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
                 d = iget(I, h_["J_DADR"], j)
-                addto(W, wa + I[h_["W_GX"]] + nq + d, W[gm + d * nv + d] * hh * dc)
+                W[wa + I[h_["W_GX"]] + nq + d] = W[wa + I[h_["W_GX"]] + nq + d] + W[gm + d * nv + d] * hh * dc
 
     @ti.func
     def mass_matrix_cached_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, fresh):
@@ -1567,13 +1571,13 @@ def kernels(fp: str):
                 if pget(I, P, h_["J_FRIC"], j) > 0:
                     _c, dc = friction(I, P, W, w + I[h_["W_X"]], j)
                     d = iget(I, h_["J_DADR"], j)
-                    addto(W, tm + d * nv + d, hh * dc * W[wa + I[h_["W_GX"]] + I[NQ] + d])
+                    W[tm + d * nv + d] = W[tm + d * nv + d] + hh * dc * W[wa + I[h_["W_GX"]] + I[NQ] + d]
         for j in range(nv):
-            addto(W, tt + j, -(W[tm + j * nv + j] * W[oq + j]))
+            W[tt + j] = W[tt + j] - W[tm + j * nv + j] * W[oq + j]
             i = iget(I, h_["D_PARENT"], j)
             while i >= 0:
-                addto(W, tt + j, -(W[tm + j * nv + i] * W[oq + i]))
-                addto(W, tt + i, -(W[tm + j * nv + i] * W[oq + j]))
+                W[tt + j] = W[tt + j] - W[tm + j * nv + i] * W[oq + i]
+                W[tt + i] = W[tt + i] - W[tm + j * nv + i] * W[oq + j]
                 i = iget(I, h_["D_PARENT"], i)
 
     @ti.func
@@ -1588,7 +1592,7 @@ def kernels(fp: str):
                 tmp = W[oM + k * nv + i] / W[oM + k * nv + k]
                 j = i
                 while j >= 0:
-                    addto(W, oM + i * nv + j, -(W[oM + k * nv + j] * tmp))
+                    W[oM + i * nv + j] = W[oM + i * nv + j] - W[oM + k * nv + j] * tmp
                     j = iget(I, h_["D_PARENT"], j)
                 W[oM + k * nv + i] = tmp
                 i = iget(I, h_["D_PARENT"], i)
@@ -1605,7 +1609,7 @@ def kernels(fp: str):
             while i >= 0:
                 lki = W[oM + k * nv + i]
                 for c in range(nc):
-                    addto(W, ox + i * nc + c, -(lki * W[ox + k * nc + c]))
+                    W[ox + i * nc + c] = W[ox + i * nc + c] - lki * W[ox + k * nc + c]
                 i = I[dp + i]
         for k in range(nv):
             dk = W[oM + k * nv + k]
@@ -1616,7 +1620,7 @@ def kernels(fp: str):
             while i >= 0:
                 lki = W[oM + k * nv + i]
                 for c in range(nc):
-                    addto(W, ox + k * nc + c, -(lki * W[ox + i * nc + c]))
+                    W[ox + k * nc + c] = W[ox + k * nc + c] - lki * W[ox + i * nc + c]
                 i = I[dp + i]
 
     @ti.func
@@ -1695,19 +1699,19 @@ def kernels(fp: str):
             qa, d = iget(I, h_["J_QADR"], j), iget(I, h_["J_DADR"], j)
             if iget(I, h_["J_TYPE"], j) == FREE:
                 for i in ti.static(range(3)):
-                    addto(W, gx + qa + i, W[gxn + qa + i])
-                    addto(W, gt + d + i, hh * W[gxn + qa + i])
+                    W[gx + qa + i] = W[gx + qa + i] + W[gxn + qa + i]
+                    W[gt + d + i] = W[gt + d + i] + hh * W[gxn + qa + i]
                 gq0, gw1 = quat_step_adjoint(ld4(W, x + qa + 3), ld3(W, xn + nq + d + 3), hh,
                                              ld4(W, gxn + qa + 3))
                 for i in ti.static(range(4)):
-                    addto(W, gx + qa + 3 + i, gq0[i])
+                    W[gx + qa + 3 + i] = W[gx + qa + 3 + i] + gq0[i]
                 for i in ti.static(range(3)):
-                    addto(W, gt + d + 3 + i, gw1[i])
+                    W[gt + d + 3 + i] = W[gt + d + 3 + i] + gw1[i]
             else:
-                addto(W, gx + qa, W[gxn + qa])
-                addto(W, gt + d, hh * W[gxn + qa])
+                W[gx + qa] = W[gx + qa] + W[gxn + qa]
+                W[gt + d] = W[gt + d] + hh * W[gxn + qa]
         for d in range(nv):
-            addto(W, gx + nq + d, W[gt + d])
+            W[gx + nq + d] = W[gx + nq + d] + W[gt + d]
             W[gt + d] = W[gt + d] * (hh)
 
     @ti.func
@@ -1756,7 +1760,7 @@ def kernels(fp: str):
             r = o + (nq + d) * nc
             for k in range(nc):
                 JS[r + k] = hh * W[ja + d * nc + k]
-            addto(JS, r + nq + d, F(1.0))
+            JS[r + nq + d] = JS[r + nq + d] + F(1.0)
         for j in range(I[NJ]):
             qa, d = iget(I, h_["J_QADR"], j), iget(I, h_["J_DADR"], j)
             rv = o + (nq + d) * nc
@@ -1765,7 +1769,7 @@ def kernels(fp: str):
                     r = o + (qa + i) * nc
                     for k in range(nc):
                         JS[r + k] = hh * JS[rv + i * nc + k]
-                    addto(JS, r + qa + i, F(1.0))
+                    JS[r + qa + i] = JS[r + qa + i] + F(1.0)
                 q0, w1 = ld4(W, x + qa + 3), ld3(W, xn + nq + d + 3)
                 for a in range(4):  # (a runtime loop: one inlined copy of the quaternion's adjoint)
                     go = ti.Vector([ti.cast(a == 0, F), ti.cast(a == 1, F), ti.cast(a == 2, F), ti.cast(a == 3, F)])
@@ -1775,12 +1779,12 @@ def kernels(fp: str):
                         JS[r + k] = gw1[0] * JS[rv + 3 * nc + k] + gw1[1] * JS[rv + 4 * nc + k] \
                             + gw1[2] * JS[rv + 5 * nc + k]
                     for b in ti.static(range(4)):
-                        addto(JS, r + qa + 3 + b, gq0[b])
+                        JS[r + qa + 3 + b] = JS[r + qa + 3 + b] + gq0[b]
             else:
                 r = o + qa * nc
                 for k in range(nc):
                     JS[r + k] = hh * JS[rv + k]
-                addto(JS, r + qa, F(1.0))
+                JS[r + qa] = JS[r + qa] + F(1.0)
 
     @ti.func
     def substep(I: ti.template(), P: ti.template(), W: ti.template(), w, U: ti.template(), e, s, wm):
