@@ -45,7 +45,8 @@ intermediates would pass `tape_budget` bytes (a long BPTT window of a big model)
 step keeps only its input and its VJP first replays the step (bit-identical) to get them back
 (two launches). A JVP batch replays the step, then runs the tangent kernel (two launches); a
 full Jacobian replays the step, then runs the adjoint kernel once: every substep's Jacobian from
-nv sweeps with unit cotangents on qacc, chained with batched matmuls (two launches; with M cached
+nv sweeps with unit cotangents on tau (each reaching only its dof's subtree and ancestors) and
+one solve, chained with batched matmuls (two launches; with M cached
 across substeps, ds unit cotangents through the whole step instead).
 """
 from __future__ import annotations
@@ -515,9 +516,11 @@ class ArticulatedSim(Simulator):
         """Full Jacobians ([N, ds, ds], [N, ds, dc]) of the control step, exact.
 
         With M computed every substep, by substeps: one replay, then one adjoint launch that forms
-        every substep's Jacobian from nv sweeps (unit cotangents on qacc; the integration's share is
-        local), chained here with batched matmuls: nv sweeps per substep where the rows of the whole
-        step take ds = nq + nv (1.4-1.9x faster, docs/benchmarks_articulated.md, session 15). With
+        every substep's Jacobian from nv sweeps (unit cotangents on tau at fixed qacc, each reaching
+        only its dof's subtree and ancestors; one solve by M; the integration's share is local),
+        chained here with batched matmuls: nv sweeps per substep where the rows of the whole step
+        take ds = nq + nv full ones (1.3-2.3x faster at 64 envs, docs/benchmarks_articulated.md,
+        sessions 15-16). With
         M cached across substeps they are not separable (M's dependence on the group's first state
         runs through the group), so the whole step's rows are taken instead."""
         state, control = self.check_inputs(state, control)

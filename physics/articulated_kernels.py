@@ -26,10 +26,12 @@ The substep is a pipeline of stage functions in MJX's order, each followed by it
 The forward kernel runs the substeps; with ``keep`` it leaves every substep's intermediates in
 its own workspace block, and the adjoint kernel walks those blocks backwards (the tangent
 kernel forwards, one probe after another). For full Jacobians the adjoint kernel can instead
-write each substep's own: the rows of d qacc / d (state, control) from one adjoint sweep per dof
-(unit cotangents on qacc), then the integration's local share (integrate_jacobian); a control
-step's Jacobian then costs NV sweeps per substep and a chain of small matrix products, where the
-rows of the whole step cost NQ + NV sweeps. The solve's adjoint reuses the factors:
+write each substep's own: one adjoint sweep per dof with a unit cotangent on its tau at fixed qacc
+(a row of K = d (tau - M qacc) / d (state, control); it reaches only the dof's subtree and its
+ancestors, and skips the other bodies), one solve for d qacc / d (state, control) = M^-1 K, then
+the integration's local share (integrate_jacobian); a control step's Jacobian then costs NV
+sweeps per substep and a chain of small matrix products, where the rows of the whole step cost
+NQ + NV full sweeps. The solve's adjoint reuses the factors:
 tau_bar = M^-1 qacc_bar, M_bar = -tau_bar qacc^T. The adjoints of the tree stages (kinematics,
 body_inertias, gravity, bias_forces, -S.F in joint_forces, mass_matrix) are two passes over the
 bodies instead of one per stage: tree_adjoint_down (the spatial velocities alpha = J tau_bar and

@@ -8,7 +8,7 @@ ground) and a *free* state (the reset state, raised 1 m so nothing touches):
   step (`tape_budget = 0`, what a long window beyond the budget gets);
 * (fwd+VJP)/fwd, the cost of the VJP relative to the forward;
 * exact full one-step Jacobians per second (64 envs; `sim.jacobian`: substep Jacobians from adjoint
-  sweeps on qacc, chained; by rows of the whole step through the adjoint kernel; by columns through
+  sweeps on tau and a solve by M, chained; by rows of the whole step through the adjoint kernel; by columns through
   the tangent kernel) against MuJoCo's
   ``mjd_transitionFD`` (centred differences) chained over the substeps of a control step;
 * MuJoCo's own forward (``mj_step`` x substeps) on the same model file and state;
@@ -282,7 +282,8 @@ def main(argv=None):
                  f"{r['mj_fwd']:.0f} | {r['fwd'] / r['mj_fwd']:.2f} |")
     L += ["", "Exact full one-step Jacobians ([ds, ds] and [ds, da]) per CPU second at the largest batch, three "
           "ways in turns: `sim.jacobian` (with M computed every substep: each substep's Jacobian from nv adjoint "
-          "sweeps with unit cotangents on qacc, chained with batched matmuls; with M cached: the rows below), the "
+          "sweeps with unit cotangents on tau, each reaching only its dof's subtree and ancestors, and a solve by M, "
+          "chained with batched matmuls; with M cached: the rows below), the "
           "rows of the whole step (ds unit cotangents through the adjoint kernel, `_jacobian_by_rows`) and the "
           "columns (ds + dc unit JVP probes through the tangent kernel, `Simulator.jacobian`); against MuJoCo's "
           "`mjd_transitionFD` (centred differences, eps 1e-6) once per substep, chained into a control-step "
