@@ -14,6 +14,13 @@ from .errors import ForkError, InputError, MbmixError, OptionError, SimulationEr
 
 # taichi prints a banner on import; keep our command output clean (set it to true to see it)
 _os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "false")
+# torch's OpenMP threads busy-wait after each parallel op; between torch ops (the learner, the
+# Jacobian's chained matmuls) the simulators' Taichi threads then share the cores with spinning
+# threads: a 64-env hopper Jacobian took 1.6x the CPU time and SHAC on ant ~10% more. Passive
+# waiting stops that. It takes effect only if set before torch is first imported (OpenMP reads
+# it when torch loads it), so set OMP_WAIT_POLICY yourself if you import torch before this
+# package; a value already set is kept. (docs/benchmarks_articulated.md, session 16)
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 __all__ = ["Env", "make", "list_tasks", "load_tasks_dir", "Task", "MbmixError", "InputError",

@@ -76,6 +76,23 @@ def test_cli_starts_without_torch_or_taichi(args):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
 
 
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_import_sets_passive_openmp_waiting_before_torch_loads(preset):
+    """Importing the package asks OpenMP for passive waiting (torch's spinning threads otherwise
+    share the cores with the simulators' between torch ops); a value the user set is kept, and
+    torch, imported after, runs with it."""
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = ("import os, sys\nimport mbmix_taichi\nassert 'torch' not in sys.modules\n"
+            "import torch\nprint(os.environ['OMP_WAIT_POLICY'], torch.ones(3).sum().item())\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "tests", capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == [preset or "PASSIVE", "3.0"]
+
+
 def test_tasks_table_matches_built_envs():
     import mbmix_taichi as mt
     from mbmix_taichi.catalog import BUILTIN_TASKS

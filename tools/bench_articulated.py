@@ -38,6 +38,8 @@ import tempfile
 import time
 
 import numpy as np
+
+import mbmix_taichi  # noqa: F401  (before torch: it sets OMP_WAIT_POLICY, as the CLI gets it)
 import torch
 
 
