@@ -213,7 +213,8 @@ class ArticulatedTables:
         rel = [[2] * nb for _ in range(nb)]
         if not model.spatial_tendons:
             for f in range(nb):
-                rel[f] = [2 if b in sub[f] else 0 for b in range(nb)]
+                below = set(sub[f])
+                rel[f] = [2 if b in below else 0 for b in range(nb)]
                 a = bodies[f].parent
                 while a > 0:
                     rel[f][a] = 1
