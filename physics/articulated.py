@@ -297,9 +297,12 @@ class ArticulatedTables:
                  ("W_H", 3 * nb), ("W_IB", 9 * nb), ("W_CH", 3 * nb), ("W_CIB", 9 * nb), ("W_FX", 6 * nb),
                  ("W_A", 6 * nb), ("W_F", 6 * nb), ("W_TAU", nv), ("W_M", nv * nv), ("W_QACC", nv),
                  # the adjoint zeroes W_GZERO..W_GZEND per substep (its accumulators); the rest of
-                 # its slots it stores before it reads them (the tangent zeroes them all)
-                 ("W_GXN", nx), ("W_GZERO", 0), ("W_GX", nx), ("W_GR", 9 * nb), ("W_GP", 3 * nb), ("W_GV", 6 * nb),
-                 ("W_GA", 6 * nb), ("W_GMAB", 12 * nb), ("W_GZV", nv), ("W_GZEND", 0),
+                 # its slots it stores before it reads them (the tangent zeroes them all). W_GT, the
+                 # adjoint's twist adjoint of each body frame (6 per body), shares W_GR's slots, the
+                 # tangent's dR: no kernel uses both, and a larger stride slowed the forward 4-15%
+                 ("W_GXN", nx), ("W_GZERO", 0), ("W_GX", nx), ("W_GT", 0), ("W_GR", 9 * nb),
+                 ("W_GV", 6 * nb), ("W_GA", 6 * nb), ("W_GMAB", 12 * nb), ("W_GZV", nv), ("W_GZEND", 0),
+                 ("W_GP", 3 * nb),
                  ("W_GS", 6 * nv), ("W_GSD", 6 * nv), ("W_GH", 3 * nb), ("W_GIB", 9 * nb),
                  ("W_GF", 6 * nb), ("W_GTAU", nv), ("W_MAB", 12 * nb),
                  # the cached mass matrix's: shares of S and the body inertias (adjoint), and

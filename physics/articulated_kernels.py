@@ -70,7 +70,7 @@ HEADER = [
     # workspace (adjoint / tangent); the adjoint zeroes W_GZERO..W_GZEND (its accumulators) per substep
     # and stores the other slots before it reads them; the tangent zeroes W_GX + NX..W_TZEND per
     # substep; W_GMC (the cached mass matrix's cotangent or tangent) lives across substeps
-    "W_GXN", "W_GZERO", "W_GX", "W_GR", "W_GP", "W_GV", "W_GA", "W_GMAB", "W_GZV", "W_GZEND",
+    "W_GXN", "W_GZERO", "W_GX", "W_GT", "W_GR", "W_GV", "W_GA", "W_GMAB", "W_GZV", "W_GZEND", "W_GP",
     "W_GS", "W_GSD", "W_GH", "W_GIB", "W_GF", "W_GTAU", "W_MAB", "W_GCS", "W_GCI", "W_TZEND", "W_GMC",
     # the substep Jacobians' rows of d qacc / d (state, control)
     "W_JA",
@@ -314,23 +314,27 @@ def kernels(fp: str):
             st3(W, oV + 6 * b + 3, Vv)
 
     @ti.func
-    def kinematics_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, b, gR0, gp0, gVw0, gVv0):
-        """Body b's share of the kinematics' adjoint, from the whole adjoints of its frame (gR0,
-        gp0) and twist (gVw0, gVv0) and of its dofs' S and Sd (W_GS, W_GSD): into the state's
-        (W_GX) and the parent's frame and twist (W_GR, W_GP, W_GV). Children before parents."""
+    def kinematics_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, b, gn0, gf0, gVw0, gVv0):
+        """Body b's share of the kinematics' adjoint, from the whole adjoint (gn0, gf0) of a world
+        twist that moves its frame and all attached to it (its points, inertia, children: W_GT), of
+        its twist (gVw0, gVv0) and of its dofs' S and Sd (W_GS, W_GSD): into the state's (W_GX) and
+        the parent's frame and twist (W_GT, W_GV). Children before parents.
+
+        A joint's coordinate moves what follows it by the twist S dq, so its adjoint is S . (gn, gf);
+        S itself (and what precedes the joint) moves with the frame before it: a twist d moves S by
+        d x S, whose adjoint adds (sw x gsw + sv x gsv, sw x gsv). A twist's only dependence on the
+        frames is through the S of the joints above it, so it adds no frame term of its own."""
         nq = I[NQ]
         x, gx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
-        gS, gSd = wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
-        gR = gR0
-        gp = gp0
+        oS, gS, gSd = w + I[h_["W_S"]], wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
+        gn = gn0
+        gf = gf0
         gVw = gVw0
         gVv = gVv0
         ja = iget(I, h_["B_JADR"], b)
         nj = iget(I, h_["B_JNUM"], b)
         for jj in range(nj):
             j = ja + nj - 1 - jj
-            Rin = ld33(W, w + I[h_["W_JR"]] + 9 * j)
-            pin = ld3(W, w + I[h_["W_JP"]] + 3 * j)
             Vw = ld3(W, w + I[h_["W_JV"]] + 6 * j)
             Vv = ld3(W, w + I[h_["W_JV"]] + 6 * j + 3)
             typ = iget(I, h_["J_TYPE"], j)
@@ -360,39 +364,31 @@ def kernels(fp: str):
                     gVmv += cv
                     gsw += csw
                     gsv += csv
-                    # S = (a, p x a)
-                    g_a = gsw + gsv.cross(p)
-                    gp += a.cross(gsv)
-                    for r in ti.static(range(3)):
-                        gR[r, i] += g_a[r]
+                    # S_{3+i} = (a, p x a) turns and moves with the frame the joint sets
+                    gn += a.cross(gsw) + sv.cross(gsv)
+                    gf += a.cross(gsv)
+                # the frame (R(u), p) is the joint's own: p moves it by the twist (0, dp), the
+                # quaternion turns it about p, (dw, p x dw), whose adjoint n + f x p is, as the
+                # adjoint of R = quat_mat(u), [n + f x p] R / 2
                 for i in ti.static(range(3)):
                     W[gx + nq + d + i] = W[gx + nq + d + i] + gVmv[i]
-                    W[gx + qa + i] = W[gx + qa + i] + gp[i]
-                gu = quat_mat_adjoint(u, gR)
+                    W[gx + qa + i] = W[gx + qa + i] + gf[i]
+                gu = quat_mat_adjoint(u, F(0.5) * skew(gn + gf.cross(p)) @ R)
                 gq = (gu - u * u.dot(gu)) * inv
                 if n2 < F(1e-30):
                     gq = gu * inv
                 for i in ti.static(range(4)):
                     W[gx + qa + 3 + i] = W[gx + qa + 3 + i] + gq[i]
-                gR = ti.Matrix.zero(F, 3, 3)
-                gp = ti.Vector([0, 0, 0], dt=F)
+                gn = ti.Vector([0, 0, 0], dt=F)
+                gf = ti.Vector([0, 0, 0], dt=F)
                 gVw, gVv = gVmw, gVmv
             else:
-                axis = ld3(P, I[h_["J_AXIS"]] + 3 * j)
-                a = Rin @ axis
-                th = W[x + qa] - pget(I, P, h_["J_REF"], j)
+                sw = ld3(W, oS + 6 * d)
+                sv = ld3(W, oS + 6 * d + 3)
                 qd = W[x + nq + d]
-                sw = ti.Vector([0, 0, 0], dt=F)
-                sv = a
-                anchor = ti.Vector([0, 0, 0], dt=F)
-                jp = ti.Vector([0, 0, 0], dt=F)
-                if typ == HINGE:
-                    jp = ld3(P, I[h_["J_POS"]] + 3 * j)
-                    anchor = pin + Rin @ jp
-                    sw = a
-                    sv = anchor.cross(a)
-                # V_out = V_in + S qd; Sd = crm(V_in, S)
+                # V_out = V_in + S qd; Sd = crm(V_in, S); the frame after = exp(S dq) the frame before
                 W[gx + nq + d] = W[gx + nq + d] + (gVw.dot(sw) + gVv.dot(sv))
+                W[gx + qa] = W[gx + qa] + (sw.dot(gn) + sv.dot(gf))
                 gsw = ld3(W, gS + 6 * d) + gVw * qd
                 gsv = ld3(W, gS + 6 * d + 3) + gVv * qd
                 cw, cv, csw, csv = crm_adjoint(Vw, Vv, sw, sv, ld3(W, gSd + 6 * d), ld3(W, gSd + 6 * d + 3))
@@ -400,33 +396,13 @@ def kernels(fp: str):
                 gVv += cv
                 gsw += csw
                 gsv += csv
-                if typ == SLIDE:
-                    # p_out = p_in + a th; S = (0, a); R_out = R_in
-                    g_a = gsv + gp * th
-                    W[gx + qa] = W[gx + qa] + gp.dot(a)
-                    gR += g_a.outer_product(axis)
-                else:
-                    # S = (a, anchor x a); p_out = anchor - R_out jp; R_out = R_in Rot(th)
-                    g_a = gsw + gsv.cross(anchor)
-                    ganchor = a.cross(gsv) + gp
-                    K = skew(axis)
-                    s_, c_ = ti.sin(th), ti.cos(th)
-                    Rot = ti.Matrix.identity(F, 3) + s_ * K + (1 - c_) * (K @ K)
-                    gRout = gR - gp.outer_product(jp)
-                    gRot = Rin.transpose() @ gRout
-                    dRot = c_ * K + s_ * (K @ K)
-                    gth = F(0.0)
-                    for r, s in ti.static(ti.ndrange(3, 3)):
-                        gth += gRot[r, s] * dRot[r, s]
-                    W[gx + qa] = W[gx + qa] + gth
-                    gR = gRout @ Rot.transpose() + ganchor.outer_product(jp) + g_a.outer_product(axis)
-                    gp = ganchor
-        # R_b0 = R_par Rq_b; p_b0 = p_par + R_par pos_b; V_b0 = V_par
+                gn += sw.cross(gsw) + sv.cross(gsv)
+                gf += sw.cross(gsv)
+        # R_b0 = R_par Rq_b; p_b0 = p_par + R_par pos_b; V_b0 = V_par: b's frame moves with its parent's
         par = iget(I, h_["B_PARENT"], b)
         if par > 0:
-            add33(W, wa + I[h_["W_GR"]] + 9 * par, gR @ ld33(P, I[h_["B_ROT"]] + 9 * b).transpose()
-                  + gp.outer_product(ld3(P, I[h_["B_POS"]] + 3 * b)))
-            add3(W, wa + I[h_["W_GP"]] + 3 * par, gp)
+            add3(W, wa + I[h_["W_GT"]] + 6 * par, gn)
+            add3(W, wa + I[h_["W_GT"]] + 6 * par + 3, gf)
             add3(W, wa + I[h_["W_GV"]] + 6 * par, gVw)
             add3(W, wa + I[h_["W_GV"]] + 6 * par + 3, gVv)
 
@@ -580,16 +556,19 @@ def kernels(fp: str):
         return ld3(W, w + I[h_["W_V"]] + 6 * b + 3) + Vw.cross(pt)
 
     @ti.func
-    def contact_point_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, k, b, gpt):
-        """Adds contact point k's position adjoint gpt into W_GR, W_GP of its body."""
-        lp = ld3(P, I[h_["PT_POS"]] + 3 * k)
-        add3(W, wa + I[h_["W_GP"]] + 3 * b, gpt)
-        gR = gpt.outer_product(lp)
+    def contact_point_adjoint(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, k, b, pt, gpt):
+        """Adds contact point k's position adjoint gpt into its body's frame adjoint W_GT: the point
+        before its shift down (a fixed point of the body, or an ellipsoid's centre) moves with the
+        frame, (x x gpt, gpt); an ellipsoid's lowest point also slides as its frame Rg turns, adding
+        sum_k Rg_k x gRg_k (the columns)."""
+        x = pt + ti.Vector([F(0.0), F(0.0), pget(I, P, h_["PT_DIST"], k)], dt=F)
+        gn = ti.Vector([0, 0, 0], dt=F)
         if iget(I, h_["PT_KIND"], k) == ELLIPSOID:
             Rl = ld33(P, I[h_["PT_ROT"]] + 9 * k)
             size = ld3(P, I[h_["PT_SIZE"]] + 3 * k)
             Rg = ld33(W, w + I[h_["W_R"]] + 9 * b) @ Rl
-            _low, n, D2n, s, sn = ellipsoid_low(Rg, size)
+            low, n, D2n, s, sn = ellipsoid_low(Rg, size)
+            x -= low
             g = -gpt / sn
             gRg = g.outer_product(D2n)
             gD2n = Rg.transpose() @ g
@@ -597,15 +576,18 @@ def kernels(fp: str):
             if s > F(1e-30):
                 gs = gsn / (2 * sn)
                 gD2n += gs * n
-                gn = gs * D2n + size * size * gD2n
+                gn_ = gs * D2n + size * size * gD2n
                 for c in ti.static(range(3)):
-                    gRg[2, c] += gn[c]
+                    gRg[2, c] += gn_[c]
             else:
-                gn = size * size * gD2n
+                gn_ = size * size * gD2n
                 for c in ti.static(range(3)):
-                    gRg[2, c] += gn[c]
-            gR += gRg @ Rl.transpose()
-        add33(W, wa + I[h_["W_GR"]] + 9 * b, gR)
+                    gRg[2, c] += gn_[c]
+            for c in ti.static(range(3)):
+                gn += col(Rg, c).cross(col(gRg, c))
+        o = wa + I[h_["W_GT"]] + 6 * b
+        add3(W, o, gn + x.cross(gpt))
+        add3(W, o + 3, gpt)
 
     @ti.func
     def contact_point_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, k, b):
@@ -718,16 +700,16 @@ def kernels(fp: str):
             add3(W, o + 6 * b + 3, f)
 
     @ti.func
-    def point_adjoint(I: ti.template(), W: ti.template(), w, wa, b, lp, pt, gp, gv):
+    def point_adjoint(I: ti.template(), W: ti.template(), w, wa, b, pt, gp, gv):
         """Adds the adjoints gp, gv of a body point's world position and velocity into its body's
-        W_GR, W_GP, W_GV (pt = p + R lp, v = Vv + Vw x pt)."""
+        W_GT, W_GV (pt = p + R lp moves with the frame; v = Vv + Vw x pt)."""
         if b != 0:
             Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
             add3(W, wa + I[h_["W_GV"]] + 6 * b, pt.cross(gv))
             add3(W, wa + I[h_["W_GV"]] + 6 * b + 3, gv)
             g = gp + gv.cross(Vw)
-            add3(W, wa + I[h_["W_GP"]] + 3 * b, g)
-            add33(W, wa + I[h_["W_GR"]] + 9 * b, g.outer_product(lp))
+            add3(W, wa + I[h_["W_GT"]] + 6 * b, pt.cross(g))
+            add3(W, wa + I[h_["W_GT"]] + 6 * b + 3, g)
 
     @ti.func
     def point_tangent(I: ti.template(), W: ti.template(), w, wa, b, lp, pt):
@@ -779,8 +761,8 @@ def kernels(fp: str):
                 gn2, gf2 = wrench_adjoint(I, W, wa, b2, p2)
                 gu = f * (gf1 - gf2) + gLd * (v1 - v2)
                 gd = (gu - u * u.dot(gu)) / ln + gL * u
-                point_adjoint(I, W, w, wa, b1, l1, p1, gd + (f * u).cross(gn1), gLd * u)
-                point_adjoint(I, W, w, wa, b2, l2, p2, -gd + (-f * u).cross(gn2), -gLd * u)
+                point_adjoint(I, W, w, wa, b1, p1, gd + (f * u).cross(gn1), gLd * u)
+                point_adjoint(I, W, w, wa, b2, p2, -gd + (-f * u).cross(gn2), -gLd * u)
 
     @ti.func
     def spatial_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
@@ -907,9 +889,12 @@ def kernels(fp: str):
                 add3(W, wa + I[h_["W_GV"]] + 6 * b, Ri @ glw + c.cross(grel))
                 add3(W, wa + I[h_["W_GV"]] + 6 * b + 3, grel)
                 gc += grel.cross(Vw)
-                add3(W, wa + I[h_["W_GP"]] + 3 * b, gc)
-                add33(W, wa + I[h_["W_GR"]] + 9 * b, gc.outer_product(ld3(P, I[h_["B_IPOS"]] + 3 * b))
-                      + gRi @ ld33(P, I[h_["FL_ROT"]] + 9 * b).transpose())
+                # c moves with the frame and Ri = R Rfl turns with it
+                gnf = c.cross(gc)
+                for k in ti.static(range(3)):
+                    gnf += col(Ri, k).cross(col(gRi, k))
+                add3(W, wa + I[h_["W_GT"]] + 6 * b, gnf)
+                add3(W, wa + I[h_["W_GT"]] + 6 * b + 3, gc)
         ke, kd, kf, mu = scal(I, P, sc["KE"]), scal(I, P, sc["KD"]), scal(I, P, sc["KF"]), scal(I, P, sc["MU"])
         for k in range(I[NPT]):
             if reached(I, fb, iget(I, h_["PT_BODY"], k)) != 2:
@@ -948,7 +933,7 @@ def kernels(fp: str):
                 add3(W, wa + I[h_["W_GV"]] + 6 * b, pt.cross(gdp))
                 add3(W, wa + I[h_["W_GV"]] + 6 * b + 3, gdp)
                 gpt += gdp.cross(Vw)
-                contact_point_adjoint(I, P, W, w, wa, k, b, gpt)
+                contact_point_adjoint(I, P, W, w, wa, k, b, pt, gpt)
         spatial_forces_adjoint(I, P, W, w, wa)
 
     @ti.func
@@ -1418,15 +1403,17 @@ def kernels(fp: str):
                 add3(W, g + 3, gav)
                 add3(W, g + 6, gbw)
                 add3(W, g + 9, gbv)
-            # h = m c, Ibar = R Il R^T + m (c.c 1 - c c^T), c = p + R ipos
-            R = ld33(W, w + I[h_["W_R"]] + 9 * b)
+            # h = m c, Ibar = Ir + m (c.c 1 - c c^T): the centre c = p + R ipos moves with the frame
+            # (adjoint (c x gc, gc)), and a twist's dw turns Ir = R Il R^T into Ir + [dw] Ir - Ir [dw],
+            # whose adjoint is the antisymmetric part of Ir gs, gs = gI + gI^T
             c = ld3(W, w + I[h_["W_C"]] + 3 * b)
             gs = gI + gI.transpose()
             gc = m * gh + m * (2 * c * (gI[0, 0] + gI[1, 1] + gI[2, 2]) - gs @ c)
-            gR = ld33(W, wa + I[h_["W_GR"]] + 9 * b) + gs @ R @ ld33(P, I[h_["B_INERTIA"]] + 9 * b) \
-                + gc.outer_product(ld3(P, I[h_["B_IPOS"]] + 3 * b))
-            gp = ld3(W, wa + I[h_["W_GP"]] + 3 * b) + gc
-            kinematics_adjoint(I, P, W, w, wa, b, gR, gp, ld3(W, wa + I[h_["W_GV"]] + 6 * b) + gVw + qw,
+            Nr = (Ib - m * (c.dot(c) * ti.Matrix.identity(F, 3) - c.outer_product(c))) @ gs
+            o = wa + I[h_["W_GT"]] + 6 * b
+            gn = ld3(W, o) + ti.Vector([Nr[1, 2] - Nr[2, 1], Nr[2, 0] - Nr[0, 2], Nr[0, 1] - Nr[1, 0]], dt=F) \
+                + c.cross(gc)
+            kinematics_adjoint(I, P, W, w, wa, b, gn, ld3(W, o + 3) + gc, ld3(W, wa + I[h_["W_GV"]] + 6 * b) + gVw + qw,
                                ld3(W, wa + I[h_["W_GV"]] + 6 * b + 3) + gVv + qv)
 
     @ti.func
