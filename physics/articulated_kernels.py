@@ -37,7 +37,10 @@ body_inertias, gravity, bias_forces, -S.F in joint_forces, mass_matrix) are two 
 bodies instead of one per stage: tree_adjoint_down (the spatial velocities alpha = J tau_bar and
 beta = J qacc; each body's wrench adjoint is -alpha) and tree_adjoint_up (children first: every
 adjoint of a body's inertia, twist and frame is whole when the body is reached, so they stay in
-registers, and the kinematics' adjoint follows in the same iteration). Derivatives of branches
+registers, and the kinematics' adjoint follows in the same iteration). A frame's adjoint is the
+pair (n, f) of a world twist moving it with all attached to it (W_GT): a joint's coordinate takes
+S . (n, f), and the pair passes to the parent unchanged (the tangent carries dR, W_GR, instead).
+Derivatives of branches
 (contact on/off, stick/slip, limits, clipped servos) are those of the active branch.
 
 Twists are (w, v) and wrenches (n, f), world frame, about the world origin. All literals go
