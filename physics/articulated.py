@@ -51,6 +51,7 @@ across substeps, ds unit cotangents through the whole step instead).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import weakref
@@ -128,6 +129,26 @@ def _fast_kernels(fp: str) -> dict:
 
 
 # --------------------------------------------------------------------------- generic engine tables
+#: multiply-adds below which one of the Jacobian chain's batched products runs faster on one torch
+#: thread than on torch's pool: waking the pool costs ~0.1 ms per product with OMP_WAIT_POLICY=PASSIVE
+#: (set on import), more than such a product (docs/benchmarks_articulated.md, session 17)
+_SMALL_PRODUCT = 2_000_000
+
+
+@contextlib.contextmanager
+def _one_torch_thread(on: bool):
+    """Runs the block on one torch thread when `on`, then restores the count."""
+    if not on:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class ArticulatedTables:
     """The model packed for :mod:`articulated_kernels`: int table I, float table P, and the
     per-env workspace size (see the kernels' HEADER for the slots)."""
@@ -557,8 +578,9 @@ class ArticulatedSim(Simulator):
         self._adj(self._I, self._P, ctrl, js.view(-1), scratch, W, n, self.nv, 1)
         self.launches += 2
         # the control step's: T <- J_s T, the control columns also collecting J_s's own
-        T = js[:, 0]
-        for s in range(1, S):
-            T = torch.bmm(js[:, s, :, :ds], T)
-            T[:, :, ds:] += js[:, s, :, ds:]
+        with _one_torch_thread(self.device.type == "cpu" and n * ds * ds * nc <= _SMALL_PRODUCT):
+            T = js[:, 0]
+            for s in range(1, S):
+                T = torch.bmm(js[:, s, :, :ds], T)
+                T[:, :, ds:] += js[:, s, :, ds:]
         return T[:, :, :ds].contiguous(), T[:, :, ds:].contiguous()

@@ -268,7 +268,9 @@ def test_jacobian_by_substeps_equals_jacobian_by_columns(paths, name):
     kernels check each other on every model kind, with limits and contact active."""
     from mbmix_taichi.physics.base import Simulator
     sim, s, c, gen = _limited_sim_and_inputs(paths, name, 3, seed=2)
-    Js, Jc = sim.jacobian(s, c)
+    threads = torch.get_num_threads()
+    Js, Jc = sim.jacobian(s, c)  # 3 envs: its chain of small products runs on one torch thread
+    assert torch.get_num_threads() == threads
     Fs, Fc = Simulator.jacobian(sim, s, c)
 
     def worst(x):  # (a model without actuators has [N, ds, 0] control Jacobians)
@@ -282,6 +284,22 @@ def test_jacobian_by_substeps_equals_jacobian_by_columns(paths, name):
     size = scale * float(cot.abs().sum(1).max())
     assert worst(gs - torch.einsum("ni,nij->nj", cot, Js)) < 1e-12 * size
     assert worst(gc - torch.einsum("ni,nij->nj", cot, Jc)) <= 1e-12 * size
+
+
+def test_one_torch_thread_restores_the_count_even_on_error():
+    """The Jacobian chain's small products run on one torch thread; the caller's count comes back,
+    also when the block raises, and nothing changes when the block is not small."""
+    from mbmix_taichi.physics.articulated import _one_torch_thread
+    threads = torch.get_num_threads()
+    with _one_torch_thread(True):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == threads
+    with pytest.raises(ZeroDivisionError):
+        with _one_torch_thread(True):
+            1 / 0
+    assert torch.get_num_threads() == threads
+    with _one_torch_thread(False):
+        assert torch.get_num_threads() == threads
 
 
 def test_cached_mass_matrix_is_the_start_of_the_groups(paths):
