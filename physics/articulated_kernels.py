@@ -576,17 +576,12 @@ def kernels(fp: str):
             gRg = g.outer_product(D2n)
             gD2n = Rg.transpose() @ g
             gsn = gpt.dot(Rg @ D2n) / (sn * sn)
+            gz = size * size * gD2n  # the adjoint of n = Rg^T z, Rg's last row
             if s > F(1e-30):
                 gs = gsn / (2 * sn)
-                gD2n += gs * n
-                gn_ = gs * D2n + size * size * gD2n
-                for c in ti.static(range(3)):
-                    gRg[2, c] += gn_[c]
-            else:
-                gn_ = size * size * gD2n
-                for c in ti.static(range(3)):
-                    gRg[2, c] += gn_[c]
+                gz = gs * D2n + size * size * (gD2n + gs * n)
             for c in ti.static(range(3)):
+                gRg[2, c] += gz[c]
                 gn += col(Rg, c).cross(col(gRg, c))
         o = wa + I[h_["W_GT"]] + 6 * b
         add3(W, o, gn + x.cross(gpt))
