@@ -497,6 +497,37 @@ def _long_chain(n):
             + "</body>" * n + "</worldbody></mujoco>")
 
 
+@pytest.mark.parametrize("vt", [0.05, 3.0])  # tangential speed: sticking (viscous) and slipping (Coulomb)
+def test_ellipsoid_contact_derivatives_are_exact(tmp_path, vt):
+    """The ellipsoid's lowest point slides over its surface as the body turns: the adjoint (each
+    substep's Jacobian from sweeps on tau) and the tangent (unit JVP probes) of a tilted flat
+    ellipsoid in contact, spinning and sliding, agree with each other and with central
+    differences of the step."""
+    from mbmix_taichi.physics.articulated import ContactParams
+    from mbmix_taichi.physics.base import Simulator
+    p = write(tmp_path, "flat_d", ELLIPSOID.replace("GEOM", "ellipsoid").replace("SIZE", "0.2 0.12 0.05"))
+    model = load_mjcf(p)
+    sim = ArticulatedSim(model, dt=1e-3, substeps=2, dtype=torch.float64, contact=ContactParams(1e4, 1e2, 50.0, 0.5))
+    from mbmix_taichi.physics.articulated_model import quat_to_mat
+    q = model.qpos0()
+    n = quat_to_mat(q[3:7]).T @ np.array([0.0, 0.0, 1.0])
+    q[2] = float(np.sqrt(np.sum((np.array([0.2, 0.12, 0.05]) * n) ** 2))) - 2e-3  # 2 mm in
+    qd = np.array([vt, 0.3 * vt, -0.1, 0.5 * vt, -0.7 * vt, 0.2 * vt])
+    s = torch.tensor(np.concatenate([q, qd]))[None]
+    c = torch.zeros(1, 0, dtype=torch.float64)
+    Js, _ = sim.jacobian(s, c)
+    Fs, _ = Simulator.jacobian(sim, s, c)
+    eps = 1e-7
+    fd = torch.stack([(sim.step(s + eps * e, c)[0] - sim.step(s - eps * e, c)[0])[0] / (2 * eps)
+                      for e in torch.eye(s.shape[1], dtype=torch.float64)[:, None]], 1)
+    scale = float(fd.abs().max())
+    assert float((Js[0] - Fs[0]).abs().max()) < 1e-12 * scale
+    assert float((Js[0] - fd).abs().max()) < 1e-6 * scale, (Js[0] - fd).abs().max()
+    # the rotation moves the lowest point: the Jacobian's orientation columns feel the contact
+    free = ArticulatedSim(model, dt=1e-3, substeps=2, dtype=torch.float64, contact=ContactParams(0.0, 0.0, 0.0, 0.5))
+    assert float((Js[0][:, 3:7] - free.jacobian(s, c)[0][0][:, 3:7]).abs().max()) > 1e-3 * scale
+
+
 def test_a_long_chain_past_the_old_limits_agrees_with_mujoco(tmp_path):
     """100 dofs nested 100 deep (the loader used to stop at 64 dofs and depth 32, when kernels
     were generated per model): one generic kernel set simulates it as MuJoCo does."""
