@@ -19,7 +19,7 @@ def tool():
         sys.path.remove(str(TOOLS))
 
 
-@pytest.mark.parametrize("kernel", ["forward", "adjoint", "tangent"])
+@pytest.mark.parametrize("kernel", ["forward", "adjoint", "jacobian", "tangent"])
 def test_every_stage_variant_builds(tool, kernel):
     from mbmix_taichi.physics import articulated_kernels as ak
 
