@@ -6,7 +6,7 @@ ground) and a *free* state (the reset state, raised 1 m so nothing touches):
 * forward control steps per second at 1 and 64 envs, and forward + VJP, with the recorded
   step keeping its intermediates (the default) and, side by side, with the VJP replaying the
   step (`tape_budget = 0`, what a long window beyond the budget gets);
-* (fwd+VJP)/fwd, the cost of the VJP relative to the forward;
+* (fwd+VJP)/fwd, the cost of the VJP relative to the forward (the median of the rounds' own ratios);
 * exact full one-step Jacobians per second (64 envs; `sim.jacobian`: substep Jacobians from adjoint
   sweeps on tau and a solve by M, chained; by rows of the whole step through the adjoint kernel; by columns through
   the tangent kernel) against MuJoCo's
@@ -17,7 +17,8 @@ ground) and a *free* state (the reset state, raised 1 m so nothing touches):
   (``mass_matrix_every = substeps``, DiffRL's configs' ``MM_caching_frequency``) as a second
   engine row: other dynamics, so only its cost compares.
 
-Forward, forward + VJP and the replayed VJP are timed in turns, three rounds, each its best round.
+Forward, forward + VJP and the replayed VJP are timed in turns, five rounds: each rate is its best
+round, each ratio the median of the rounds' own ratios.
 Rates are per CPU second (``time.process_time``, all threads; MuJoCo runs one thread) and per
 wall second. ``--compile`` measures the cold
 compile (fresh Taichi offline cache, all tasks in one process) and each task's warm start in
@@ -32,6 +33,7 @@ import argparse
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +45,7 @@ import mbmix_taichi  # noqa: F401  (before torch: it sets OMP_WAIT_POLICY, as th
 import torch
 
 
-ROUNDS = 3  # forward, forward + VJP and the replayed VJP are timed in turns, best of ROUNDS
+ROUNDS = 5  # forward, forward + VJP and the replayed VJP are timed in turns, ROUNDS rounds
 
 
 def rate(fn, min_time=0.5, min_reps=3):
@@ -108,19 +110,25 @@ def sim_rates(sim, s, c, min_time):
     sim.vjp_tape(tape, cot)
     lb = lf + sim.launches - l0
     n = s.shape[0]
-    # the three take turns, ROUNDS times; each keeps its best round (on a shared machine a single
-    # window can catch another process's burst: the ratios moved by up to 20% between runs)
+    # the three take turns, ROUNDS times; each rate is its best round, and the ratios are the median
+    # of the rounds' own ratios (measured back to back): on a shared machine one window can catch
+    # another process's burst, and the ratio of two best rounds from different windows moved by up
+    # to 50% between runs
     f = fv = fr = (0.0, 0.0)
+    rv, rr = [], []
     for _ in range(ROUNDS):
-        f = max(f, rate(fwd, min_time))
-        fv = max(fv, rate(fwd_vjp, min_time))
+        a = rate(fwd, min_time)
+        b = rate(fwd_vjp, min_time)
         budget, sim.tape_budget = sim.tape_budget, 0  # the VJP replays the step
         try:
-            fr = max(fr, rate(fwd_vjp, min_time))
+            d = rate(fwd_vjp, min_time)
         finally:
             sim.tape_budget = budget
+        f, fv, fr = max(f, a), max(fv, b), max(fr, d)
+        rv.append(a[0] / b[0])
+        rr.append(a[0] / d[0])
     return {"fwd": f[0] * n, "fwd_wall": f[1] * n, "fv": fv[0] * n, "fv_wall": fv[1] * n, "fr": fr[0] * n,
-            "lf": lf, "lb": lb}
+            "ratio": statistics.median(rv), "ratio_r": statistics.median(rr), "lf": lf, "lb": lb}
 
 
 def states(mt, task, seed=1):
@@ -183,8 +191,8 @@ def measure(args):
                         row[f"mj_jac_{name}"] = mj_j[name]
                 rows.append(row)
                 print(f"{task:17s} {engine:7s} N={n:3d} launches fwd/fwd+vjp {r['lf']}/{r['lb']}  steps per CPU-s: "
-                      f"fwd {r['fwd']:9.0f} fwd+vjp {r['fv']:9.0f} (ratio {r['fwd'] / r['fv']:.2f}; replayed {r['fr']:9.0f}, "
-                      f"ratio {r['fwd'] / r['fr']:.2f})  wall: fwd "
+                      f"fwd {r['fwd']:9.0f} fwd+vjp {r['fv']:9.0f} (ratio {r['ratio']:.2f}; replayed {r['fr']:9.0f}, "
+                      f"ratio {r['ratio_r']:.2f})  wall: fwd "
                       f"{r['fwd_wall']:9.0f} fwd+vjp {r['fv_wall']:9.0f}  MuJoCo fwd {mj_f['landed']:8.0f}"
                       + (f"  Jacobians/CPU-s landed {row['jac_landed']:8.0f} (by rows {row['jacr_landed']:8.0f}, by JVPs "
                          f"{row['jacf_landed']:8.0f}, MuJoCo FD {mj_j['landed']:7.0f}) free {row['jac_free']:8.0f} (by "
@@ -300,7 +308,7 @@ def main(argv=None):
          "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         L.append(f"| {r['task']} | {r['engine']} | {r['n']} | {r['S']} | {r['lf']}, {r['lb']} | {r['fwd']:.0f} | "
-                 f"{r['fv']:.0f} | {r['fwd'] / r['fv']:.2f} | {r['fr']:.0f} | {r['fwd'] / r['fr']:.2f} | {r['fwd_wall']:.0f} | {r['fv_wall']:.0f} | "
+                 f"{r['fv']:.0f} | {r['ratio']:.2f} | {r['fr']:.0f} | {r['ratio_r']:.2f} | {r['fwd_wall']:.0f} | {r['fv_wall']:.0f} | "
                  f"{r['mj_fwd']:.0f} | {r['fwd'] / r['mj_fwd']:.2f} |")
     L += ["", "Exact full one-step Jacobians ([ds, ds] and [ds, da]) per CPU second at the largest batch, three "
           "ways in turns: `sim.jacobian` (with M computed every substep: each substep's Jacobian from nv adjoint "
