@@ -175,11 +175,11 @@ def main():
     from mbmix_taichi.physics.articulated import COMPILE_OPTIONS
     fp = "f64" if sim.dtype == torch.float64 else "f32"
     name = "adjoint" if args.kernel == "jacobian" else args.kernel
-    other = Path(args.against).read_text() if args.against else None
-    kernels = {v: FastKernel(variant_module(args.kernel, "none" if v == "other" else v,
-                                            other if v == "other" else None).kernels(fp)[name],
-                             COMPILE_OPTIONS[name])
-               for v in stages}
+    def module(v):  # the package's kernels with stage v left out, or FILE's ("other")
+        if v == "other":
+            return variant_module(args.kernel, "none", Path(args.against).read_text())
+        return variant_module(args.kernel, v)
+    kernels = {v: FastKernel(module(v).kernels(fp)[name], COMPILE_OPTIONS[name]) for v in stages}
     if args.kernel == "forward":
         per = 1
         outs = {v: torch.empty(N * sim.state_dim, dtype=sim.dtype) for v in stages}
