@@ -311,12 +311,17 @@ class ArticulatedTables:
                     KF=c.kf, MU=c.mu, GROUND=model.ground if model.ground is not None else 0.0, LKE=limit_ke,
                     LKD=limit_kd, FRIC_V0=model.friction_v0, WX=wind[0], WY=wind[1], WZ=wind[2])
         table(floats, "SCAL", [float(scal[k]) for k in K.SCALARS])
-        # the per-env workspace: primal intermediates, then (from W_GZERO on) adjoint accumulators
+        # the per-env workspace: primal intermediates, then (from W_GZERO on) adjoint accumulators.
+        # The primal slots are ordered by who reads them after the substep: the adjoint first, then
+        # the cached mass matrix's adjoint (W_CH, W_CIB), then the tangent (W_JR, W_JP), then none
+        # (W_FX, W_TAU), so that a kept substep stores only a prefix of its block (keep_adjoint,
+        # keep_tangent): the rest is its scratch and falls into the next substep's block
         nx = nq + nv
         sizes = [("W_X", nx), ("W_XN", nx), ("W_R", 9 * nb), ("W_P", 3 * nb), ("W_V", 6 * nb), ("W_S", 6 * nv),
-                 ("W_SD", 6 * nv), ("W_JR", 9 * nj), ("W_JP", 3 * nj), ("W_JV", 6 * nj), ("W_C", 3 * nb),
-                 ("W_H", 3 * nb), ("W_IB", 9 * nb), ("W_CH", 3 * nb), ("W_CIB", 9 * nb), ("W_FX", 6 * nb),
-                 ("W_A", 6 * nb), ("W_F", 6 * nb), ("W_TAU", nv), ("W_M", nv * nv), ("W_QACC", nv),
+                 ("W_SD", 6 * nv), ("W_JV", 6 * nj), ("W_C", 3 * nb), ("W_H", 3 * nb), ("W_IB", 9 * nb),
+                 ("W_A", 6 * nb), ("W_F", 6 * nb), ("W_M", nv * nv), ("W_QACC", nv),
+                 ("W_CH", 3 * nb), ("W_CIB", 9 * nb), ("W_JR", 9 * nj), ("W_JP", 3 * nj),
+                 ("W_FX", 6 * nb), ("W_TAU", nv),
                  # the adjoint zeroes W_GZERO..W_GZEND per substep (its accumulators); the rest of
                  # its slots it stores before it reads them (the tangent zeroes them all). W_GT, the
                  # adjoint's twist adjoint of each body frame (6 per body), shares W_GR's slots, the
@@ -341,6 +346,9 @@ class ArticulatedTables:
         self.floats = floats
         self.ws = off
         self.num_points = len(pts)
+        #: entries each kept substep stores for the adjoint (a VJP, a Jacobian) and for the tangent
+        self.keep_adjoint = head["W_CH"] if mass_matrix_every == 1 else head["W_JR"]
+        self.keep_tangent = head["W_FX"]
 
 
 #: the kernels index their flat arrays (the workspace above all) with 32-bit integers
@@ -451,34 +459,40 @@ class ArticulatedSim(Simulator):
 
     def bytes_per_env(self, record: bool = False) -> int:
         """A step's scratch; with `record`, the VJP's too: every substep's intermediates (transient)."""
-        wp, ws = self.tables.head["W_GXN"], self.tables.ws
-        scratch = wp * self.substeps + (ws - wp) if record else wp
-        return self._item * (scratch + 4 * self.state_dim)
+        return self._item * (self._workspace_size(1, self.tables.keep_adjoint if record else 0) + 4 * self.state_dim)
 
     # -- helpers
     def _buf(self, *shape):
         return torch.empty(shape, dtype=self.dtype, device=self.device)
 
-    def _workspace_size(self, n, keep=False):
-        """Scratch for n envs: their primal intermediates, one block per env, or per env and substep
-        with `keep`; then the adjoint/tangent blocks."""
+    def _primal_size(self, n, keep=0):
+        """Entries of n envs' primal intermediates: one block per env, or with keep > 0 (entries
+        kept per substep: tables.keep_adjoint or keep_tangent) S blocks of keep entries per env and
+        the rest of one block (the last substep's scratch); the adjoint/tangent blocks follow."""
+        wp = self.tables.head["W_GXN"]
+        return n * (self.substeps * keep + wp - keep) if keep else n * wp
+
+    def _workspace_size(self, n, keep=0):
+        """Scratch for n envs: their primal intermediates (see _primal_size), then with keep the
+        adjoint/tangent blocks."""
         wp, ws = self.tables.head["W_GXN"], self.tables.ws
-        size = n * wp * (self.substeps if keep else 1) + (n * (ws - wp) if keep else 0)
+        size = self._primal_size(n, keep) + (n * (ws - wp) if keep else 0)
         _check_index(size, f"{n} envs of this model ({self.nv} dofs, {len(self.model.bodies)} bodies)"
                      + (f" with {self.substeps} substeps kept for a derivative" if keep else ""))
         return size
 
-    def _workspace(self, n, keep=False):
+    def _workspace(self, n, keep=0):
         """The simulator's own scratch (kept between calls, grown when needed)."""
         size = self._workspace_size(n, keep)
         if self._work is None or self._work.numel() < size:
             self._work = self._buf(size)
         return self._work
 
-    def _replay(self, state, ctrl, n):
-        """The forward again, keeping every substep's intermediates for an adjoint or tangent launch."""
-        W = self._workspace(n, keep=True)
-        self._fwd(self._I, self._P, state.contiguous().view(-1), ctrl, self._buf(n * self.state_dim), W, n, 1)
+    def _replay(self, state, ctrl, n, keep):
+        """The forward again, keeping every substep's intermediates for an adjoint or tangent launch
+        (keep: tables.keep_adjoint or keep_tangent)."""
+        W = self._workspace(n, keep)
+        self._fwd(self._I, self._P, state.contiguous().view(-1), ctrl, self._buf(n * self.state_dim), W, n, keep)
         return W
 
     def _flat_ctrl(self, control):
@@ -492,12 +506,13 @@ class ArticulatedSim(Simulator):
         ctrl = self._flat_ctrl(control)
         self.launches += 1
         if record:
-            size = self._workspace_size(n, keep=True)
+            keep = self.tables.keep_adjoint
+            size = self._workspace_size(n, keep)
             self._tapes.budget_entries = self.tape_budget // self._item  # (tape_budget may be set any time)
             if self._tapes.live + size <= self._tapes.budget_entries:
                 # store: this launch keeps every substep's intermediates in the tape's own buffer
                 W = self._tapes.get(size, self._buf)
-                self._fwd(self._I, self._P, state.view(-1), ctrl, out.view(-1), W, n, 1)
+                self._fwd(self._I, self._P, state.view(-1), ctrl, out.view(-1), W, n, keep)
                 return out, _Tape(None, ctrl.clone(), n, W, self._tapes)
         self._fwd(self._I, self._P, state.view(-1), ctrl, out.view(-1), self._workspace(n), n, 0)
         # recompute: the tape is the step's input; the VJP replays the step (bit-identical)
@@ -512,11 +527,11 @@ class ArticulatedSim(Simulator):
         cotangent = self.check_cotangent(cotangent, n)
         gs = cotangent.clone()
         gc = self._buf(n * max(self.nu, 1))
-        W = tape.W
+        W, keep = tape.W, self.tables.keep_adjoint
         if W is None:
-            W = self._replay(tape.state, tape.ctrl, n)
+            W = self._replay(tape.state, tape.ctrl, n, keep)
             self.launches += 1
-        self._adj(self._I, self._P, tape.ctrl, gs.view(-1), gc, W, n, 1, 0)
+        self._adj(self._I, self._P, tape.ctrl, gs.view(-1), gc, W, n, 1, 0, keep)
         self.launches += 1
         return gs, gc.view(n, -1)[:, :self.nu]
 
@@ -532,8 +547,9 @@ class ArticulatedSim(Simulator):
         out = t_state.contiguous().clone()
         tc = t_control.contiguous().view(-1) if self.nu else self._dummy1
         ctrl = self._flat_ctrl(control)
-        W = self._replay(state, ctrl, n)
-        self._tan(self._I, self._P, ctrl, out.view(-1), tc, W, n, p)
+        keep = self.tables.keep_tangent
+        W = self._replay(state, ctrl, n, keep)
+        self._tan(self._I, self._P, ctrl, out.view(-1), tc, W, n, p, keep)
         self.launches += 2
         return out[:, 0] if single else out
 
@@ -561,8 +577,9 @@ class ArticulatedSim(Simulator):
         ctrl = self._flat_ctrl(control)
         rows = torch.eye(ds, dtype=self.dtype, device=self.device).expand(n, ds, ds).contiguous()
         gc = self._buf(n * ds * max(self.nu, 1))
-        W = self._replay(state, ctrl, n)
-        self._adj(self._I, self._P, ctrl, rows.view(-1), gc, W, n, ds, 0)
+        keep = self.tables.keep_adjoint
+        W = self._replay(state, ctrl, n, keep)
+        self._adj(self._I, self._P, ctrl, rows.view(-1), gc, W, n, ds, 0, keep)
         self.launches += 2
         return rows, gc.view(n, ds, -1)[:, :, :self.nu].contiguous()
 
@@ -572,10 +589,11 @@ class ArticulatedSim(Simulator):
         S, nc = self.substeps, ds + self.nu
         _check_index(n * S * ds * nc, f"{n} envs x {S} substep Jacobians")
         ctrl = self._flat_ctrl(control)
-        W = self._replay(state, ctrl, n)
+        keep = self.tables.keep_adjoint
+        W = self._replay(state, ctrl, n, keep)
         js = self._buf(n, S, ds, nc)
         scratch = self._buf(n * self.nv * max(self.nu, 1))
-        self._adj(self._I, self._P, ctrl, js.view(-1), scratch, W, n, self.nv, 1)
+        self._adj(self._I, self._P, ctrl, js.view(-1), scratch, W, n, self.nv, 1, keep)
         self.launches += 2
         # the control step's: T <- J_s T, the control columns also collecting J_s's own
         with _one_torch_thread(self.device.type == "cpu" and n * ds * ds * nc <= _SMALL_PRODUCT):

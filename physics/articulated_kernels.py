@@ -25,7 +25,11 @@ The substep is a pipeline of stage functions in MJX's order, each followed by it
 
 The forward kernel runs the substeps; with ``keep`` it leaves every substep's intermediates in
 its own workspace block, and the adjoint kernel walks those blocks backwards (the tangent
-kernel forwards, one probe after another). For full Jacobians the adjoint kernel can instead
+kernel forwards, one probe after another). A kept block stores only the slots its derivative
+reads (``keep`` entries: the block's slots are ordered by reader, so these come first); the
+substep's other slots, its scratch, fall into the next substep's block, which overwrites them
+(kept_block). For a VJP that is 70-78% of the block on the bundled robots, and a VJP's tape
+is memory traffic: at 64 envs and more it no longer fits in the cache. For full Jacobians the adjoint kernel can instead
 write each substep's own: one adjoint sweep per dof with a unit cotangent on its tau at fixed qacc
 (a row of K = d (tau - M qacc) / d (state, control); it reaches only the dof's subtree and its
 ancestors, and skips the other bodies), one solve for d qacc / d (state, control) = M^-1 K, then
@@ -1879,18 +1883,28 @@ def kernels(fp: str):
             npa, npb = npr, 1
         return npa, npb
 
+    @ti.func
+    def kept_block(I: ti.template(), e, s, keep):
+        """Where substep s of env e keeps its intermediates: keep entries per substep (the slots a
+        derivative reads come first in the block), and each env's region ends with one block's
+        remaining wp - keep entries, where its last substep's scratch falls."""
+        wp = I[h_["W_GXN"]]
+        return e * (I[h_["SUBSTEPS"]] * keep + wp - keep) + s * keep
+
     # ================================================================== kernels
     # W holds the primal workspace blocks (W_X .. W_GXN: one per env, or one per env and
     # substep when kept), then, for the adjoint and tangent, one block of their slots per env.
     @ti.kernel
     def forward(I: arr_i, P: arr_f, X: arr_f, U: arr_f, OUT: arr_f, W: arr_f, n: ti.i32, keep: ti.i32):
-        """OUT[e] = step(X[e], U[e]). With keep, every substep's intermediates stay in W (one
-        block per env and substep) for the adjoint and tangent kernels."""
+        """OUT[e] = step(X[e], U[e]). With keep > 0, every substep's intermediates that a derivative
+        reads stay in W for the adjoint and tangent kernels: substep s's block starts keep entries
+        after substep s - 1's (see kept_block), so that the slots at and after offset keep (the
+        substep's own scratch) fall into the next substep's block, which overwrites them."""
         for e in range(n):
             nx, S, wp = I[NX], I[h_["SUBSTEPS"]], I[h_["W_GXN"]]
             w = e * wp
             if keep != 0:
-                w = e * S * wp
+                w = kept_block(I, e, 0, keep)
             for k in range(nx):
                 W[w + I[h_["W_X"]] + k] = X[e * nx + k]
             wm = w  # the block holding the factors of the cached M
@@ -1901,7 +1915,7 @@ def kernels(fp: str):
                 if s < S - 1:
                     nxt = w
                     if keep != 0:
-                        nxt = w + wp
+                        nxt = w + keep
                     for k in range(nx):
                         W[nxt + I[h_["W_X"]] + k] = W[w + I[h_["W_XN"]] + k]
                     w = nxt
@@ -1910,10 +1924,10 @@ def kernels(fp: str):
 
     @ti.kernel
     def adjoint(I: arr_i, P: arr_f, U: arr_f, GX: arr_f, GU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32,
-                by_substep: ti.i32):
+                by_substep: ti.i32, keep: ti.i32):
         """GX[e, k] <- GX[e, k]^T d step / d state, GU[e, k] = GX[e, k]^T d step / d control, for the
         npr cotangents k of env e (rows of the Jacobian when they are unit vectors), from the
-        intermediates a forward launch with keep left in W. Substep-major like the tangent: each
+        intermediates a forward launch with the same keep left in W. Substep-major like the tangent: each
         substep's intermediates are read once for all of an env's cotangents (cotangent-major when
         M is cached: its cotangent is summed across substeps, one cotangent at a time).
 
@@ -1927,7 +1941,7 @@ def kernels(fp: str):
         for e in range(n):
             nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
             nc = nx + nu
-            wa = n * S * wp + e * (ws - wp) - wp
+            wa = kept_block(I, n, 0, keep) + e * (ws - wp) - wp
             ja, gx = wa + I[h_["W_JA"]], wa + I[h_["W_GX"]]
             for k in range(npr * nu):
                 GU[e * npr * nu + k] = F(0.0)
@@ -1935,7 +1949,7 @@ def kernels(fp: str):
             for pa in range(npa):
                 for ss in range(S):
                     s = S - 1 - ss
-                    w = (e * S + s) * wp
+                    w = kept_block(I, e, s, keep)
                     for pb in range(npb):
                         pr = pa * npb + pb
                         o, ge = (e * npr + pr) * nx, (e * npr + pr) * nu
@@ -1959,13 +1973,14 @@ def kernels(fp: str):
                         integrate_jacobian(I, P, W, w, ja, nc, GX, (e * S + s) * nx * nc)
 
     @ti.kernel
-    def tangent(I: arr_i, P: arr_f, U: arr_f, TX: arr_f, TU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32):
+    def tangent(I: arr_i, P: arr_f, U: arr_f, TX: arr_f, TU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32,
+                keep: ti.i32):
         """TX[e, k] <- d step(X[e], U[e]) along (TX[e, k], TU[e, k]) for the npr probes k of env e,
-        from the intermediates a forward launch with keep left in W (probe-major when M is cached:
+        from the intermediates a forward launch with the same keep left in W (probe-major when M is cached:
         its tangent is formed once and used across substeps, one probe at a time)."""
         for e in range(n):
             nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
-            wa = n * S * wp + e * (ws - wp) - wp
+            wa = kept_block(I, n, 0, keep) + e * (ws - wp) - wp
             npa, npb = probe_order(I, npr)
             for pa in range(npa):
                 for s in range(S):
@@ -1974,7 +1989,7 @@ def kernels(fp: str):
                         o = (e * npr + pr) * nx
                         for k in range(nx):
                             W[wa + I[h_["W_GX"]] + k] = TX[o + k]
-                        substep_tangent(I, P, W, (e * S + s) * wp, wa, U, e * nu, TU, (e * npr + pr) * nu, s)
+                        substep_tangent(I, P, W, kept_block(I, e, s, keep), wa, U, e * nu, TU, (e * npr + pr) * nu, s)
                         for k in range(nx):
                             TX[o + k] = W[wa + I[h_["W_GXN"]] + k]
 

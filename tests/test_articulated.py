@@ -216,8 +216,8 @@ def test_adjoint_reads_no_scratch_it_did_not_write(paths, name):
     cot = torch.randn(s.shape, generator=gen, dtype=torch.float64)
     _, clean = sim.step(s, c, record=True)
     _, poisoned = sim.step(s, c, record=True)
-    clean.W[2 * sim.substeps * sim.tables.head["W_GXN"]:] = 0.0
-    poisoned.W[2 * sim.substeps * sim.tables.head["W_GXN"]:] = float("nan")
+    clean.W[sim._primal_size(2, sim.tables.keep_adjoint):] = 0.0
+    poisoned.W[sim._primal_size(2, sim.tables.keep_adjoint):] = float("nan")
     ga, gb = sim.vjp_tape(clean, cot), sim.vjp_tape(poisoned, cot)
     assert torch.isfinite(ga[0]).all() and torch.equal(ga[0], gb[0]) and torch.equal(ga[1], gb[1])
 
@@ -234,11 +234,52 @@ def test_forward_reads_no_scratch_it_did_not_write(paths, name):
     clean = sim.step(s, c)[0]
     assert torch.isfinite(clean).all()
     ctrl = c.contiguous().view(-1) if sim.nu else sim._dummy1
-    for keep in (0, 1):
-        W = torch.full((sim._workspace_size(2, keep=bool(keep)),), float("nan"), dtype=torch.float64)
+    for keep in (0, sim.tables.keep_adjoint, sim.tables.keep_tangent):
+        W = torch.full((sim._workspace_size(2, keep),), float("nan"), dtype=torch.float64)
         out = torch.empty_like(clean)
         sim._fwd(sim._I, sim._P, s.contiguous().view(-1), ctrl, out.view(-1), W, 2, keep)
         assert torch.equal(out, clean), keep
+
+
+@pytest.mark.parametrize("mass_matrix_every", [1, 2])
+@pytest.mark.parametrize("name", list(MODELS) + ["drop", "branch"])
+def test_kept_substeps_hold_all_their_derivatives_read(paths, name, mass_matrix_every):
+    """A kept substep stores only the prefix of its block that the adjoint (keep_adjoint) or the
+    tangent (keep_tangent) reads; the rest is scratch that the next substep's block overwrites.
+    VJPs, JVPs and substep Jacobians from such a tape equal, bit for bit, those from whole blocks
+    (keep = the block's size, where nothing is overwritten)."""
+    sim, s, c, gen = _limited_sim_and_inputs(paths, name, 2, seed=7, mass_matrix_every=mass_matrix_every)
+    wp, t = sim.tables.head["W_GXN"], sim.tables
+    assert 0 < t.keep_adjoint <= t.keep_tangent < wp
+    ctrl = sim._flat_ctrl(c)
+    cot = torch.randn(s.shape, generator=gen, dtype=torch.float64)
+    probes = torch.randn(2, 3, sim.state_dim, generator=gen, dtype=torch.float64)
+    tc = torch.randn(2, 3, max(sim.nu, 1), generator=gen, dtype=torch.float64)[:, :, :sim.nu].contiguous()
+    out = {}
+    for name_, keep in (("adjoint", t.keep_adjoint), ("tangent", t.keep_tangent), ("whole", wp)):
+        res = []
+        if name_ != "tangent":
+            W = sim._replay(s, ctrl, 2, keep).clone()
+            gs, gc = cot.clone(), torch.zeros(2 * max(sim.nu, 1), dtype=torch.float64)
+            sim._adj(sim._I, sim._P, ctrl, gs.view(-1), gc, W, 2, 1, 0, keep)
+            res += [gs, gc]
+            if mass_matrix_every == 1:
+                js = torch.zeros(2 * sim.substeps * sim.state_dim * (sim.state_dim + sim.nu), dtype=torch.float64)
+                sim._adj(sim._I, sim._P, ctrl, js, torch.zeros(2 * sim.nv * max(sim.nu, 1), dtype=torch.float64),
+                         W, 2, sim.nv, 1, keep)
+                res.append(js)
+        if name_ != "adjoint":
+            W = sim._replay(s, ctrl, 2, keep).clone()
+            tx = probes.clone()
+            sim._tan(sim._I, sim._P, ctrl, tx.view(-1), tc.view(-1) if sim.nu else sim._dummy1, W, 2, 3, keep)
+            res.append(tx)
+        out[name_] = res
+    whole = out["whole"]
+    n_adj = len(out["adjoint"])
+    assert all(torch.isfinite(x).all() for x in whole)
+    assert all(torch.equal(a, b) for a, b in zip(out["adjoint"], whole[:n_adj]))
+    assert torch.equal(out["tangent"][0], whole[n_adj])
+    assert any(x.abs().max() > 0 for x in whole)
 
 
 @pytest.mark.parametrize("name", list(MODELS) + ["drop", "branch"])
@@ -251,11 +292,12 @@ def test_substep_jacobians_read_no_scratch_they_did_not_write(paths, name):
     size = 2 * sim.substeps * sim.state_dim * (sim.state_dim + sim.nu)
     out = []
     for fill in (0.0, float("nan")):
-        W = sim._replay(s, ctrl, 2)
-        W[2 * sim.substeps * sim.tables.head["W_GXN"]:] = fill
+        keep = sim.tables.keep_adjoint
+        W = sim._replay(s, ctrl, 2, keep)
+        W[sim._primal_size(2, keep):] = fill
         js = torch.full((size,), fill, dtype=torch.float64)
         scratch = torch.full((2 * sim.nv * max(sim.nu, 1),), fill, dtype=torch.float64)
-        sim._adj(sim._I, sim._P, ctrl, js, scratch, W, 2, sim.nv, 1)
+        sim._adj(sim._I, sim._P, ctrl, js, scratch, W, 2, sim.nv, 1, keep)
         out.append(js)
     assert torch.isfinite(out[0]).all() and torch.equal(out[0], out[1])
 
@@ -369,7 +411,7 @@ def test_cached_mass_matrix_derivatives_are_exact(paths, name):
     cot = torch.randn(s.shape, generator=gen, dtype=torch.float64)
     _, clean = sim.step(s, c, record=True)
     _, poisoned = sim.step(s, c, record=True)
-    poisoned.W[2 * sim.substeps * sim.tables.head["W_GXN"]:] = float("nan")
+    poisoned.W[sim._primal_size(2, sim.tables.keep_adjoint):] = float("nan")
     ga, gb = sim.vjp_tape(clean, cot), sim.vjp_tape(poisoned, cot)
     assert torch.equal(ga[0], gb[0]) and torch.equal(ga[1], gb[1])
     assert (ga[0] - torch.einsum("ni,nij->nj", cot, Js)).abs().max() < 1e-12 * scale * float(cot.abs().sum(1).max())
@@ -555,8 +597,9 @@ def test_a_launch_past_32_bit_indexing_is_refused_before_allocating(paths):
     n = articulated.INDEX_LIMIT // sim.tables.head["W_GXN"] + 1
     with pytest.raises(InputError, match="32-bit"):
         sim._workspace(n)
+    keep = sim.tables.keep_adjoint
     with pytest.raises(InputError, match="32-bit"):
-        sim._workspace(n // sim.substeps + 1, keep=True)
+        sim._workspace(articulated.INDEX_LIMIT // sim._workspace_size(1, keep) + 1, keep)
     sim._workspace(2)  # an ordinary call still works
 
 

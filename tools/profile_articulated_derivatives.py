@@ -190,29 +190,31 @@ def main():
     elif args.kernel == "jacobian":
         per = 1
         S, nc = sim.substeps, sim.state_dim + sim.nu
-        W = sim._replay(s, ctrl, N)  # the step's intermediates, as `sim.jacobian` keeps them
+        keep = sim.tables.keep_adjoint
+        W = sim._replay(s, ctrl, N, keep)  # the step's intermediates, as `sim.jacobian` keeps them
         outs = {v: torch.empty(N * S * sim.state_dim * nc, dtype=sim.dtype) for v in stages}
         extra = torch.empty(N * sim.nv * max(sim.nu, 1), dtype=sim.dtype)  # the sweeps' scratch
 
         def launch(v):
-            kernels[v](sim._I, sim._P, ctrl, outs[v], extra, W, N, sim.nv, 1)
+            kernels[v](sim._I, sim._P, ctrl, outs[v], extra, W, N, sim.nv, 1, keep)
     else:
         if args.kernel == "adjoint":
             per = 1
             seed = torch.randn(N, sim.state_dim, generator=g, dtype=sim.dtype)  # one cotangent per env
             _, tape = sim.step(s, c, record=True)
-            W = tape.W
+            W, keep = tape.W, sim.tables.keep_adjoint
             extra = torch.empty(N * max(sim.nu, 1), dtype=sim.dtype)  # the control's cotangents
         else:
             per = args.probes
             seed = torch.randn(N, per, sim.state_dim, generator=g, dtype=sim.dtype)
-            W = sim._replay(s, ctrl, N)  # the step's intermediates, as `jvp` keeps them
+            keep = sim.tables.keep_tangent
+            W = sim._replay(s, ctrl, N, keep)  # the step's intermediates, as `jvp` keeps them
             extra = torch.randn(N * per * max(sim.nu, 1), generator=g, dtype=sim.dtype)  # control tangents
         outs = {v: seed.clone().view(-1) for v in stages}  # the kernel's directions, in and out
 
         def launch(v):
             outs[v].copy_(seed.view(-1))
-            kernels[v](sim._I, sim._P, ctrl, outs[v], extra, W, N, per, *((0,) if args.kernel == "adjoint" else ()))
+            kernels[v](sim._I, sim._P, ctrl, outs[v], extra, W, N, per, *((0,) if args.kernel == "adjoint" else ()), keep)
     call = {v: (lambda v=v: launch(v)) for v in stages}
     for f in call.values():
         f()  # compile
