@@ -335,7 +335,9 @@ class ArticulatedTables:
                  # (kept across substeps) its cotangent or tangent
                  ("W_GCS", 6 * nv), ("W_GCI", 12 * nb), ("W_TZEND", 0), ("W_GMC", nv * nv),
                  # the substep Jacobians' rows of d qacc / d (state, control)
-                 ("W_JA", nv * (nx + model.nu))]
+                 ("W_JA", nv * (nx + model.nu)),
+                 # where the derivative kernels leave the sum of the loads that stream a kept block in
+                 ("W_TOUCH", 1)]
         off = 0
         for name, size in sizes:
             head[name] = off
