@@ -336,6 +336,8 @@ class ArticulatedTables:
                  ("W_GCS", 6 * nv), ("W_GCI", 12 * nb), ("W_TZEND", 0), ("W_GMC", nv * nv),
                  # the substep Jacobians' rows of d qacc / d (state, control)
                  ("W_JA", nv * (nx + model.nu)),
+                 # a substep's Jacobian and a row of the chain's product when the kernel chains them
+                 ("W_JS", nx * (nx + model.nu)), ("W_ROW", nx + model.nu),
                  # where the derivative kernels leave the sum of the loads that stream a kept block in
                  ("W_TOUCH", 1)]
         off = 0
@@ -415,6 +417,11 @@ class ArticulatedSim(Simulator):
     """
 
     jacobian_chunk = 512
+    #: a Jacobian's chain of substep products runs in the adjoint kernel while each of its S - 1
+    #: batched products takes at most this many multiply-adds (N ds^2 (ds + dc)), and in torch's
+    #: batched matmuls beyond: two torch calls per product cost ~10-30 us each, which only large
+    #: products amortise (measured side by side: docs/benchmarks_articulated.md, session 19)
+    kernel_chain_madds = 30_000
     #: kernel launches of one control step (its VJP takes one more from a stored tape, two when
     #: replayed; a batch of JVP probes two: the forward again keeping every substep's
     #: intermediates, then the tangent)
@@ -586,13 +593,20 @@ class ArticulatedSim(Simulator):
         return rows, gc.view(n, ds, -1)[:, :, :self.nu].contiguous()
 
     def _jacobian_by_substeps(self, state, control):
-        """One replay, one adjoint launch writing every substep's Jacobian, then their product."""
+        """One replay, one adjoint launch writing every substep's Jacobian, then their product: in
+        the kernel while it is small (kernel_chain_madds), else torch's batched matmuls."""
         n, ds = state.shape
         S, nc = self.substeps, ds + self.nu
         _check_index(n * S * ds * nc, f"{n} envs x {S} substep Jacobians")
         ctrl = self._flat_ctrl(control)
         keep = self.tables.keep_adjoint
         W = self._replay(state, ctrl, n, keep)
+        if n * ds * ds * nc <= self.kernel_chain_madds:
+            T = self._buf(n, ds, nc)
+            scratch = self._buf(n * self.nv * max(self.nu, 1))
+            self._adj(self._I, self._P, ctrl, T.view(-1), scratch, W, n, self.nv, 2, keep)
+            self.launches += 2
+            return T[:, :, :ds].contiguous(), T[:, :, ds:].contiguous()
         js = self._buf(n, S, ds, nc)
         scratch = self._buf(n * self.nv * max(self.nu, 1))
         self._adj(self._I, self._P, ctrl, js.view(-1), scratch, W, n, self.nv, 1, keep)

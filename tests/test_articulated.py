@@ -282,14 +282,16 @@ def test_kept_substeps_hold_all_their_derivatives_read(paths, name, mass_matrix_
     assert any(x.abs().max() > 0 for x in whole)
 
 
+@pytest.mark.parametrize("by_substep", [1, 2])
 @pytest.mark.parametrize("name", list(MODELS) + ["drop", "branch"])
-def test_substep_jacobians_read_no_scratch_they_did_not_write(paths, name):
+def test_substep_jacobians_read_no_scratch_they_did_not_write(paths, name, by_substep):
     """By substeps, the adjoint kernel zeroes its accumulators before each sweep and stores its other
-    slots (the rows of d qacc, the control shares' scratch, every output entry) before reading them:
-    NaN in all of its scratch and in the output buffers beforehand changes no bit."""
+    slots (the rows of d qacc, the control shares' scratch, every output entry, and when it chains
+    the substeps itself, each substep's Jacobian and the product's rows) before reading them: NaN in
+    all of its scratch and in the output buffers beforehand changes no bit."""
     sim, s, c, _ = _limited_sim_and_inputs(paths, name, 2, seed=5)
     ctrl = sim._flat_ctrl(c)
-    size = 2 * sim.substeps * sim.state_dim * (sim.state_dim + sim.nu)
+    size = 2 * (sim.substeps if by_substep == 1 else 1) * sim.state_dim * (sim.state_dim + sim.nu)
     out = []
     for fill in (0.0, float("nan")):
         keep = sim.tables.keep_adjoint
@@ -297,19 +299,23 @@ def test_substep_jacobians_read_no_scratch_they_did_not_write(paths, name):
         W[sim._primal_size(2, keep):] = fill
         js = torch.full((size,), fill, dtype=torch.float64)
         scratch = torch.full((2 * sim.nv * max(sim.nu, 1),), fill, dtype=torch.float64)
-        sim._adj(sim._I, sim._P, ctrl, js, scratch, W, 2, sim.nv, 1, keep)
+        sim._adj(sim._I, sim._P, ctrl, js, scratch, W, 2, sim.nv, by_substep, keep)
         out.append(js)
     assert torch.isfinite(out[0]).all() and torch.equal(out[0], out[1])
 
 
+@pytest.mark.parametrize("chain", ["kernel", "torch"])
 @pytest.mark.parametrize("name", list(MODELS) + ["drop", "branch"])
-def test_jacobian_by_substeps_equals_jacobian_by_columns(paths, name):
+def test_jacobian_by_substeps_equals_jacobian_by_columns(paths, name, chain):
     """`jacobian` forms each substep's Jacobian from adjoint sweeps with unit cotangents on tau (each
-    reaching only its dof's subtree and ancestors: "branch" has skipped bodies) and chains them; the tangent kernel's unit JVP probes through the whole step (`Simulator.jacobian`)
-    give the same matrices, and each row is what a single VJP of that env gives: the derivative
-    kernels check each other on every model kind, with limits and contact active."""
+    reaching only its dof's subtree and ancestors: "branch" has skipped bodies) and chains them, in
+    the adjoint kernel (small products) or in torch; the tangent kernel's unit JVP probes through
+    the whole step (`Simulator.jacobian`) give the same matrices, and each row is what a single VJP
+    of that env gives: the derivative kernels check each other on every model kind, with limits
+    and contact active."""
     from mbmix_taichi.physics.base import Simulator
     sim, s, c, gen = _limited_sim_and_inputs(paths, name, 3, seed=2)
+    sim.kernel_chain_madds = 10 ** 12 if chain == "kernel" else -1
     threads = torch.get_num_threads()
     Js, Jc = sim.jacobian(s, c)  # 3 envs: its chain of small products runs on one torch thread
     assert torch.get_num_threads() == threads
