@@ -120,7 +120,7 @@ def _fluid_box(body):
 #: them); the forward keeps them (up to 17% faster, and 18 CPU-s to compile).
 #: docs/benchmarks_articulated.md, session 8.
 COMPILE_OPTIONS = {"forward": {}, "adjoint": {"advanced_optimization": False},
-                   "tangent": {"advanced_optimization": False}}
+                   "tangent": {"advanced_optimization": False}, "chain": {}}
 
 
 @functools.lru_cache(maxsize=None)
@@ -336,8 +336,6 @@ class ArticulatedTables:
                  ("W_GCS", 6 * nv), ("W_GCI", 12 * nb), ("W_TZEND", 0), ("W_GMC", nv * nv),
                  # the substep Jacobians' rows of d qacc / d (state, control)
                  ("W_JA", nv * (nx + model.nu)),
-                 # a substep's Jacobian and a row of the chain's product when the kernel chains them
-                 ("W_JS", nx * (nx + model.nu)), ("W_ROW", nx + model.nu),
                  # where the derivative kernels leave the sum of the loads that stream a kept block in
                  ("W_TOUCH", 1)]
         off = 0
@@ -417,7 +415,7 @@ class ArticulatedSim(Simulator):
     """
 
     jacobian_chunk = 512
-    #: a Jacobian's chain of substep products runs in the adjoint kernel while each of its S - 1
+    #: a Jacobian's chain of substep products runs in a kernel of its own while each of its S - 1
     #: batched products takes at most this many multiply-adds (N ds^2 (ds + dc)), and in torch's
     #: batched matmuls beyond: two torch calls per product cost ~10-30 us each, which only large
     #: products amortise (measured side by side: docs/benchmarks_articulated.md, session 19)
@@ -461,6 +459,7 @@ class ArticulatedSim(Simulator):
         self._fwd = fast["forward"].bind(("forward", fp), fixed=(0, 1))
         self._adj = fast["adjoint"].bind(("adjoint", fp), fixed=(0, 1))
         self._tan = fast["tangent"].bind(("tangent", fp), fixed=(0, 1))
+        self._chain = fast["chain"].bind(("chain", fp), fixed=(0,))
         self._work = None
         self._dummy1 = torch.zeros(1, dtype=dtype, device=self.device)
         self._item = torch.empty((), dtype=dtype).element_size()  # bytes per entry
@@ -593,24 +592,23 @@ class ArticulatedSim(Simulator):
         return rows, gc.view(n, ds, -1)[:, :, :self.nu].contiguous()
 
     def _jacobian_by_substeps(self, state, control):
-        """One replay, one adjoint launch writing every substep's Jacobian, then their product: in
-        the kernel while it is small (kernel_chain_madds), else torch's batched matmuls."""
+        """One replay, one adjoint launch writing every substep's Jacobian, then their product: a
+        chain launch while it is small (kernel_chain_madds), else torch's batched matmuls."""
         n, ds = state.shape
         S, nc = self.substeps, ds + self.nu
         _check_index(n * S * ds * nc, f"{n} envs x {S} substep Jacobians")
         ctrl = self._flat_ctrl(control)
         keep = self.tables.keep_adjoint
         W = self._replay(state, ctrl, n, keep)
-        if n * ds * ds * nc <= self.kernel_chain_madds:
-            T = self._buf(n, ds, nc)
-            scratch = self._buf(n * self.nv * max(self.nu, 1))
-            self._adj(self._I, self._P, ctrl, T.view(-1), scratch, W, n, self.nv, 2, keep)
-            self.launches += 2
-            return T[:, :, :ds].contiguous(), T[:, :, ds:].contiguous()
         js = self._buf(n, S, ds, nc)
         scratch = self._buf(n * self.nv * max(self.nu, 1))
         self._adj(self._I, self._P, ctrl, js.view(-1), scratch, W, n, self.nv, 1, keep)
         self.launches += 2
+        if n * ds * ds * nc <= self.kernel_chain_madds:
+            TX, TU = self._buf(n, ds, ds), self._buf(n, ds, max(self.nu, 1))
+            self._chain(self._I, js.view(-1), TX.view(-1), TU.view(-1), self._buf(n * (ds + 1) * nc), n)
+            self.launches += 1
+            return TX, TU[:, :, :self.nu]
         # the control step's: T <- J_s T, the control columns also collecting J_s's own
         with _one_torch_thread(self.device.type == "cpu" and n * ds * ds * nc <= _SMALL_PRODUCT):
             T = js[:, 0]

@@ -79,9 +79,8 @@ HEADER = [
     # substep; W_GMC (the cached mass matrix's cotangent or tangent) lives across substeps
     "W_GXN", "W_GZERO", "W_GX", "W_GT", "W_GR", "W_GV", "W_GA", "W_GMAB", "W_GZV", "W_GZEND", "W_GP",
     "W_GS", "W_GSD", "W_GH", "W_GIB", "W_GF", "W_GTAU", "W_MAB", "W_GCS", "W_GCI", "W_TZEND", "W_GMC",
-    # the substep Jacobians' rows of d qacc / d (state, control), a substep's Jacobian and one row of
-    # the chain's product (by_substep 2); the sum of touch's loads
-    "W_JA", "W_JS", "W_ROW", "W_TOUCH",
+    # the substep Jacobians' rows of d qacc / d (state, control); the sum of touch's loads
+    "W_JA", "W_TOUCH",
 ]
 H = {name: i for i, name in enumerate(HEADER)}
 #: scalar slots of P at P[I[SCAL] + k]
@@ -95,7 +94,8 @@ NB, NJ, NQ, NV, NU, NPT, NX = (H[k] for k in ("NB", "NJ", "NQ", "NV", "NU", "NPT
 
 @functools.lru_cache(maxsize=None)
 def kernels(fp: str):
-    """The kernels for one float type ("f32" or "f64"): forward, adjoint, tangent."""
+    """The kernels for one float type ("f32" or "f64"): forward, adjoint, tangent, and chain (a
+    Jacobian's substeps multiplied together, for small models)."""
     F = ti.f64 if fp == "f64" else ti.f32
     arr_f = ti.types.ndarray(dtype=F, ndim=1)
     arr_i = ti.types.ndarray(dtype=ti.i32, ndim=1)
@@ -1893,29 +1893,6 @@ def kernels(fp: str):
         return e * (I[h_["SUBSTEPS"]] * keep + wp - keep) + s * keep
 
     @ti.func
-    def chain_substep(I: ti.template(), W: ti.template(), wa, T: ti.template(), o, last):
-        """T <- T J_s for the control step's Jacobian T = [d x_S / d x_s, d x_S / d u] (NX rows of
-        NX + NU at T[o:], row-major) as the adjoint walks the substeps backwards, with J_s =
-        [d x_s+1 / d x_s, d x_s+1 / d u] at W_JS: the state columns become T's times J_s's, the
-        control columns add T's times J_s's (the first, s = S - 1, copies J_s)."""
-        nx, nc = I[NX], I[NX] + I[NU]
-        js, row = wa + I[h_["W_JS"]], wa + I[h_["W_ROW"]]
-        if last:
-            for k in range(nx * nc):
-                T[o + k] = W[js + k]
-        else:
-            for r in range(nx):
-                for c in range(nc):
-                    acc = F(0.0)
-                    for k in range(nx):
-                        acc += T[o + r * nc + k] * W[js + k * nc + c]
-                    W[row + c] = acc
-                for c in range(nx):
-                    T[o + r * nc + c] = W[row + c]
-                for c in range(nx, nc):
-                    T[o + r * nc + c] = T[o + r * nc + c] + W[row + c]
-
-    @ti.func
     def touch(I: ti.template(), W: ti.template(), w, keep, wa):
         """Reads one entry per cache line of the kept block at w, before the stages read it in
         their own order: these loads do not wait on each other, so the block streams in (from
@@ -1973,10 +1950,7 @@ def kernels(fp: str):
         K = d (tau - M qacc) / d (state, control) go to W_JA (GU is their scratch), the solve
         turns them into those of d qacc / d (state, control) = M^-1 K, and integrate_jacobian adds
         the integration's local share: NV sweeps per substep where the rows of the whole step
-        take NX, each reaching only its dof's subtree and that subtree's ancestors. With
-        by_substep = 2 the kernel also chains them (chain_substep) and GX receives the control
-        step's Jacobian, [n, NX, NX + NU]: for small models, where the chain's products are a few
-        hundred multiply-adds and a torch call each would cost more than the whole product."""
+        take NX, each reaching only its dof's subtree and that subtree's ancestors."""
         for e in range(n):
             nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
             nc = nx + nu
@@ -2008,13 +1982,9 @@ def kernels(fp: str):
                         else:
                             for k in range(nx):
                                 GX[o + k] = W[gx + k]
-                    if by_substep == 1:
+                    if by_substep != 0:
                         solve(I, W, w, ja, nc)  # the rows of K -> those of d qacc / d (state, control)
                         integrate_jacobian(I, P, W, w, ja, nc, GX, (e * S + s) * nx * nc)
-                    elif by_substep == 2:
-                        solve(I, W, w, ja, nc)
-                        integrate_jacobian(I, P, W, w, ja, nc, W, wa + I[h_["W_JS"]])
-                        chain_substep(I, W, wa, GX, e * nx * nc, s == S - 1)
 
     @ti.kernel
     def tangent(I: arr_i, P: arr_f, U: arr_f, TX: arr_f, TU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32,
@@ -2038,4 +2008,38 @@ def kernels(fp: str):
                         for k in range(nx):
                             TX[o + k] = W[wa + I[h_["W_GXN"]] + k]
 
-    return {"forward": forward, "adjoint": adjoint, "tangent": tangent}
+    @ti.kernel
+    def chain(I: arr_i, JS: arr_f, TX: arr_f, TU: arr_f, WK: arr_f, n: ti.i32):
+        """(TX[e], TU[e]) <- the control step's Jacobian (d x_S / d x_0 [NX, NX], d x_S / d u
+        [NX, NU], row-major) from its substeps' JS[e, s] = [d x_s+1 / d x_s, d x_s+1 / d u] as the
+        adjoint kernel's by_substep leaves them. Walking the substeps backwards, T = [TX | TU] takes
+        T J_s for its state columns and adds it to its control columns, row by row (T and one row of
+        scratch per env in WK). For small models, where each of these products is a few hundred
+        multiply-adds and a torch call would cost more than the product."""
+        for e in range(n):
+            nx, nu, S = I[NX], I[NU], I[h_["SUBSTEPS"]]
+            nc = nx + nu
+            o = e * (nx + 1) * nc
+            row = o + nx * nc
+            last = (e * S + S - 1) * nx * nc
+            for k in range(nx * nc):
+                WK[o + k] = JS[last + k]
+            for ss in range(1, S):
+                js = (e * S + S - 1 - ss) * nx * nc
+                for r in range(nx):
+                    for c in range(nc):
+                        acc = F(0.0)
+                        for k in range(nx):
+                            acc += WK[o + r * nc + k] * JS[js + k * nc + c]
+                        WK[row + c] = acc
+                    for c in range(nx):
+                        WK[o + r * nc + c] = WK[row + c]
+                    for c in range(nx, nc):
+                        WK[o + r * nc + c] = WK[o + r * nc + c] + WK[row + c]
+            for r in range(nx):
+                for c in range(nx):
+                    TX[(e * nx + r) * nx + c] = WK[o + r * nc + c]
+                for c in range(nu):
+                    TU[(e * nx + r) * nu + c] = WK[o + r * nc + nx + c]
+
+    return {"forward": forward, "adjoint": adjoint, "tangent": tangent, "chain": chain}

@@ -126,7 +126,12 @@ def test_launches_per_control_step_and_derivative(paths):
     _, tape = sim.step(s, c, record=True)
     sim.vjp_tape(tape, torch.ones_like(s))
     sim.jacobian(s, c)
-    assert sim.launches - before == 4  # step 1 (keeping its intermediates); VJP 1; Jacobian: replay + substeps
+    # step 1 (keeping its intermediates); VJP 1; Jacobian: replay, substeps and (a small model's) their chain
+    assert sim.launches - before == 5
+    sim.kernel_chain_madds = -1  # a large model's chain: torch's batched matmuls
+    before = sim.launches
+    sim.jacobian(s, c)
+    assert sim.launches - before == 2
     sim.tape_budget = 0  # no stored intermediates: the VJP replays the step
     before = sim.launches
     _, tape = sim.step(s, c, record=True)
@@ -282,16 +287,16 @@ def test_kept_substeps_hold_all_their_derivatives_read(paths, name, mass_matrix_
     assert any(x.abs().max() > 0 for x in whole)
 
 
-@pytest.mark.parametrize("by_substep", [1, 2])
 @pytest.mark.parametrize("name", list(MODELS) + ["drop", "branch"])
-def test_substep_jacobians_read_no_scratch_they_did_not_write(paths, name, by_substep):
+def test_substep_jacobians_read_no_scratch_they_did_not_write(paths, name):
     """By substeps, the adjoint kernel zeroes its accumulators before each sweep and stores its other
-    slots (the rows of d qacc, the control shares' scratch, every output entry, and when it chains
-    the substeps itself, each substep's Jacobian and the product's rows) before reading them: NaN in
-    all of its scratch and in the output buffers beforehand changes no bit."""
+    slots (the rows of d qacc, the control shares' scratch, every output entry) before reading them,
+    and so does the chain kernel (its rows' scratch, its output): NaN in all of their scratch and in
+    the output buffers beforehand changes no bit."""
     sim, s, c, _ = _limited_sim_and_inputs(paths, name, 2, seed=5)
     ctrl = sim._flat_ctrl(c)
-    size = 2 * (sim.substeps if by_substep == 1 else 1) * sim.state_dim * (sim.state_dim + sim.nu)
+    nc = sim.state_dim + sim.nu
+    size = 2 * sim.substeps * sim.state_dim * nc
     out = []
     for fill in (0.0, float("nan")):
         keep = sim.tables.keep_adjoint
@@ -299,8 +304,11 @@ def test_substep_jacobians_read_no_scratch_they_did_not_write(paths, name, by_su
         W[sim._primal_size(2, keep):] = fill
         js = torch.full((size,), fill, dtype=torch.float64)
         scratch = torch.full((2 * sim.nv * max(sim.nu, 1),), fill, dtype=torch.float64)
-        sim._adj(sim._I, sim._P, ctrl, js, scratch, W, 2, sim.nv, by_substep, keep)
-        out.append(js)
+        sim._adj(sim._I, sim._P, ctrl, js, scratch, W, 2, sim.nv, 1, keep)
+        TX = torch.full((2 * sim.state_dim ** 2,), fill, dtype=torch.float64)
+        TU = torch.full((2 * sim.state_dim * max(sim.nu, 1),), fill, dtype=torch.float64)
+        sim._chain(sim._I, js, TX, TU, torch.full((2 * (sim.state_dim + 1) * nc,), fill, dtype=torch.float64), 2)
+        out.append(torch.cat([js, TX, TU[:2 * sim.state_dim * sim.nu]]))
     assert torch.isfinite(out[0]).all() and torch.equal(out[0], out[1])
 
 
@@ -309,7 +317,7 @@ def test_substep_jacobians_read_no_scratch_they_did_not_write(paths, name, by_su
 def test_jacobian_by_substeps_equals_jacobian_by_columns(paths, name, chain):
     """`jacobian` forms each substep's Jacobian from adjoint sweeps with unit cotangents on tau (each
     reaching only its dof's subtree and ancestors: "branch" has skipped bodies) and chains them, in
-    the adjoint kernel (small products) or in torch; the tangent kernel's unit JVP probes through
+    a kernel of their own (small products) or in torch; the tangent kernel's unit JVP probes through
     the whole step (`Simulator.jacobian`) give the same matrices, and each row is what a single VJP
     of that env gives: the derivative kernels check each other on every model kind, with limits
     and contact active."""
@@ -439,8 +447,8 @@ def test_every_model_runs_on_one_compiled_kernel_set(paths):
         out, tape = sim.step(s, c, record=True)
         sim.vjp_tape(tape, torch.ones_like(s))
         sim.jvp(s, c, torch.ones_like(s), torch.ones_like(c))
-        sim.jacobian(s, c)  # the adjoint kernel again (by substeps)
-        assert sim.launches - before == 6 and torch.isfinite(out).all()
+        sim.jacobian(s, c)  # the adjoint kernel again (by substeps), then the chain kernel
+        assert sim.launches - before == 7 and torch.isfinite(out).all()
         now = {k: len(v._primal.compiled_kernels) for k, v in ak.kernels("f64").items()}
         assert all(n == 1 for n in now.values()), now
         counts = counts or now
