@@ -39,14 +39,15 @@ reading the model from the tables :class:`ArticulatedTables` packs. Each call (a
 step, its VJP from the recorded tape, or a batch of JVP probes) is ONE kernel launch, a
 parallel loop over envs with the substeps, bodies and dofs serial inside it.
 
-Store or recompute: a recorded step (`step(..., record=True)`) keeps every substep's
+Store or recompute: a recorded step (`step(..., record=True)`) keeps what its VJP reads of every substep's
 intermediates in its tape, so its VJP is one adjoint launch; while the live tapes' stored
 intermediates would pass `tape_budget` bytes (a long BPTT window of a big model), a recorded
 step keeps only its input and its VJP first replays the step (bit-identical) to get them back
 (two launches). A JVP batch replays the step, then runs the tangent kernel (two launches); a
 full Jacobian replays the step, then runs the adjoint kernel once: every substep's Jacobian from
 nv sweeps with unit cotangents on tau (each reaching only its dof's subtree and ancestors) and
-one solve, chained with batched matmuls (two launches; with M cached
+one solve, chained with batched matmuls (two launches; a third, the chain kernel, where each of
+the chain's products is small; with M cached
 across substeps, ds unit cotangents through the whole step instead).
 """
 from __future__ import annotations
