@@ -29,9 +29,10 @@ kernel forwards, one probe after another). A kept block stores only the slots it
 reads (``keep`` entries: the block's slots are ordered by reader, so these come first); the
 substep's other slots, its scratch, fall into the next substep's block, which overwrites them
 (kept_block). For a VJP that is 70-78% of the block on the bundled robots, and a VJP's tape
-is memory traffic: at 64 envs and more it no longer fits in the cache. For full Jacobians the adjoint kernel can instead
-write each substep's own: one adjoint sweep per dof with a unit cotangent on its tau at fixed qacc
-(a row of K = d (tau - M qacc) / d (state, control); it reaches only the dof's subtree and its
+is memory traffic: at 64 envs and more it no longer fits in the cache (touch streams each block
+in). For full Jacobians the adjoint kernel can instead write each substep's own: one adjoint
+sweep per dof with a unit cotangent on its tau at fixed qacc (a row of
+K = d (tau - M qacc) / d (state, control); it reaches only the dof's subtree and its
 ancestors, and skips the other bodies), one solve for d qacc / d (state, control) = M^-1 K, then
 the integration's local share (integrate_jacobian); a control step's Jacobian then costs NV
 sweeps per substep and a chain of small matrix products, where the rows of the whole step cost
@@ -1905,8 +1906,9 @@ def kernels(fp: str):
         W[wa + I[h_["W_TOUCH"]]] = t
 
     # ================================================================== kernels
-    # W holds the primal workspace blocks (W_X .. W_GXN: one per env, or one per env and
-    # substep when kept), then, for the adjoint and tangent, one block of their slots per env.
+    # W holds the primal workspace blocks (W_X .. W_GXN: one per env, or when kept one per env and
+    # substep at a stride of keep entries, see kept_block), then, for the adjoint and tangent, one
+    # block of their slots per env.
     @ti.kernel
     def forward(I: arr_i, P: arr_f, X: arr_f, U: arr_f, OUT: arr_f, W: arr_f, n: ti.i32, keep: ti.i32):
         """OUT[e] = step(X[e], U[e]). With keep > 0, every substep's intermediates that a derivative
@@ -2004,7 +2006,8 @@ def kernels(fp: str):
                         o = (e * npr + pr) * nx
                         for k in range(nx):
                             W[wa + I[h_["W_GX"]] + k] = TX[o + k]
-                        substep_tangent(I, P, W, kept_block(I, e, s, keep), wa, U, e * nu, TU, (e * npr + pr) * nu, s)
+                        substep_tangent(I, P, W, kept_block(I, e, s, keep), wa, U, e * nu, TU,
+                                        (e * npr + pr) * nu, s)
                         for k in range(nx):
                             TX[o + k] = W[wa + I[h_["W_GXN"]] + k]
 

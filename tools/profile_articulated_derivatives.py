@@ -214,7 +214,8 @@ def main():
 
         def launch(v):
             outs[v].copy_(seed.view(-1))
-            kernels[v](sim._I, sim._P, ctrl, outs[v], extra, W, N, per, *((0,) if args.kernel == "adjoint" else ()), keep)
+            by_substep = (0,) if args.kernel == "adjoint" else ()  # the adjoint's mode: one cotangent per env
+            kernels[v](sim._I, sim._P, ctrl, outs[v], extra, W, N, per, *by_substep, keep)
     call = {v: (lambda v=v: launch(v)) for v in stages}
     for f in call.values():
         f()  # compile
