@@ -39,16 +39,16 @@ reading the model from the tables :class:`ArticulatedTables` packs. Each call (a
 step, its VJP from the recorded tape, or a batch of JVP probes) is ONE kernel launch, a
 parallel loop over envs with the substeps, bodies and dofs serial inside it.
 
-Store or recompute: a recorded step (`step(..., record=True)`) keeps what its VJP reads of every substep's
-intermediates in its tape, so its VJP is one adjoint launch; while the live tapes' stored
+Store or recompute: a recorded step (`step(..., record=True)`) keeps what its VJP reads of every
+substep's intermediates in its tape, so its VJP is one adjoint launch; while the live tapes' stored
 intermediates would pass `tape_budget` bytes (a long BPTT window of a big model), a recorded
 step keeps only its input and its VJP first replays the step (bit-identical) to get them back
 (two launches). A JVP batch replays the step, then runs the tangent kernel (two launches); a
 full Jacobian replays the step, then runs the adjoint kernel once: every substep's Jacobian from
 nv sweeps with unit cotangents on tau (each reaching only its dof's subtree and ancestors) and
 one solve, chained with batched matmuls (two launches; a third, the chain kernel, where each of
-the chain's products is small; with M cached
-across substeps, ds unit cotangents through the whole step instead).
+the chain's products is small; with M cached across substeps, ds unit cotangents through the
+whole step instead).
 """
 from __future__ import annotations
 
@@ -360,7 +360,7 @@ INDEX_LIMIT = 2 ** 31 - 1
 
 class _Tape:
     """A recorded step: its control and env count, and either its input state (the VJP replays the
-    step) or the buffer W of every substep's intermediates, whose bytes count against the
+    step) or the buffer W of what its VJP reads of every substep, whose bytes count against the
     simulator's `tape_budget` while the tape lives; when the tape dies, W goes back to the
     simulator's pool for the next recorded step (fresh pages cost page faults on every write)."""
     __slots__ = ("state", "ctrl", "n", "W", "__weakref__")
@@ -467,8 +467,9 @@ class ArticulatedSim(Simulator):
         self._tapes = _TapePool()
 
     def bytes_per_env(self, record: bool = False) -> int:
-        """A step's scratch; with `record`, the VJP's too: every substep's intermediates (transient)."""
-        return self._item * (self._workspace_size(1, self.tables.keep_adjoint if record else 0) + 4 * self.state_dim)
+        """A step's scratch; with `record`, the VJP's too: what it reads of every substep (transient)."""
+        keep = self.tables.keep_adjoint if record else 0
+        return self._item * (self._workspace_size(1, keep) + 4 * self.state_dim)
 
     # -- helpers
     def _buf(self, *shape):
@@ -519,7 +520,7 @@ class ArticulatedSim(Simulator):
             size = self._workspace_size(n, keep)
             self._tapes.budget_entries = self.tape_budget // self._item  # (tape_budget may be set any time)
             if self._tapes.live + size <= self._tapes.budget_entries:
-                # store: this launch keeps every substep's intermediates in the tape's own buffer
+                # store: this launch keeps what the VJP reads of every substep in the tape's own buffer
                 W = self._tapes.get(size, self._buf)
                 self._fwd(self._I, self._P, state.view(-1), ctrl, out.view(-1), W, n, keep)
                 return out, _Tape(None, ctrl.clone(), n, W, self._tapes)
@@ -605,13 +606,14 @@ class ArticulatedSim(Simulator):
         scratch = self._buf(n * self.nv * max(self.nu, 1))
         self._adj(self._I, self._P, ctrl, js.view(-1), scratch, W, n, self.nv, 1, keep)
         self.launches += 2
-        if n * ds * ds * nc <= self.kernel_chain_madds:
+        madds = n * ds * ds * nc  # per product of the chain
+        if madds <= self.kernel_chain_madds:
             TX, TU = self._buf(n, ds, ds), self._buf(n, ds, max(self.nu, 1))
             self._chain(self._I, js.view(-1), TX.view(-1), TU.view(-1), self._buf(n * (ds + 1) * nc), n)
             self.launches += 1
             return TX, TU[:, :, :self.nu]
         # the control step's: T <- J_s T, the control columns also collecting J_s's own
-        with _one_torch_thread(self.device.type == "cpu" and n * ds * ds * nc <= _SMALL_PRODUCT):
+        with _one_torch_thread(self.device.type == "cpu" and madds <= _SMALL_PRODUCT):
             T = js[:, 0]
             for s in range(1, S):
                 T = torch.bmm(js[:, s, :, :ds], T)

@@ -21,7 +21,8 @@ a skipped stage made dead, and the arithmetic downstream sees other values), so 
 stage's approximate cost and need not add up to the whole.
 
 `--against FILE` times the package's kernel against the same kernel from FILE (another version of
-`physics/articulated_kernels.py`) instead, and checks that both give the same directions.
+`physics/articulated_kernels.py`, taking the same kernel arguments) instead, and checks that both give
+the same directions.
 
 The variants are timed in rounds, in turns (the order reversed every other round), so that a noisy
 machine slows them alike; each is reported as its best round and its median one, CPU time, and a
