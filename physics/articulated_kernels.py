@@ -80,8 +80,9 @@ HEADER = [
     # substep; W_GMC (the cached mass matrix's cotangent or tangent) lives across substeps
     "W_GXN", "W_GZERO", "W_GX", "W_GT", "W_GR", "W_GV", "W_GA", "W_GMAB", "W_GZV", "W_GZEND", "W_GP",
     "W_GS", "W_GSD", "W_GH", "W_GIB", "W_GF", "W_GTAU", "W_MAB", "W_GCS", "W_GCI", "W_TZEND", "W_GMC",
-    # the substep Jacobians' rows of d qacc / d (state, control); the sum of touch's loads
-    "W_JA", "W_TOUCH",
+    # the substep Jacobians' rows of d qacc / d (state, control), the contact points' world positions
+    # (stored once per substep for its Jacobian's sweeps); the sum of touch's loads
+    "W_JA", "W_PTC", "W_TOUCH",
 ]
 H = {name: i for i, name in enumerate(HEADER)}
 #: scalar slots of P at P[I[SCAL] + k]
@@ -901,9 +902,14 @@ def kernels(fp: str):
                 add3(W, wa + I[h_["W_GT"]] + 6 * b + 3, gc)
         ke, kd, kf, mu = scal(I, P, sc["KE"]), scal(I, P, sc["KD"]), scal(I, P, sc["KF"]), scal(I, P, sc["MU"])
         for k in range(I[NPT]):
-            if reached(I, fb, iget(I, h_["PT_BODY"], k)) != 2:
+            b = iget(I, h_["PT_BODY"], k)
+            if reached(I, fb, b) != 2:
                 continue
-            b, pt = contact_point(I, P, W, w, k)
+            pt = ti.Vector([F(0.0), F(0.0), F(0.0)], dt=F)
+            if fb < 0:
+                _b, pt = contact_point(I, P, W, w, k)
+            else:
+                pt = ld3(W, wa + I[h_["W_PTC"]] + 3 * k)  # sweep_prologue's
             c = pt[2] - scal(I, P, sc["GROUND"])
             if c < 0:
                 dp = contact_velocity(I, W, w, b, pt)
@@ -1155,12 +1161,15 @@ def kernels(fp: str):
         hh = scal(I, P, sc["H"])
         oq = ov
         lke, lkd = scal(I, P, sc["LKE"]), scal(I, P, sc["LKD"])
+        # each term is skipped where its cotangent is zero (all but one dof's in a Jacobian's sweep)
         for j in range(I[NJ]):
+            d = iget(I, h_["J_DADR"], j)
+            g = W[gt + d]
+            if g == 0:
+                continue
             if iget(I, h_["J_TYPE"], j) != FREE:
-                d = iget(I, h_["J_DADR"], j)
                 qa = iget(I, h_["J_QADR"], j)
                 q = W[x + qa]
-                g = W[gt + d]
                 W[gx + qa] = W[gx + qa] - pget(I, P, h_["J_STIFF"], j) * g
                 if iget(I, h_["J_LIMITED"], j) != 0:
                     if q < pget(I, P, h_["J_LO"], j) or pget(I, P, h_["J_HI"], j) < q:
@@ -1169,33 +1178,34 @@ def kernels(fp: str):
             if pget(I, P, h_["J_FRIC"], j) > 0:
                 # tau's -c qvel, and M's h c on the diagonal (implicit, like damping), whose adjoint
                 # is M_bar[d, d] h dc = -tau_bar[d] qacc[d] h dc
-                d = iget(I, h_["J_DADR"], j)
                 c, dc = friction(I, P, W, x, j)
-                W[gx + nq + d] = W[gx + nq + d] - (c + dc * (W[x + nq + d] + hh * W[oq + d])) * W[gt + d]
+                W[gx + nq + d] = W[gx + nq + d] - (c + dc * (W[x + nq + d] + hh * W[oq + d])) * g
         for t in range(I[h_["NT"]]):
-            _f, a, bb = tendon_force(I, P, W, x, t)
             gf = F(0.0)
             for i in range(iget(I, h_["T_NUM"], t)):
                 ei = iget(I, h_["T_ADR"], t) + i
                 gf += pget(I, P, h_["TJ_COEF"], ei) * W[gt + iget(I, h_["TJ_DADR"], ei)]
-            for i in range(iget(I, h_["T_NUM"], t)):
-                ei = iget(I, h_["T_ADR"], t) + i
-                cf = pget(I, P, h_["TJ_COEF"], ei)
-                W[gx + iget(I, h_["TJ_QADR"], ei)] = W[gx + iget(I, h_["TJ_QADR"], ei)] + cf * a * gf
-                W[gx + nq + iget(I, h_["TJ_DADR"], ei)] = W[gx + nq + iget(I, h_["TJ_DADR"], ei)] + cf * bb * gf
+            if gf != 0:
+                _f, a, bb = tendon_force(I, P, W, x, t)
+                for i in range(iget(I, h_["T_NUM"], t)):
+                    ei = iget(I, h_["T_ADR"], t) + i
+                    cf = pget(I, P, h_["TJ_COEF"], ei)
+                    W[gx + iget(I, h_["TJ_QADR"], ei)] = W[gx + iget(I, h_["TJ_QADR"], ei)] + cf * a * gf
+                    W[gx + nq + iget(I, h_["TJ_DADR"], ei)] = W[gx + nq + iget(I, h_["TJ_DADR"], ei)] + cf * bb * gf
         for k in range(I[NU]):
-            _force, g, b1, b2 = actuator_force(I, P, W, x, U, ue, k)
             gear = pget(I, P, h_["A_GEAR"], k)
             gf = F(0.0)
             for i in range(iget(I, h_["A_PNUM"], k)):
                 ei = iget(I, h_["A_PADR"], k) + i
                 gf += gear * pget(I, P, h_["AP_COEF"], ei) * W[gt + iget(I, h_["AP_DADR"], ei)]
-            GU[ge + k] = GU[ge + k] + g * gf
-            for i in range(iget(I, h_["A_PNUM"], k)):
-                ei = iget(I, h_["A_PADR"], k) + i
-                cf = pget(I, P, h_["AP_COEF"], ei)
-                W[gx + iget(I, h_["AP_QADR"], ei)] = W[gx + iget(I, h_["AP_QADR"], ei)] + b1 * cf * gf
-                W[gx + nq + iget(I, h_["AP_DADR"], ei)] = W[gx + nq + iget(I, h_["AP_DADR"], ei)] + b2 * cf * gf
+            if gf != 0:
+                _force, g, b1, b2 = actuator_force(I, P, W, x, U, ue, k)
+                GU[ge + k] = GU[ge + k] + g * gf
+                for i in range(iget(I, h_["A_PNUM"], k)):
+                    ei = iget(I, h_["A_PADR"], k) + i
+                    cf = pget(I, P, h_["AP_COEF"], ei)
+                    W[gx + iget(I, h_["AP_QADR"], ei)] = W[gx + iget(I, h_["AP_QADR"], ei)] + b1 * cf * gf
+                    W[gx + nq + iget(I, h_["AP_DADR"], ei)] = W[gx + nq + iget(I, h_["AP_DADR"], ei)] + b2 * cf * gf
 
     @ti.func
     def joint_forces_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
@@ -1303,7 +1313,7 @@ def kernels(fp: str):
         return aw, av, bw, bv
 
     @ti.func
-    def tree_adjoint_down(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, fb):
+    def tree_adjoint_down(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, fb, row):
         """The first half of the adjoint of tau = -S.F (RNEA) and of M (CRBA), a pass down the tree.
         With u = tau_bar and v = qacc, let alpha_b = J_b u and beta_b = J_b v be the spatial
         velocities body b would have at joint velocities u and v (into W_MAB, 12 per body). The
@@ -1312,20 +1322,68 @@ def kernels(fp: str):
         makes each body's own wrench adjoint -alpha_b (into W_GF, which the external forces'
         adjoint reads). tree_adjoint_up does the rest: O(bodies + dofs), where CRBA's adjoint entry
         by entry is O(dofs x tree depth). v is read at ov: qacc, or zeros when M is cached from an
-        earlier substep (then M's cotangent goes to that substep, mass_matrix_adjoint)."""
+        earlier substep (then M's cotangent goes to that substep, mass_matrix_adjoint). In a
+        Jacobian's sweep (fb >= 0: u the unit vector on dof `row` of body fb) alpha is S_row over
+        fb's subtree and zero elsewhere, and beta is sweep_prologue's, once for all the sweeps."""
         oS = w + I[h_["W_S"]]
         oq, gt = ov, wa + I[h_["W_GTAU"]]
         oAB, gF = wa + I[h_["W_MAB"]], wa + I[h_["W_GF"]]
-        for k in range(12):
-            W[oAB + k] = F(0.0)  # the world: alpha = beta = 0
+        for k in range(12 if fb < 0 else 6):
+            W[oAB + k] = F(0.0)  # the world: alpha = beta = 0 (a sweep's beta: sweep_prologue's)
         for b in range(1, I[NB]):
-            if reached(I, fb, b) != 0:
-                aw, av, _bw, _bv = twist_pair(I, W, oAB, oS, gt, oS, oq, b)
-                st3(W, gF + 6 * b, -aw)
-                st3(W, gF + 6 * b + 3, -av)
-            else:
+            if reached(I, fb, b) == 0:
                 for k in range(6):
                     W[gF + 6 * b + k] = F(0.0)
+            else:
+                aw, av = ti.Vector([F(0.0)] * 3), ti.Vector([F(0.0)] * 3)
+                if fb < 0:
+                    aw, av, _bw, _bv = twist_pair(I, W, oAB, oS, gt, oS, oq, b)
+                elif b == fb:
+                    # a Jacobian's sweep, u the unit vector on dof `row` of body fb: alpha is S_row
+                    # over fb's subtree and zero elsewhere; beta is the same for every sweep
+                    aw, av = ld3(W, oS + 6 * row), ld3(W, oS + 6 * row + 3)
+                    st3(W, oAB + 12 * b, aw)
+                    st3(W, oAB + 12 * b + 3, av)
+                else:
+                    p = oAB + 12 * iget(I, h_["B_PARENT"], b)
+                    aw, av = ld3(W, p), ld3(W, p + 3)
+                    st3(W, oAB + 12 * b, aw)
+                    st3(W, oAB + 12 * b + 3, av)
+                st3(W, gF + 6 * b, -aw)
+                st3(W, gF + 6 * b + 3, -av)
+
+    @ti.func
+    def tree_adjoint_up_ancestor(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, b):
+        """tree_adjoint_up for a body b that is an ancestor of a Jacobian sweep's dof (`reached` 1):
+        its alpha and its dofs' u are zero, so its own wrench, inertia and twist adjoints vanish and
+        the CRBA's alpha_bar is dead; what is left passes on what its subtree sent up (the adjoints
+        of a and beta) through its dofs' S, Sd and velocities. Sweeps run with M computed every
+        substep, so the cached M's shares (tree_adjoint_up's `cached`) do not arise."""
+        nq = I[NQ]
+        x, gx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
+        gAB, gA = wa + I[h_["W_GMAB"]], wa + I[h_["W_GA"]]
+        gS, gSd = wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
+        aw_bar, av_bar = ld3(W, gA + 6 * b), ld3(W, gA + 6 * b + 3)
+        gbw, gbv = ld3(W, gAB + 12 * b + 6), ld3(W, gAB + 12 * b + 9)
+        da = iget(I, h_["B_DADR"], b)
+        for dd in range(iget(I, h_["B_DNUM"], b)):
+            d = da + dd
+            v, qd = W[ov + d], W[x + nq + d]
+            W[gx + nq + d] = W[gx + nq + d] + aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
+                + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3))
+            st3(W, gS + 6 * d, gbw * v)
+            st3(W, gS + 6 * d + 3, gbv * v)
+            st3(W, gSd + 6 * d, aw_bar * qd)
+            st3(W, gSd + 6 * d + 3, av_bar * qd)
+        par = iget(I, h_["B_PARENT"], b)
+        if par > 0:
+            add3(W, gA + 6 * par, aw_bar)
+            add3(W, gA + 6 * par + 3, av_bar)
+            add3(W, gAB + 12 * par + 6, gbw)
+            add3(W, gAB + 12 * par + 9, gbv)
+        o = wa + I[h_["W_GT"]] + 6 * b
+        kinematics_adjoint(I, P, W, w, wa, b, ld3(W, o), ld3(W, o + 3), ld3(W, wa + I[h_["W_GV"]] + 6 * b),
+                           ld3(W, wa + I[h_["W_GV"]] + 6 * b + 3))
 
     @ti.func
     def tree_adjoint_up(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, cached, fb):
@@ -1352,7 +1410,11 @@ def kernels(fp: str):
         grav = ti.Vector([scal(I, P, sc["GX"]), scal(I, P, sc["GY"]), scal(I, P, sc["GZ"])], dt=F)
         for bb in range(1, nb):
             b = nb - bb
-            if reached(I, fb, b) == 0:
+            r = reached(I, fb, b)
+            if r == 0:
+                continue
+            if r == 1:
+                tree_adjoint_up_ancestor(I, P, W, w, wa, ov, b)
                 continue
             m = pget(I, P, h_["B_MASS"], b)
             hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
@@ -1839,9 +1901,31 @@ def kernels(fp: str):
                 fresh = 1
                 mass_matrix_adjoint(I, P, W, w, wa)
         joint_forces_adjoint(I, P, W, w, wa, U, ue, GU, ge, ov)
-        tree_adjoint_down(I, P, W, w, wa, ov, fb)
+        tree_adjoint_down(I, P, W, w, wa, ov, fb, tau_row)
         external_forces_adjoint(I, P, W, w, wa, fb)
         tree_adjoint_up(I, P, W, w, wa, ov, fresh, fb)
+
+    @ti.func
+    def sweep_prologue(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
+        """What the nv sweeps of a substep's Jacobian share, once for all of them: each body's
+        beta = J_b qacc (W_MAB's second twist, which tree_adjoint_down leaves) and the contact
+        points' world positions (W_PTC, which external_forces_adjoint reads)."""
+        oS, oq, oAB = w + I[h_["W_S"]], w + I[h_["W_QACC"]], wa + I[h_["W_MAB"]]
+        for k in range(6, 12):
+            W[oAB + k] = F(0.0)  # the world's beta
+        for b in range(1, I[NB]):
+            p = oAB + 12 * iget(I, h_["B_PARENT"], b) + 6
+            bw, bv = ld3(W, p), ld3(W, p + 3)
+            da = iget(I, h_["B_DADR"], b)
+            for dd in range(iget(I, h_["B_DNUM"], b)):
+                d = da + dd
+                bw += ld3(W, oS + 6 * d) * W[oq + d]
+                bv += ld3(W, oS + 6 * d + 3) * W[oq + d]
+            st3(W, oAB + 12 * b + 6, bw)
+            st3(W, oAB + 12 * b + 9, bv)
+        for k in range(I[NPT]):
+            _b, pt = contact_point(I, P, W, w, k)
+            st3(W, wa + I[h_["W_PTC"]] + 3 * k, pt)
 
     @ti.func
     def substep_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
@@ -1966,6 +2050,8 @@ def kernels(fp: str):
                     s = S - 1 - ss
                     w = kept_block(I, e, s, keep)
                     touch(I, W, w, keep, wa)
+                    if by_substep != 0:
+                        sweep_prologue(I, P, W, w, wa)
                     for pb in range(npb):
                         pr = pa * npb + pb
                         o, ge = (e * npr + pr) * nx, (e * npr + pr) * nu

@@ -62,14 +62,14 @@ STAGES = {  # kernel -> stage name -> the call in substep[_<kernel>] that the va
         "solve": 'solve(I, W, w, wa + I[h_["W_GTAU"]], 1)',
         "joint": 'joint_forces_adjoint(I, P, W, w, wa, U, ue, GU, ge, ov)',
         # the tree passes: RNEA's, CRBA's, the body inertias' and the kinematics' adjoints together
-        "down": 'tree_adjoint_down(I, P, W, w, wa, ov, fb)',
+        "down": 'tree_adjoint_down(I, P, W, w, wa, ov, fb, tau_row)',
         "external": 'external_forces_adjoint(I, P, W, w, wa, fb)',
         "up": 'tree_adjoint_up(I, P, W, w, wa, ov, fresh, fb)',
     },
     "jacobian": {  # the adjoint kernel's sweeps on tau (by_substep): its stages, then the kernel's own calls
         "zero": None,
         "joint": 'joint_forces_adjoint(I, P, W, w, wa, U, ue, GU, ge, ov)',
-        "down": 'tree_adjoint_down(I, P, W, w, wa, ov, fb)',
+        "down": 'tree_adjoint_down(I, P, W, w, wa, ov, fb, tau_row)',
         "external": 'external_forces_adjoint(I, P, W, w, wa, fb)',
         "up": 'tree_adjoint_up(I, P, W, w, wa, ov, fresh, fb)',
         "solve": 'solve(I, W, w, ja, nc)',
