@@ -10,7 +10,8 @@ ground) and a *free* state (the reset state, raised 1 m so nothing touches):
 * exact full one-step Jacobians per second (64 envs; `sim.jacobian`: substep Jacobians from adjoint
   sweeps on tau and a solve by M, chained; by rows of the whole step through the adjoint kernel; by columns through
   the tangent kernel) against MuJoCo's
-  ``mjd_transitionFD`` (centred differences) chained over the substeps of a control step;
+  ``mjd_transitionFD`` (centred differences) chained over the substeps of a control step, all four
+  in turns, and the ratio to MuJoCo as the median of the rounds' own ratios;
 * MuJoCo's own forward (``mj_step`` x substeps) on the same model file and state;
 * kernel launches per control step;
 * with ``--cached``, the same simulator with the mass matrix cached for a whole control step
@@ -60,8 +61,9 @@ def rate(fn, min_time=0.5, min_reps=3):
             return reps / max(time.process_time() - c0, 1e-9), reps / el
 
 
-def mujoco_rates(path, qpos, qvel, substeps, min_time):
-    """MuJoCo forward control steps/s and chained-FD Jacobians/s from one state (1 thread)."""
+def mujoco_calls(path, qpos, qvel, substeps):
+    """MuJoCo's forward control step and chained-FD Jacobian of one control step, from one state
+    (1 thread): two functions to time."""
     import mujoco
     mm = mujoco.MjModel.from_xml_path(path)
     d = mujoco.MjData(mm)
@@ -89,7 +91,7 @@ def mujoco_rates(path, qpos, qvel, substeps, min_time):
             Bt = A @ Bt + B
             mujoco.mj_step(mm, d)
 
-    return rate(fwd, min_time)[0], rate(jac, min_time)[0]
+    return fwd, jac
 
 
 def sim_rates(sim, s, c, min_time):
@@ -166,8 +168,8 @@ def measure(args):
         nq = m.nq
         mj_f, mj_j = {}, {}
         for name, st in (("landed", landed), ("free", free)):
-            mj_f[name], mj_j[name] = mujoco_rates(m.source, st[0, :nq].numpy(), st[0, nq:].numpy(), sim_g.substeps,
-                                                  args.min_time)
+            mj_f[name], mj_j[name] = mujoco_calls(m.source, st[0, :nq].numpy(), st[0, nq:].numpy(), sim_g.substeps)
+        mj_f = {name: rate(fn, args.min_time)[0] for name, fn in mj_f.items()}
         c1 = env1.task.control(torch.full((1, env1.act_dim), 0.1, dtype=torch.float64))
         for engine, sim in sims.items():
             for n in [int(x) for x in args.envs.split(",")]:
@@ -179,24 +181,30 @@ def measure(args):
                     for name, st in (("landed", landed), ("free", free)):
                         sj = st.repeat(n, 1)
                         # side by side, in turns, each its best round: `sim.jacobian`, the rows of the
-                        # whole step (ds unit cotangents through the adjoint), and the columns (ds + dc
-                        # JVP probes, forward mode)
-                        fns = {"jac": lambda: sim.jacobian(sj, c), "jacr": lambda: sim._jacobian_by_rows(sj, c),
-                               "jacf": lambda: Simulator.jacobian(sim, sj, c)}
+                        # whole step (ds unit cotangents through the adjoint), the columns (ds + dc
+                        # JVP probes, forward mode) and MuJoCo's FD (one env per call); the ratio to
+                        # MuJoCo is also taken per round (back to back) and its median reported
+                        fns = {"jac": (lambda: sim.jacobian(sj, c), n), "jacr": (lambda: sim._jacobian_by_rows(sj, c), n),
+                               "jacf": (lambda: Simulator.jacobian(sim, sj, c), n), "mj_jac": (mj_j[name], 1)}
                         for k in fns:
                             row[f"{k}_{name}"] = 0.0
+                        paired = []
                         for _ in range(ROUNDS):
-                            for k, fn in fns.items():
-                                row[f"{k}_{name}"] = max(row[f"{k}_{name}"], rate(fn, args.min_time)[0] * n)
-                        row[f"mj_jac_{name}"] = mj_j[name]
+                            got = {k: rate(fn, args.min_time)[0] * per for k, (fn, per) in fns.items()}
+                            for k, v in got.items():
+                                row[f"{k}_{name}"] = max(row[f"{k}_{name}"], v)
+                            paired.append(got["jac"] / got["mj_jac"])
+                        row[f"jac_paired_{name}"] = statistics.median(paired)
                 rows.append(row)
                 print(f"{task:17s} {engine:7s} N={n:3d} launches fwd/fwd+vjp {r['lf']}/{r['lb']}  steps per CPU-s: "
                       f"fwd {r['fwd']:9.0f} fwd+vjp {r['fv']:9.0f} (ratio {r['ratio']:.2f}; replayed {r['fr']:9.0f}, "
                       f"ratio {r['ratio_r']:.2f})  wall: fwd "
                       f"{r['fwd_wall']:9.0f} fwd+vjp {r['fv_wall']:9.0f}  MuJoCo fwd {mj_f['landed']:8.0f}"
                       + (f"  Jacobians/CPU-s landed {row['jac_landed']:8.0f} (by rows {row['jacr_landed']:8.0f}, by JVPs "
-                         f"{row['jacf_landed']:8.0f}, MuJoCo FD {mj_j['landed']:7.0f}) free {row['jac_free']:8.0f} (by "
-                         f"rows {row['jacr_free']:8.0f}, by JVPs {row['jacf_free']:8.0f}, MuJoCo FD {mj_j['free']:7.0f})"
+                         f"{row['jacf_landed']:8.0f}, MuJoCo FD {row['mj_jac_landed']:7.0f}; paired ratio "
+                         f"{row['jac_paired_landed']:.2f}) free {row['jac_free']:8.0f} (by rows {row['jacr_free']:8.0f}, "
+                         f"by JVPs {row['jacf_free']:8.0f}, MuJoCo FD {row['mj_jac_free']:7.0f}; paired ratio "
+                         f"{row['jac_paired_free']:.2f})"
                          if "jac_landed" in row else ""),
                       flush=True)
     return rows
@@ -319,16 +327,20 @@ def main(argv=None):
           "columns (ds + dc unit JVP probes through the tangent kernel, `Simulator.jacobian`); against MuJoCo's "
           "`mjd_transitionFD` (centred differences, eps 1e-6) once per substep, chained into a control-step "
           "Jacobian, from the landed state and from a free state (reset raised 1 m: no contact, no limit active). "
-          "Ratios are `sim.jacobian`'s over MuJoCo's (rows', columns').", "",
-          "| task | engine | envs | Jacobians/CPU-s landed | by rows | by JVPs | MuJoCo FD landed | ratio (rows', JVPs') | "
-          "Jacobians/CPU-s free | by rows | by JVPs | MuJoCo FD free | ratio (rows', JVPs') |",
-          "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "The four take turns, five rounds; each rate is its best round. Ratios are `sim.jacobian`'s over MuJoCo's: "
+          "the median of the rounds' own ratios (paired: each round's two rates measured back to back), then the "
+          "ratio of the best rounds (and the rows' and columns' best over MuJoCo's best).", "",
+          "| task | engine | envs | Jacobians/CPU-s landed | by rows | by JVPs | MuJoCo FD landed | ratio paired | "
+          "best/best (rows', JVPs') | Jacobians/CPU-s free | by rows | by JVPs | MuJoCo FD free | ratio paired | "
+          "best/best (rows', JVPs') |",
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "jac_landed" in r:
             cells = []
             for name in ("landed", "free"):
                 mj = r[f"mj_jac_{name}"]
                 cells.append(f"{r[f'jac_{name}']:.0f} | {r[f'jacr_{name}']:.0f} | {r[f'jacf_{name}']:.0f} | {mj:.0f} | "
+                             f"{r[f'jac_paired_{name}']:.2f} | "
                              f"{r[f'jac_{name}'] / mj:.2f} ({r[f'jacr_{name}'] / mj:.2f}, {r[f'jacf_{name}'] / mj:.2f})")
             L.append(f"| {r['task']} | {r['engine']} | {r['n']} | " + " | ".join(cells) + " |")
     if comp:
