@@ -337,7 +337,7 @@ class ArticulatedTables:
                  ("W_GCS", 6 * nv), ("W_GCI", 12 * nb), ("W_TZEND", 0), ("W_GMC", nv * nv),
                  # the substep Jacobians' rows of d qacc / d (state, control)
                  ("W_JA", nv * (nx + model.nu)),
-                 # the world positions of the contact points, once per substep for its Jacobian's sweeps
+                 # the world positions of the contact points, once per substep for all its cotangents
                  ("W_PTC", 3 * len(pts)),
                  # where the derivative kernels leave the sum of the loads that stream a kept block in
                  ("W_TOUCH", 1)]

@@ -81,7 +81,7 @@ HEADER = [
     "W_GXN", "W_GZERO", "W_GX", "W_GT", "W_GR", "W_GV", "W_GA", "W_GMAB", "W_GZV", "W_GZEND", "W_GP",
     "W_GS", "W_GSD", "W_GH", "W_GIB", "W_GF", "W_GTAU", "W_MAB", "W_GCS", "W_GCI", "W_TZEND", "W_GMC",
     # the substep Jacobians' rows of d qacc / d (state, control), the contact points' world positions
-    # (stored once per substep for its Jacobian's sweeps); the sum of touch's loads
+    # (stored once per substep for all its cotangents); the sum of touch's loads
     "W_JA", "W_PTC", "W_TOUCH",
 ]
 H = {name: i for i, name in enumerate(HEADER)}
@@ -905,11 +905,7 @@ def kernels(fp: str):
             b = iget(I, h_["PT_BODY"], k)
             if reached(I, fb, b) != 2:
                 continue
-            pt = ti.Vector([F(0.0), F(0.0), F(0.0)], dt=F)
-            if fb < 0:
-                _b, pt = contact_point(I, P, W, w, k)
-            else:
-                pt = ld3(W, wa + I[h_["W_PTC"]] + 3 * k)  # sweep_prologue's
+            pt = ld3(W, wa + I[h_["W_PTC"]] + 3 * k)  # adjoint_prologue's
             c = pt[2] - scal(I, P, sc["GROUND"])
             if c < 0:
                 dp = contact_velocity(I, W, w, b, pt)
@@ -1324,12 +1320,12 @@ def kernels(fp: str):
         by entry is O(dofs x tree depth). v is read at ov: qacc, or zeros when M is cached from an
         earlier substep (then M's cotangent goes to that substep, mass_matrix_adjoint). In a
         Jacobian's sweep (fb >= 0: u the unit vector on dof `row` of body fb) alpha is S_row over
-        fb's subtree and zero elsewhere, and beta is sweep_prologue's, once for all the sweeps."""
+        fb's subtree and zero elsewhere, and beta is adjoint_prologue's, once for all the sweeps."""
         oS = w + I[h_["W_S"]]
         oq, gt = ov, wa + I[h_["W_GTAU"]]
         oAB, gF = wa + I[h_["W_MAB"]], wa + I[h_["W_GF"]]
         for k in range(12 if fb < 0 else 6):
-            W[oAB + k] = F(0.0)  # the world: alpha = beta = 0 (a sweep's beta: sweep_prologue's)
+            W[oAB + k] = F(0.0)  # the world: alpha = beta = 0 (a sweep's beta: adjoint_prologue's)
         for b in range(1, I[NB]):
             if reached(I, fb, b) == 0:
                 for k in range(6):
@@ -1353,11 +1349,12 @@ def kernels(fp: str):
                 st3(W, gF + 6 * b + 3, -av)
 
     @ti.func
-    def tree_adjoint_up_ancestor(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, b):
+    def tree_adjoint_up_ancestor(I: ti.template(), W: ti.template(), w, wa, ov, b):
         """tree_adjoint_up for a body b that is an ancestor of a Jacobian sweep's dof (`reached` 1):
         its alpha and its dofs' u are zero, so its own wrench, inertia and twist adjoints vanish and
         the CRBA's alpha_bar is dead; what is left passes on what its subtree sent up (the adjoints
-        of a and beta) through its dofs' S, Sd and velocities. Sweeps run with M computed every
+        of a and beta) through its dofs' S, Sd and velocities, and its frame's and twist's
+        adjoints go to the kinematics' unchanged. Sweeps run with M computed every
         substep, so the cached M's shares (tree_adjoint_up's `cached`) do not arise."""
         nq = I[NQ]
         x, gx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
@@ -1381,9 +1378,6 @@ def kernels(fp: str):
             add3(W, gA + 6 * par + 3, av_bar)
             add3(W, gAB + 12 * par + 6, gbw)
             add3(W, gAB + 12 * par + 9, gbv)
-        o = wa + I[h_["W_GT"]] + 6 * b
-        kinematics_adjoint(I, P, W, w, wa, b, ld3(W, o), ld3(W, o + 3), ld3(W, wa + I[h_["W_GV"]] + 6 * b),
-                           ld3(W, wa + I[h_["W_GV"]] + 6 * b + 3))
 
     @ti.func
     def tree_adjoint_up(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, cached, fb):
@@ -1399,88 +1393,101 @@ def kernels(fp: str):
                  the body's frame, and the kinematics' adjoint for the body (W_GX, the parent's).
         Each body's inertia, twist and frame adjoints stay in registers. v is read at ov (see
         tree_adjoint_down); with `cached`, mass_matrix_adjoint's shares of S and the body inertias
-        (W_GCS, W_GCI) are added."""
-        nb, nq = I[NB], I[NQ]
-        x = w + I[h_["W_X"]]
-        gx = wa + I[h_["W_GX"]]
-        oq, gt = ov, wa + I[h_["W_GTAU"]]
-        gCS, gCI = wa + I[h_["W_GCS"]], wa + I[h_["W_GCI"]]
-        oAB, gAB, gA = wa + I[h_["W_MAB"]], wa + I[h_["W_GMAB"]], wa + I[h_["W_GA"]]
-        gS, gSd = wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
+        (W_GCS, W_GCI) are added. A body a Jacobian's sweep reaches only as an ancestor of its dof
+        takes tree_adjoint_up_ancestor's shorter way; one call of kinematics_adjoint serves both (a
+        Taichi function is inlined at every call: a second would grow the kernel LLVM compiles)."""
+        nb = I[NB]
         grav = ti.Vector([scal(I, P, sc["GX"]), scal(I, P, sc["GY"]), scal(I, P, sc["GZ"])], dt=F)
         for bb in range(1, nb):
             b = nb - bb
             r = reached(I, fb, b)
             if r == 0:
                 continue
+            z = ti.Vector([F(0.0), F(0.0), F(0.0)], dt=F)
+            kn, kf, kVw, kVv = z, z, z, z
             if r == 1:
-                tree_adjoint_up_ancestor(I, P, W, w, wa, ov, b)
-                continue
-            m = pget(I, P, h_["B_MASS"], b)
-            hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
-            Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
-            Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
-            Vv = ld3(W, w + I[h_["W_V"]] + 6 * b + 3)
-            aw = ld3(W, w + I[h_["W_A"]] + 6 * b)
-            av = ld3(W, w + I[h_["W_A"]] + 6 * b + 3)
-            o = oAB + 12 * b
-            g1, g2 = -ld3(W, o), -ld3(W, o + 3)  # gF = -alpha
-            bw, bv = ld3(W, o + 6), ld3(W, o + 9)
-            pw, pv = iapply(m, hv, Ib, g1, g2)  # I gF: a_bar (RNEA) and beta_bar (CRBA)
-            gn, gf = iapply(m, hv, Ib, Vw, Vv)
-            gVw, gVv, ggn, ggf = crf_adjoint(Vw, Vv, gn, gf, g1, g2)
-            qw, qv = iapply(m, hv, Ib, ggn, ggf)
-            iw, iv = iapply(m, hv, Ib, bw, bv)
-            # the inertia's adjoint: I a and I beta (both with gF), I V (with ggn, ggf); gravity on h
-            gh = (av + bv).cross(g1) - (aw + bw).cross(g2) + Vv.cross(ggn) - Vw.cross(ggf) \
-                - (grav * pget(I, P, h_["B_GSCALE"], b)).cross(g1)
-            gI = g1.outer_product(aw + bw) + ggn.outer_product(Vw)
+                tree_adjoint_up_ancestor(I, W, w, wa, ov, b)
+            else:
+                kn, kf, kVw, kVv = tree_adjoint_up_body(I, P, W, w, wa, ov, cached, b, grav)
+            # b's own shares, and what its children and points sent to its frame (a world twist) and twist
+            o, oV = wa + I[h_["W_GT"]] + 6 * b, wa + I[h_["W_GV"]] + 6 * b
+            kinematics_adjoint(I, P, W, w, wa, b, ld3(W, o) + kn, ld3(W, o + 3) + kf, ld3(W, oV) + kVw,
+                               ld3(W, oV + 3) + kVv)
+
+    @ti.func
+    def tree_adjoint_up_body(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, cached, b, grav):
+        """tree_adjoint_up for body b in the subtree of a sweep's dof (or any body of a plain VJP):
+        its own adjoints, into its dofs and parent, and (returned) its frame's and twist's adjoints
+        (kn, kf, kVw, kVv) with its share added."""
+        nq = I[NQ]
+        x = w + I[h_["W_X"]]
+        gx = wa + I[h_["W_GX"]]
+        oq, gt = ov, wa + I[h_["W_GTAU"]]
+        gCS, gCI = wa + I[h_["W_GCS"]], wa + I[h_["W_GCI"]]
+        oAB, gAB, gA = wa + I[h_["W_MAB"]], wa + I[h_["W_GMAB"]], wa + I[h_["W_GA"]]
+        gS, gSd = wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
+        m = pget(I, P, h_["B_MASS"], b)
+        hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
+        Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
+        Vw = ld3(W, w + I[h_["W_V"]] + 6 * b)
+        Vv = ld3(W, w + I[h_["W_V"]] + 6 * b + 3)
+        aw = ld3(W, w + I[h_["W_A"]] + 6 * b)
+        av = ld3(W, w + I[h_["W_A"]] + 6 * b + 3)
+        o = oAB + 12 * b
+        g1, g2 = -ld3(W, o), -ld3(W, o + 3)  # gF = -alpha
+        bw, bv = ld3(W, o + 6), ld3(W, o + 9)
+        pw, pv = iapply(m, hv, Ib, g1, g2)  # I gF: a_bar (RNEA) and beta_bar (CRBA)
+        gn, gf = iapply(m, hv, Ib, Vw, Vv)
+        gVw, gVv, ggn, ggf = crf_adjoint(Vw, Vv, gn, gf, g1, g2)
+        qw, qv = iapply(m, hv, Ib, ggn, ggf)
+        iw, iv = iapply(m, hv, Ib, bw, bv)
+        # the inertia's adjoint: I a and I beta (both with gF), I V (with ggn, ggf); gravity on h
+        gh = (av + bv).cross(g1) - (aw + bw).cross(g2) + Vv.cross(ggn) - Vw.cross(ggf) \
+            - (grav * pget(I, P, h_["B_GSCALE"], b)).cross(g1)
+        gI = g1.outer_product(aw + bw) + ggn.outer_product(Vw)
+        if cached != 0:
+            gh += ld3(W, gCI + 12 * b)
+            gI += ld33(W, gCI + 12 * b + 3)
+        aw_bar = ld3(W, gA + 6 * b) + pw
+        av_bar = ld3(W, gA + 6 * b + 3) + pv
+        g = gAB + 12 * b  # what b's subtree sent up
+        gaw, gav = ld3(W, g) - iw, ld3(W, g + 3) - iv
+        gbw, gbv = ld3(W, g + 6) + pw, ld3(W, g + 9) + pv
+        Fn, Ff = ld3(W, w + I[h_["W_F"]] + 6 * b), ld3(W, w + I[h_["W_F"]] + 6 * b + 3)
+        da = iget(I, h_["B_DADR"], b)
+        for dd in range(iget(I, h_["B_DNUM"], b)):
+            d = da + dd
+            u, v, qd = W[gt + d], W[oq + d], W[x + nq + d]
+            gq = aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
+                + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3)) - pget(I, P, h_["D_DAMP"], d) * u
+            W[gx + nq + d] = W[gx + nq + d] + gq
+            cw, cv = (gaw - Fn) * u + gbw * v, (gav - Ff) * u + gbv * v
             if cached != 0:
-                gh += ld3(W, gCI + 12 * b)
-                gI += ld33(W, gCI + 12 * b + 3)
-            aw_bar = ld3(W, gA + 6 * b) + pw
-            av_bar = ld3(W, gA + 6 * b + 3) + pv
-            g = gAB + 12 * b  # what b's subtree sent up
-            gaw, gav = ld3(W, g) - iw, ld3(W, g + 3) - iv
-            gbw, gbv = ld3(W, g + 6) + pw, ld3(W, g + 9) + pv
-            Fn, Ff = ld3(W, w + I[h_["W_F"]] + 6 * b), ld3(W, w + I[h_["W_F"]] + 6 * b + 3)
-            da = iget(I, h_["B_DADR"], b)
-            for dd in range(iget(I, h_["B_DNUM"], b)):
-                d = da + dd
-                u, v, qd = W[gt + d], W[oq + d], W[x + nq + d]
-                gq = aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
-                    + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3)) - pget(I, P, h_["D_DAMP"], d) * u
-                W[gx + nq + d] = W[gx + nq + d] + gq
-                cw, cv = (gaw - Fn) * u + gbw * v, (gav - Ff) * u + gbv * v
-                if cached != 0:
-                    cw += ld3(W, gCS + 6 * d)
-                    cv += ld3(W, gCS + 6 * d + 3)
-                st3(W, gS + 6 * d, cw)
-                st3(W, gS + 6 * d + 3, cv)
-                # a_b = a_parent + sum_d Sd_d qvel_d
-                st3(W, gSd + 6 * d, aw_bar * qd)
-                st3(W, gSd + 6 * d + 3, av_bar * qd)
-            par = iget(I, h_["B_PARENT"], b)
-            if par > 0:
-                add3(W, gA + 6 * par, aw_bar)
-                add3(W, gA + 6 * par + 3, av_bar)
-                g = gAB + 12 * par
-                add3(W, g, gaw)
-                add3(W, g + 3, gav)
-                add3(W, g + 6, gbw)
-                add3(W, g + 9, gbv)
-            # h = m c, Ibar = Ir + m (c.c 1 - c c^T): the centre c = p + R ipos moves with the frame
-            # (adjoint (c x gc, gc)), and a twist's dw turns Ir = R Il R^T into Ir + [dw] Ir - Ir [dw],
-            # whose adjoint is the antisymmetric part of Ir gs, gs = gI + gI^T
-            c = ld3(W, w + I[h_["W_C"]] + 3 * b)
-            gs = gI + gI.transpose()
-            gc = m * gh + m * (2 * c * (gI[0, 0] + gI[1, 1] + gI[2, 2]) - gs @ c)
-            Nr = (Ib - m * (c.dot(c) * ti.Matrix.identity(F, 3) - c.outer_product(c))) @ gs
-            o = wa + I[h_["W_GT"]] + 6 * b
-            gn = ld3(W, o) + ti.Vector([Nr[1, 2] - Nr[2, 1], Nr[2, 0] - Nr[0, 2], Nr[0, 1] - Nr[1, 0]], dt=F) \
-                + c.cross(gc)
-            kinematics_adjoint(I, P, W, w, wa, b, gn, ld3(W, o + 3) + gc, ld3(W, wa + I[h_["W_GV"]] + 6 * b) + gVw + qw,
-                               ld3(W, wa + I[h_["W_GV"]] + 6 * b + 3) + gVv + qv)
+                cw += ld3(W, gCS + 6 * d)
+                cv += ld3(W, gCS + 6 * d + 3)
+            st3(W, gS + 6 * d, cw)
+            st3(W, gS + 6 * d + 3, cv)
+            # a_b = a_parent + sum_d Sd_d qvel_d
+            st3(W, gSd + 6 * d, aw_bar * qd)
+            st3(W, gSd + 6 * d + 3, av_bar * qd)
+        par = iget(I, h_["B_PARENT"], b)
+        if par > 0:
+            add3(W, gA + 6 * par, aw_bar)
+            add3(W, gA + 6 * par + 3, av_bar)
+            g = gAB + 12 * par
+            add3(W, g, gaw)
+            add3(W, g + 3, gav)
+            add3(W, g + 6, gbw)
+            add3(W, g + 9, gbv)
+        # h = m c, Ibar = Ir + m (c.c 1 - c c^T): the centre c = p + R ipos moves with the frame
+        # (adjoint (c x gc, gc)), and a twist's dw turns Ir = R Il R^T into Ir + [dw] Ir - Ir [dw],
+        # whose adjoint is the antisymmetric part of Ir gs, gs = gI + gI^T
+        c = ld3(W, w + I[h_["W_C"]] + 3 * b)
+        gs = gI + gI.transpose()
+        gc = m * gh + m * (2 * c * (gI[0, 0] + gI[1, 1] + gI[2, 2]) - gs @ c)
+        Nr = (Ib - m * (c.dot(c) * ti.Matrix.identity(F, 3) - c.outer_product(c))) @ gs
+        kn = ti.Vector([Nr[1, 2] - Nr[2, 1], Nr[2, 0] - Nr[0, 2], Nr[0, 1] - Nr[1, 0]], dt=F) + c.cross(gc)
+        return kn, gc, gVw + qw, gVv + qv
 
     @ti.func
     def mass_matrix_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
@@ -1906,26 +1913,28 @@ def kernels(fp: str):
         tree_adjoint_up(I, P, W, w, wa, ov, fresh, fb)
 
     @ti.func
-    def sweep_prologue(I: ti.template(), P: ti.template(), W: ti.template(), w, wa):
-        """What the nv sweeps of a substep's Jacobian share, once for all of them: each body's
-        beta = J_b qacc (W_MAB's second twist, which tree_adjoint_down leaves) and the contact
-        points' world positions (W_PTC, which external_forces_adjoint reads)."""
-        oS, oq, oAB = w + I[h_["W_S"]], w + I[h_["W_QACC"]], wa + I[h_["W_MAB"]]
-        for k in range(6, 12):
-            W[oAB + k] = F(0.0)  # the world's beta
-        for b in range(1, I[NB]):
-            p = oAB + 12 * iget(I, h_["B_PARENT"], b) + 6
-            bw, bv = ld3(W, p), ld3(W, p + 3)
-            da = iget(I, h_["B_DADR"], b)
-            for dd in range(iget(I, h_["B_DNUM"], b)):
-                d = da + dd
-                bw += ld3(W, oS + 6 * d) * W[oq + d]
-                bv += ld3(W, oS + 6 * d + 3) * W[oq + d]
-            st3(W, oAB + 12 * b + 6, bw)
-            st3(W, oAB + 12 * b + 9, bv)
+    def adjoint_prologue(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, sweeps):
+        """What the cotangents of a substep share, once for all of them: the contact points' world
+        positions (W_PTC, which external_forces_adjoint reads) and, for a Jacobian's nv sweeps
+        (`sweeps`), each body's beta = J_b qacc (W_MAB's second twist, which tree_adjoint_down
+        then leaves)."""
         for k in range(I[NPT]):
             _b, pt = contact_point(I, P, W, w, k)
             st3(W, wa + I[h_["W_PTC"]] + 3 * k, pt)
+        if sweeps != 0:
+            oS, oq, oAB = w + I[h_["W_S"]], w + I[h_["W_QACC"]], wa + I[h_["W_MAB"]]
+            for k in range(6, 12):
+                W[oAB + k] = F(0.0)  # the world's beta
+            for b in range(1, I[NB]):
+                p = oAB + 12 * iget(I, h_["B_PARENT"], b) + 6
+                bw, bv = ld3(W, p), ld3(W, p + 3)
+                da = iget(I, h_["B_DADR"], b)
+                for dd in range(iget(I, h_["B_DNUM"], b)):
+                    d = da + dd
+                    bw += ld3(W, oS + 6 * d) * W[oq + d]
+                    bv += ld3(W, oS + 6 * d + 3) * W[oq + d]
+                st3(W, oAB + 12 * b + 6, bw)
+                st3(W, oAB + 12 * b + 9, bv)
 
     @ti.func
     def substep_tangent(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, U: ti.template(), ue,
@@ -2050,8 +2059,7 @@ def kernels(fp: str):
                     s = S - 1 - ss
                     w = kept_block(I, e, s, keep)
                     touch(I, W, w, keep, wa)
-                    if by_substep != 0:
-                        sweep_prologue(I, P, W, w, wa)
+                    adjoint_prologue(I, P, W, w, wa, by_substep)
                     for pb in range(npb):
                         pr = pa * npb + pb
                         o, ge = (e * npr + pr) * nx, (e * npr + pr) * nu
