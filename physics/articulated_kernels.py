@@ -2124,11 +2124,14 @@ def kernels(fp: str):
             for ss in range(1, S):
                 js = (e * S + S - 1 - ss) * nx * nc
                 for r in range(nx):
+                    # row r of T J_s as a sum of J_s's rows (independent multiply-adds across c,
+                    # where a dot product per entry would wait on each of its own)
                     for c in range(nc):
-                        acc = F(0.0)
-                        for k in range(nx):
-                            acc += WK[o + r * nc + k] * JS[js + k * nc + c]
-                        WK[row + c] = acc
+                        WK[row + c] = F(0.0)
+                    for k in range(nx):
+                        t = WK[o + r * nc + k]
+                        for c in range(nc):
+                            WK[row + c] = WK[row + c] + t * JS[js + k * nc + c]
                     for c in range(nx):
                         WK[o + r * nc + c] = WK[row + c]
                     for c in range(nx, nc):
