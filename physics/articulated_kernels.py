@@ -1349,35 +1349,58 @@ def kernels(fp: str):
                 st3(W, gF + 6 * b + 3, -av)
 
     @ti.func
-    def tree_adjoint_up_ancestor(I: ti.template(), W: ti.template(), w, wa, ov, b):
+    def tree_adjoint_up_ancestor(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, b):
         """tree_adjoint_up for a body b that is an ancestor of a Jacobian sweep's dof (`reached` 1):
         its alpha and its dofs' u are zero, so its own wrench, inertia and twist adjoints vanish and
         the CRBA's alpha_bar is dead; what is left passes on what its subtree sent up (the adjoints
         of a and beta) through its dofs' S, Sd and velocities, and its frame's and twist's
-        adjoints go to the kinematics' unchanged. Sweeps run with M computed every
-        substep, so the cached M's shares (tree_adjoint_up's `cached`) do not arise."""
-        nq = I[NQ]
-        x, gx = w + I[h_["W_X"]], wa + I[h_["W_GX"]]
+        adjoints go to the kinematics' unchanged. Sweeps run with M computed every substep, so
+        the cached M's shares (tree_adjoint_up's `cached`) do not arise."""
         gAB, gA = wa + I[h_["W_GMAB"]], wa + I[h_["W_GA"]]
+        z = ti.Vector([F(0.0), F(0.0), F(0.0)], dt=F)
+        tree_adjoint_up_dofs(I, P, W, w, wa, ov, 0, b, 0, ld3(W, gA + 6 * b), ld3(W, gA + 6 * b + 3), z, z,
+                             ld3(W, gAB + 12 * b + 6), ld3(W, gAB + 12 * b + 9), z, z)
+
+    @ti.func
+    def tree_adjoint_up_dofs(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, cached, b,
+                             own: ti.template(), aw_bar, av_bar, gaw, gav, gbw, gbv, Fn, Ff):
+        """What body b's pass up sends through its dofs and to its parent: the adjoints of qvel (by
+        a = a_parent + sum_d Sd_d qvel_d), of S_d and Sd_d, and of the parent's a and of its
+        CRBA twists alpha, beta. With `own` (a compile-time 0 or 1) 0, b's dofs carry no cotangent
+        u and its alpha_bar (gaw, gav) is dead: an ancestor of a Jacobian sweep's dof."""
+        nq = I[NQ]
+        x, gx, gt = w + I[h_["W_X"]], wa + I[h_["W_GX"]], wa + I[h_["W_GTAU"]]
+        gAB, gA, gCS = wa + I[h_["W_GMAB"]], wa + I[h_["W_GA"]], wa + I[h_["W_GCS"]]
         gS, gSd = wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
-        aw_bar, av_bar = ld3(W, gA + 6 * b), ld3(W, gA + 6 * b + 3)
-        gbw, gbv = ld3(W, gAB + 12 * b + 6), ld3(W, gAB + 12 * b + 9)
         da = iget(I, h_["B_DADR"], b)
         for dd in range(iget(I, h_["B_DNUM"], b)):
             d = da + dd
             v, qd = W[ov + d], W[x + nq + d]
-            W[gx + nq + d] = W[gx + nq + d] + aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
-                + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3))
-            st3(W, gS + 6 * d, gbw * v)
-            st3(W, gS + 6 * d + 3, gbv * v)
+            gq = aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3))
+            cw, cv = gbw * v, gbv * v
+            if ti.static(own):
+                u = W[gt + d]
+                gq -= pget(I, P, h_["D_DAMP"], d) * u
+                cw, cv = (gaw - Fn) * u + gbw * v, (gav - Ff) * u + gbv * v
+                if cached != 0:
+                    cw += ld3(W, gCS + 6 * d)
+                    cv += ld3(W, gCS + 6 * d + 3)
+            W[gx + nq + d] = W[gx + nq + d] + gq
+            st3(W, gS + 6 * d, cw)
+            st3(W, gS + 6 * d + 3, cv)
+            # a_b = a_parent + sum_d Sd_d qvel_d
             st3(W, gSd + 6 * d, aw_bar * qd)
             st3(W, gSd + 6 * d + 3, av_bar * qd)
         par = iget(I, h_["B_PARENT"], b)
         if par > 0:
             add3(W, gA + 6 * par, aw_bar)
             add3(W, gA + 6 * par + 3, av_bar)
-            add3(W, gAB + 12 * par + 6, gbw)
-            add3(W, gAB + 12 * par + 9, gbv)
+            g = gAB + 12 * par
+            if ti.static(own):
+                add3(W, g, gaw)
+                add3(W, g + 3, gav)
+            add3(W, g + 6, gbw)
+            add3(W, g + 9, gbv)
 
     @ti.func
     def tree_adjoint_up(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, cached, fb):
@@ -1406,7 +1429,7 @@ def kernels(fp: str):
             z = ti.Vector([F(0.0), F(0.0), F(0.0)], dt=F)
             kn, kf, kVw, kVv = z, z, z, z
             if r == 1:
-                tree_adjoint_up_ancestor(I, W, w, wa, ov, b)
+                tree_adjoint_up_ancestor(I, P, W, w, wa, ov, b)
             else:
                 kn, kf, kVw, kVv = tree_adjoint_up_body(I, P, W, w, wa, ov, cached, b, grav)
             # b's own shares, and what its children and points sent to its frame (a world twist) and twist
@@ -1417,15 +1440,10 @@ def kernels(fp: str):
     @ti.func
     def tree_adjoint_up_body(I: ti.template(), P: ti.template(), W: ti.template(), w, wa, ov, cached, b, grav):
         """tree_adjoint_up for body b in the subtree of a sweep's dof (or any body of a plain VJP):
-        its own adjoints, into its dofs and parent, and (returned) its frame's and twist's adjoints
-        (kn, kf, kVw, kVv) with its share added."""
-        nq = I[NQ]
-        x = w + I[h_["W_X"]]
-        gx = wa + I[h_["W_GX"]]
-        oq, gt = ov, wa + I[h_["W_GTAU"]]
-        gCS, gCI = wa + I[h_["W_GCS"]], wa + I[h_["W_GCI"]]
+        its own adjoints, into its dofs and parent (tree_adjoint_up_dofs), and (returned) its own
+        share of its frame's and twist's adjoints."""
+        gCI = wa + I[h_["W_GCI"]]
         oAB, gAB, gA = wa + I[h_["W_MAB"]], wa + I[h_["W_GMAB"]], wa + I[h_["W_GA"]]
-        gS, gSd = wa + I[h_["W_GS"]], wa + I[h_["W_GSD"]]
         m = pget(I, P, h_["B_MASS"], b)
         hv = ld3(W, w + I[h_["W_H"]] + 3 * b)
         Ib = ld33(W, w + I[h_["W_IB"]] + 9 * b)
@@ -1454,31 +1472,7 @@ def kernels(fp: str):
         gaw, gav = ld3(W, g) - iw, ld3(W, g + 3) - iv
         gbw, gbv = ld3(W, g + 6) + pw, ld3(W, g + 9) + pv
         Fn, Ff = ld3(W, w + I[h_["W_F"]] + 6 * b), ld3(W, w + I[h_["W_F"]] + 6 * b + 3)
-        da = iget(I, h_["B_DADR"], b)
-        for dd in range(iget(I, h_["B_DNUM"], b)):
-            d = da + dd
-            u, v, qd = W[gt + d], W[oq + d], W[x + nq + d]
-            gq = aw_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d)) \
-                + av_bar.dot(ld3(W, w + I[h_["W_SD"]] + 6 * d + 3)) - pget(I, P, h_["D_DAMP"], d) * u
-            W[gx + nq + d] = W[gx + nq + d] + gq
-            cw, cv = (gaw - Fn) * u + gbw * v, (gav - Ff) * u + gbv * v
-            if cached != 0:
-                cw += ld3(W, gCS + 6 * d)
-                cv += ld3(W, gCS + 6 * d + 3)
-            st3(W, gS + 6 * d, cw)
-            st3(W, gS + 6 * d + 3, cv)
-            # a_b = a_parent + sum_d Sd_d qvel_d
-            st3(W, gSd + 6 * d, aw_bar * qd)
-            st3(W, gSd + 6 * d + 3, av_bar * qd)
-        par = iget(I, h_["B_PARENT"], b)
-        if par > 0:
-            add3(W, gA + 6 * par, aw_bar)
-            add3(W, gA + 6 * par + 3, av_bar)
-            g = gAB + 12 * par
-            add3(W, g, gaw)
-            add3(W, g + 3, gav)
-            add3(W, g + 6, gbw)
-            add3(W, g + 9, gbv)
+        tree_adjoint_up_dofs(I, P, W, w, wa, ov, cached, b, 1, aw_bar, av_bar, gaw, gav, gbw, gbv, Fn, Ff)
         # h = m c, Ibar = Ir + m (c.c 1 - c c^T): the centre c = p + R ipos moves with the frame
         # (adjoint (c x gc, gc)), and a twist's dw turns Ir = R Il R^T into Ir + [dw] Ir - Ir [dw],
         # whose adjoint is the antisymmetric part of Ir gs, gs = gI + gI^T
