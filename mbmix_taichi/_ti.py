@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 
 import torch
 
@@ -82,6 +83,17 @@ def init(arch: str = "auto") -> str:
                 # MBMIX_TAICHI_DEBUG=1: taichi's debug mode (bounds-checked array accesses; slow)
                 debug=os.environ.get("MBMIX_TAICHI_DEBUG", "") not in ("", "0"))
     _ARCH = ti.lang.impl.current_cfg().arch.name
+    if _ARCH != want and not (want == "cpu" and _ARCH in ("x64", "arm64")):
+        # taichi falls back to the CPU when it cannot start on a GPU arch (a CPU-only taichi wheel, no
+        # driver): asked for explicitly, that is an error, not a silently slower run on another device
+        got = _ARCH
+        if arch != "auto" or os.environ.get("TI_ARCH"):
+            ti.reset()
+            _ARCH = None
+            raise OptionError(f"taichi could not start on {want!r} (it fell back to {got!r}); see taichi's "
+                              "warning above. Set TI_ARCH=cpu to run on the CPU")
+        warnings.warn(f"torch sees a GPU but taichi could not start on {want!r}; running on {got!r} (the CPU)",
+                      stacklevel=2)
     return _ARCH
 
 
@@ -102,4 +114,13 @@ def current_arch() -> str | None:
 
 def device() -> torch.device:
     """The torch device whose tensors the initialised arch reads in place."""
-    return torch.device("cuda" if _ARCH == "cuda" else "cpu")
+    return torch_device("cuda" if _ARCH == "cuda" else "cpu")
+
+
+def torch_device(device) -> torch.device:
+    """`device` as a torch.device with its index: tensors made on "cuda" report "cuda:0", and
+    torch.device("cuda") != torch.device("cuda:0"), so every device check compares indexed ones."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device

@@ -444,7 +444,7 @@ class ArticulatedSim(Simulator):
         self.substeps = int(substeps)
         self.h = self.dt / self.substeps
         self.dtype = dtype
-        self.device = torch.device(device)
+        self.device = _ti.torch_device(device)
         self.contact = contact
         self.implicit_damping, self.limit_ke, self.limit_kd = bool(implicit_damping), float(limit_ke), float(limit_kd)
         self.mass_matrix_every = int(mass_matrix_every)

@@ -695,7 +695,7 @@ class ClothSim(Simulator):
         _ti.ensure()  # the package's Taichi initialisation, unless the caller has initialised it
         self.layout = layout
         self.model = model
-        self.dtype, self.device = dtype, torch.device(device)
+        self.dtype, self.device = dtype, _ti.torch_device(device)
         self.n = n = model.num_particles
         self.K = K = len(held)
         self.substeps = int(substeps)

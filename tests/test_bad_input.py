@@ -160,6 +160,23 @@ def test_bad_arch_is_a_clear_error(monkeypatch):
         mt.make("cloth-fold", **OPTS)
 
 
+def test_a_gpu_arch_taichi_cannot_start_on_is_refused_not_swapped_for_the_cpu():
+    """Taichi falls back to the CPU when it cannot start on CUDA; asked for CUDA, the package says
+    so instead of running elsewhere. Where CUDA works, the same request starts on it, on cuda:0."""
+    import subprocess
+    import sys
+
+    code = ("import mbmix_taichi as mt\n"
+            "try:\n"
+            "    e = mt.make('cloth-fold', num_envs=1, resolution=4)\n"
+            "    print('ARCH', e.arch, e.get_state().device)\n"
+            "except mt.OptionError as exc:\n"
+            "    print('REFUSED', exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, TI_ARCH="cuda"),
+                         capture_output=True, text=True, timeout=300).stdout
+    assert out.startswith("REFUSED taichi could not start on 'cuda'") or out.startswith("ARCH cuda cuda:0"), out
+
+
 # ----------------------------------------------------------------------------------- forks
 def _child(env, q):
     out = []
