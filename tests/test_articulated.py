@@ -108,7 +108,7 @@ def test_dropped_box_comes_to_rest(paths):
     env = mt.make("mjcf", model=paths["drop"], dt=0.01, substeps=20, dtype="float64",
                   contact_ke=1e4, contact_kd=1e4, contact_kf=1e2, contact_mu=0.5)
     for _ in range(300):  # 3 s
-        env.step(torch.zeros(1, 0, dtype=torch.float64))
+        env.step(torch.zeros(1, 0, dtype=torch.float64, device=env.device))
     s = env.get_state()[0]
     z = s[2].item()
     assert abs(z - 0.05) < 5e-3, z           # resting on its face (penalty penetration < 5 mm)
@@ -516,8 +516,8 @@ def _drop(tmp_path, geom, size, steps=1500):
     p = write(tmp_path, f"ell_{geom}_{size.replace(' ', '_')}", ELLIPSOID.replace("GEOM", geom).replace("SIZE", size))
     env = mt.make("mjcf", model=p, dt=0.01, substeps=10, dtype="float64", contact_ke=2e4, contact_kd=500)
     for _ in range(steps // 10):
-        env.step(torch.zeros(1, 0, dtype=torch.float64))
-    return env.get_state()[0]
+        env.step(torch.zeros(1, 0, dtype=torch.float64, device=env.device))
+    return env.get_state()[0].cpu()
 
 
 def test_ellipsoid_ground_contact(tmp_path):

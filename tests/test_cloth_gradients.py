@@ -19,12 +19,12 @@ def _state_action(env, steps=3, seed=1):
     # sides); distinct heights keep the checks away from it (see test_derivatives_exact_with_...)
     s = env.get_state()
     for idx in env.sim.held:
-        idx = torch.as_tensor(idx)
-        s[:, 3 * idx + 2] += torch.arange(1, len(idx) + 1, dtype=s.dtype) * 1e-4
+        idx = torch.as_tensor(idx, device=s.device)
+        s[:, 3 * idx + 2] += torch.arange(1, len(idx) + 1, dtype=s.dtype, device=s.device) * 1e-4
     env.set_state(s)
     for _ in range(steps):
-        env.step((torch.rand(env.num_envs, env.act_dim, generator=g, dtype=env.dtype) * 2 - 1))
-    a = torch.rand(env.num_envs, env.act_dim, generator=g, dtype=env.dtype) * 1.6 - 0.8
+        env.step((torch.rand(env.num_envs, env.act_dim, generator=g, dtype=env.dtype) * 2 - 1).to(env.device))
+    a = (torch.rand(env.num_envs, env.act_dim, generator=g, dtype=env.dtype) * 1.6 - 0.8).to(env.device)
     return env.get_state(), a
 
 
@@ -96,7 +96,8 @@ def test_jacobian_matches_finite_differences(env64):
         fd = _fd(env64, s, a, torch.zeros_like(s), ta)
         assert (J_a[:, :, c] - fd).abs().max() < 1e-6 * max(1.0, fd.abs().max().item())
     # the Jacobian is the JVP with probes
-    ts, ta = torch.randn(3, 5, env64.state_dim, dtype=torch.float64), torch.randn(3, 5, env64.act_dim, dtype=torch.float64)
+    ts = torch.randn(3, 5, env64.state_dim, dtype=torch.float64, device=s.device)
+    ta = torch.randn(3, 5, env64.act_dim, dtype=torch.float64, device=s.device)
     probes = env64.jvp(s, a, ts, ta)
     direct = torch.einsum("bij,bpj->bpi", J_s, ts) + torch.einsum("bij,bpj->bpi", J_a, ta)
     assert torch.allclose(probes, direct, rtol=1e-10, atol=1e-10)
@@ -104,7 +105,7 @@ def test_jacobian_matches_finite_differences(env64):
 
 def test_autograd_through_several_steps_matches_finite_differences(env64):
     s0, _ = _state_action(env64)
-    acts = torch.rand(4, env64.num_envs, env64.act_dim, dtype=torch.float64) * 1.6 - 0.8
+    acts = torch.rand(4, env64.num_envs, env64.act_dim, dtype=torch.float64, device=s0.device) * 1.6 - 0.8
 
     def total_reward(s, acts):
         ret = 0
@@ -154,7 +155,7 @@ def test_derivatives_exact_with_a_picker_clamped_at_the_ground(env64):
     a[:, 2] = -0.9  # picker 0 down (not at the action bound, a kink of its own), picker 1 up
     a[:, 5] = 0.5
     sim = env64.sim
-    held0 = torch.as_tensor(sim.held[0])  # at distinct heights (_state_action): no tie at the clamp
+    held0 = torch.as_tensor(sim.held[0], device=s.device)  # at distinct heights (_state_action): no tie at the clamp
     for _ in range(6):  # reach the ground first
         s = env64.transition(s, a)
     assert sim.pickers(s)[:, 0, 2].min() < 1e-9 or sim.positions(s)[:, held0, 2].min() < 1e-9, "picker 0 or a particle it holds should be on the ground"

@@ -1,6 +1,7 @@
 """DiffRL locomotion tasks: float64 central differences of VJP, JVP and the full Jacobian of
 one control step (including ground contact), the dot-product identity, float32 vs float64,
-and the task definitions (shapes, rewards, termination)."""
+and the task definitions (shapes, rewards, termination). The derivative checks are
+device-agnostic (tensors live where the env's do): run with TI_ARCH=cuda they check the CUDA kernels."""
 import numpy as np
 import pytest
 import torch
@@ -26,8 +27,8 @@ def _state_action(env, steps=40, seed=1):
         g = torch.Generator().manual_seed(seed)
         env.reset(seed=seed)
         for _ in range(steps):
-            env.step(torch.rand(env.num_envs, env.act_dim, generator=g, dtype=env.dtype) * 2 - 1)
-        a = torch.rand(env.num_envs, env.act_dim, generator=g, dtype=env.dtype) * 1.6 - 0.8
+            env.step((torch.rand(env.num_envs, env.act_dim, generator=g, dtype=env.dtype) * 2 - 1).to(env.device))
+        a = (torch.rand(env.num_envs, env.act_dim, generator=g, dtype=env.dtype) * 1.6 - 0.8).to(env.device)
         _STATES[key] = (env, env.get_state(), a)  # the env is kept so that id(env) stays unique
     _, s, a = _STATES[key]
     return s.clone(), a.clone()
@@ -37,7 +38,7 @@ def _penetration(env, s):
     m = env.task.model
     pts = contact_points(m)
     depth = []
-    for row in s.detach().numpy():
+    for row in s.detach().cpu().numpy():
         R, p = forward_kinematics(m, row[:m.nq])
         depth.append(min(p[b][2] + (R[b] @ lp)[2] - d for b, lp, d in pts))
     return np.array(depth)
@@ -74,8 +75,8 @@ def test_contact_is_exercised(env64):
 def test_jvp_matches_finite_differences(env64):
     s, a = _state_action(env64)
     g = torch.Generator().manual_seed(3)
-    ts = torch.randn(s.shape, generator=g, dtype=s.dtype)
-    ta = torch.randn(a.shape, generator=g, dtype=s.dtype)
+    ts = torch.randn(s.shape, generator=g, dtype=s.dtype).to(s.device)
+    ta = torch.randn(a.shape, generator=g, dtype=s.dtype).to(s.device)
     jv = env64.jvp(s, a, ts, ta)
     fd = _fd(env64, s, a, ts, ta)
     assert (jv - fd).abs().max() <= 1e-6 * max(1.0, fd.abs().max().item())
@@ -94,17 +95,17 @@ def test_jacobian_matches_finite_differences(env64):
     Js, Ja = env64.jacobian(s, a)
     g = torch.Generator().manual_seed(5)
     for _ in range(2):
-        v = torch.randn(s.shape, generator=g, dtype=s.dtype)
-        w = torch.randn(a.shape, generator=g, dtype=s.dtype)
+        v = torch.randn(s.shape, generator=g, dtype=s.dtype).to(s.device)
+        w = torch.randn(a.shape, generator=g, dtype=s.dtype).to(s.device)
         fd = _fd(env64, s, a, v, w)
         Jv = torch.einsum("bij,bj->bi", Js, v) + torch.einsum("bij,bj->bi", Ja, w)
         assert (Jv - fd).abs().max() <= 1e-6 * max(1.0, fd.abs().max().item())
     nq = env64.task.model.nq
-    eye_s = torch.eye(s.shape[1], dtype=s.dtype)
+    eye_s = torch.eye(s.shape[1], dtype=s.dtype, device=s.device)
     cols = sorted(set(_columns(nq, 7)) | {nq + c for c in _columns(s.shape[1] - nq, 5)})
     fd_s = torch.stack([_fd(env64, s, a, eye_s[i].expand_as(s), torch.zeros_like(a)) for i in cols], -1)
     assert (Js[:, :, cols] - fd_s).abs().max() <= 1e-6 * max(1.0, fd_s.abs().max().item())
-    eye_a = torch.eye(a.shape[1], dtype=s.dtype)
+    eye_a = torch.eye(a.shape[1], dtype=s.dtype, device=s.device)
     acols = _columns(a.shape[1], 6)
     fd_a = torch.stack([_fd(env64, s, a, torch.zeros_like(s), eye_a[i].expand_as(a)) for i in acols], -1)
     assert (Ja[:, :, acols] - fd_a).abs().max() <= 1e-6 * max(1.0, fd_a.abs().max().item())
@@ -113,9 +114,9 @@ def test_jacobian_matches_finite_differences(env64):
 def test_vjp_matches_finite_differences_and_dot_product(env64):
     s, a = _state_action(env64)
     g = torch.Generator().manual_seed(4)
-    u = torch.randn(s.shape, generator=g, dtype=s.dtype)
-    v = torch.randn(s.shape, generator=g, dtype=s.dtype)
-    w = torch.randn(a.shape, generator=g, dtype=s.dtype)
+    u = torch.randn(s.shape, generator=g, dtype=s.dtype).to(s.device)
+    v = torch.randn(s.shape, generator=g, dtype=s.dtype).to(s.device)
+    w = torch.randn(a.shape, generator=g, dtype=s.dtype).to(s.device)
     g_s, g_a = env64.vjp(s, a, u)
     lhs = (u * env64.jvp(s, a, v, w)).sum(1)
     rhs = (g_s * v).sum(1) + (g_a * w).sum(1)
@@ -147,7 +148,7 @@ def test_float32_close_to_float64(task):
     J64, Ja64 = e64.jacobian(s, a)
     J32, Ja32 = e32.jacobian(s.float(), a.float())
     assert (J32.double() - J64).abs().max() < 2e-2 * max(1.0, J64.abs().max().item())
-    u = torch.randn(s.shape, dtype=torch.float64)
+    u = torch.randn(s.shape, dtype=torch.float64, device=s.device)
     g64 = e64.vjp(s, a, u)[0]
     g32 = e32.vjp(s.float(), a.float(), u.float())[0]
     assert (g32.double() - g64).abs().max() < 2e-2 * max(1.0, g64.abs().max().item())
