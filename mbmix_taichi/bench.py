@@ -12,7 +12,8 @@ Two modes:
   in 16 substeps, timed including reading the positions back; million particle-substeps/s.
 
 Timings are the best of several repeats (the machine may be shared); ratios are measured
-side by side in one run.
+side by side in one run. On a GPU every timed call ends with a device synchronisation (Taichi's
+and torch's launches are asynchronous): the figures are of work done, not of work queued.
 """
 from __future__ import annotations
 
@@ -20,7 +21,25 @@ import platform
 import time
 
 
+def _synced(fn):
+    """fn followed by a wait for the device when Taichi runs on CUDA (a no-op on the CPU)."""
+    from . import _ti
+
+    if _ti.current_arch() != "cuda":
+        return fn
+    import taichi as ti
+    import torch
+
+    def call():
+        fn()
+        ti.sync()
+        torch.cuda.synchronize()
+
+    return call
+
+
 def _best(fn, repeats: int = 5, inner: int = 3) -> float:
+    fn = _synced(fn)
     fn()  # warm-up (compiles)
     best = float("inf")
     for _ in range(repeats):
@@ -33,6 +52,7 @@ def _best(fn, repeats: int = 5, inner: int = 3) -> float:
 
 def _best_wall_cpu(fn, repeats: int = 5, inner: int = 3) -> tuple[float, float]:
     """Like _best, with the best CPU time (time.process_time, all threads of the process) beside it."""
+    fn = _synced(fn)
     fn()  # warm-up (compiles)
     wall = cpu = float("inf")
     for _ in range(repeats):
@@ -55,13 +75,19 @@ def bench_task(task: str, envs=(1, 16, 64), jacobian_envs=(1, 16), dtype="float3
         env = mt.make(task, num_envs=n, seed=0, dtype=dtype, **options)
         sim = env.sim
         g = torch.Generator().manual_seed(0)
+        def rand(*shape):  # from the CPU generator (a seed gives the same numbers on every device)
+            return torch.rand(*shape, generator=g, dtype=env.dtype).to(env.device)
+
+        def randn(*shape):
+            return torch.randn(*shape, generator=g, dtype=env.dtype).to(env.device)
+
         for _ in range(3):
-            env.step(torch.rand(n, env.act_dim, generator=g, dtype=env.dtype) * 2 - 1)
+            env.step(rand(n, env.act_dim) * 2 - 1)
         s = env.get_state()
-        c = env.task.control(torch.rand(n, env.act_dim, generator=g, dtype=env.dtype) * 2 - 1).contiguous()
-        cot = torch.randn(s.shape, generator=g, dtype=env.dtype)
-        ts = torch.randn(s.shape, generator=g, dtype=env.dtype)
-        tc = torch.randn(c.shape, generator=g, dtype=env.dtype)
+        c = env.task.control(rand(n, env.act_dim) * 2 - 1).contiguous()
+        cot = randn(*s.shape)
+        ts = randn(*s.shape)
+        tc = randn(*c.shape)
         l0 = sim.launches
         sim.step(s, c)
         launches_fwd = sim.launches - l0
@@ -372,5 +398,10 @@ def machine() -> str:
 
     from . import _ti
 
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, taichi {'.'.join(map(str, ti.__version__))} "
-            f"arch {_ti.current_arch()}, torch {torch.__version__}, python {platform.python_version()}")
+    gpu = ""
+    if _ti.current_arch() == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        gpu = f"{props.name} ({props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs), "
+    return (f"{gpu}{platform.processor() or platform.machine()}, {os.cpu_count()} cores, taichi "
+            f"{'.'.join(map(str, ti.__version__))} arch {_ti.current_arch()}, torch {torch.__version__}, "
+            f"python {platform.python_version()}")
