@@ -124,9 +124,19 @@ COMPILE_OPTIONS = {"forward": {}, "adjoint": {"advanced_optimization": False},
                    "tangent": {"advanced_optimization": False}, "chain": {}}
 
 
-@functools.lru_cache(maxsize=None)
-def _fast_kernels(fp: str) -> dict:
-    return {name: FastKernel(k, COMPILE_OPTIONS[name]) for name, k in ak.kernels(fp).items()}
+class _ByBatch:
+    """One kernel's launcher for a simulator: the serial variant (`ak.kernels(..., serial=True)`) for a
+    launch of one env, Taichi's parallel loop otherwise; `n_at` is the index of the env count among
+    the launch's arguments. Both variants give the same results to the bit (each env's work is
+    the same code either way); each is compiled on its first launch."""
+
+    def __init__(self, name: str, fp: str, fixed, n_at: int):
+        self.parallel = FastKernel(ak.kernels(fp, False)[name], COMPILE_OPTIONS[name]).bind((name, fp), fixed=fixed)
+        self.serial = FastKernel(ak.kernels(fp, True)[name], COMPILE_OPTIONS[name]).bind((name, fp), fixed=fixed)
+        self.n_at = n_at
+
+    def __call__(self, *args):
+        return (self.serial if args[self.n_at] == 1 else self.parallel)(*args)
 
 
 # --------------------------------------------------------------------------- generic engine tables
@@ -457,12 +467,11 @@ class ArticulatedSim(Simulator):
         self._I = torch.tensor(self.tables.ints, dtype=torch.int32, device=self.device)
         self._P = torch.tensor(self.tables.floats, dtype=dtype, device=self.device)
         fp = "f64" if dtype == torch.float64 else "f32"
-        fast = _fast_kernels(fp)
         # the tables are bound once per simulator; later launches set only the per-call arguments
-        self._fwd = fast["forward"].bind(("forward", fp), fixed=(0, 1))
-        self._adj = fast["adjoint"].bind(("adjoint", fp), fixed=(0, 1))
-        self._tan = fast["tangent"].bind(("tangent", fp), fixed=(0, 1))
-        self._chain = fast["chain"].bind(("chain", fp), fixed=(0,))
+        self._fwd = _ByBatch("forward", fp, fixed=(0, 1), n_at=6)
+        self._adj = _ByBatch("adjoint", fp, fixed=(0, 1), n_at=6)
+        self._tan = _ByBatch("tangent", fp, fixed=(0, 1), n_at=6)
+        self._chain = _ByBatch("chain", fp, fixed=(0,), n_at=5)
         self._work = None
         self._dummy1 = torch.zeros(1, dtype=dtype, device=self.device)
         self._item = torch.empty((), dtype=dtype).element_size()  # bytes per entry

@@ -94,10 +94,19 @@ POINT, ELLIPSOID = 0, 1  # contact point kinds: a fixed point of the body, an el
 NB, NJ, NQ, NV, NU, NPT, NX = (H[k] for k in ("NB", "NJ", "NQ", "NV", "NU", "NPT", "NX"))
 
 
+def kernels(fp: str, serial: bool = False):
+    """`_kernels` (below), one cached set per (float type, serial)."""
+    return _kernels(fp, bool(serial))
+
+
 @functools.lru_cache(maxsize=None)
-def kernels(fp: str):
+def _kernels(fp: str, serial: bool):
     """The kernels for one float type ("f32" or "f64"): forward, adjoint, tangent, and chain (a
-    Jacobian's substeps multiplied together, for small models)."""
+    Jacobian's substeps multiplied together, for small models). `serial`: the loop over envs runs
+    on the launching thread instead of Taichi's thread pool (for a launch of one env, which the
+    pool could give to one worker only, after waking it: 50-90 us of CPU per launch measured here,
+    docs/benchmarks_articulated.md, session 21). The two sets are separate kernels, each compiled
+    on its first launch."""
     F = ti.f64 if fp == "f64" else ti.f32
     arr_f = ti.types.ndarray(dtype=F, ndim=1)
     arr_i = ti.types.ndarray(dtype=ti.i32, ndim=1)
@@ -2002,6 +2011,8 @@ def kernels(fp: str):
         reads stay in W for the adjoint and tangent kernels: substep s's block starts keep entries
         after substep s - 1's (see kept_block), so that the slots at and after offset keep (the
         substep's own scratch) fall into the next substep's block, which overwrites them."""
+        if ti.static(serial):
+            ti.loop_config(serialize=True)
         for e in range(n):
             nx, S, wp = I[NX], I[h_["SUBSTEPS"]], I[h_["W_GXN"]]
             w = e * wp
@@ -2040,6 +2051,8 @@ def kernels(fp: str):
         turns them into those of d qacc / d (state, control) = M^-1 K, and integrate_jacobian adds
         the integration's local share: NV sweeps per substep where the rows of the whole step
         take NX, each reaching only its dof's subtree and that subtree's ancestors."""
+        if ti.static(serial):
+            ti.loop_config(serialize=True)
         for e in range(n):
             nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
             nc = nx + nu
@@ -2082,6 +2095,8 @@ def kernels(fp: str):
         """TX[e, k] <- d step(X[e], U[e]) along (TX[e, k], TU[e, k]) for the npr probes k of env e,
         from the intermediates a forward launch with the same keep left in W (probe-major when M is cached:
         its tangent is formed once and used across substeps, one probe at a time)."""
+        if ti.static(serial):
+            ti.loop_config(serialize=True)
         for e in range(n):
             nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
             wa = kept_block(I, n, 0, keep) + e * (ws - wp) - wp
@@ -2107,6 +2122,8 @@ def kernels(fp: str):
         T J_s for its state columns and adds it to its control columns, row by row (T and one row of
         scratch per env in WK). For small models, where each of these products is a few hundred
         multiply-adds and a torch call would cost more than the product."""
+        if ti.static(serial):
+            ti.loop_config(serialize=True)
         for e in range(n):
             nx, nu, S = I[NX], I[NU], I[h_["SUBSTEPS"]]
             nc = nx + nu

@@ -159,8 +159,10 @@ def test_derivative_kernels_compile_with_their_own_options_and_leave_the_process
     with pytest.raises(ZeroDivisionError):
         boom(1)
     assert cfg.advanced_optimization  # restored when the call raises too
-    assert sim._adj.fast.compile_options == {"advanced_optimization": False} == sim._tan.fast.compile_options
-    assert sim._fwd.fast.compile_options == {}
+    for variant in ("parallel", "serial"):  # (the loop over envs on Taichi's pool, or on the caller's thread)
+        adj, tan, fwd = (getattr(k, variant).fast for k in (sim._adj, sim._tan, sim._fwd))
+        assert adj.compile_options == {"advanced_optimization": False} == tan.compile_options
+        assert fwd.compile_options == {}
     _, tape = sim.step(s, c, record=True)
     sim.vjp_tape(tape, torch.ones_like(s))
     sim.jacobian(s, c)
@@ -649,3 +651,33 @@ def test_spatial_tendon_limit_is_a_penalty_with_exact_derivatives(tmp_path):
     gs, gc = sim.vjp_tape(tape, cot)
     assert (gs - torch.einsum("ni,nij->nj", cot, Js)).abs().max() < 1e-9 * max(1.0, float(gs.abs().max()))
     assert (gc - torch.einsum("ni,nij->nj", cot, Jc)).abs().max() < 1e-9 * max(1.0, float(gc.abs().max()))
+
+
+def test_a_one_env_launch_runs_serially_and_gives_the_batched_results_to_the_bit(paths):
+    """A launch of one env takes the kernels' serial variant (no thread pool), more envs the parallel
+    loop: the same code per env, so the step, VJP and JVP of env k alone equal row k of the batch to
+    the bit (and its Jacobian to rounding: torch multiplies the substeps' Jacobians)."""
+    from mbmix_taichi.physics.articulated import ContactParams
+
+    sim = ArticulatedSim(load_mjcf(paths["branch"]), dt=0.01, substeps=3, dtype=torch.float64,
+                         contact=ContactParams(), limit_ke=100.0)
+    g = torch.Generator().manual_seed(7)
+    s = torch.tensor(sim.model.qpos0().tolist() + [0.0] * sim.nv, dtype=torch.float64).repeat(3, 1)
+    s = s + 0.1 * torch.randn(s.shape, generator=g, dtype=torch.float64)
+    c = torch.randn(3, sim.nu, generator=g, dtype=torch.float64)
+    u, ts, tc = torch.randn_like(s), torch.randn_like(s), torch.randn_like(c)
+
+    def everything(s, c, u, ts, tc):
+        out, tape = sim.step(s, c, record=True)
+        return (out, *sim.vjp_tape(tape, u), sim.jvp(s, c, ts, tc), *sim.jacobian(s, c))
+
+    batch = everything(s, c, u, ts, tc)
+    kinds = {type(b).__name__ for b in (sim._fwd, sim._adj, sim._tan)}
+    assert kinds == {"_ByBatch"}
+    for k in range(3):
+        alone = everything(*(x[k:k + 1] for x in (s, c, u, ts, tc)))
+        for i, (a, b) in enumerate(zip(alone, batch)):
+            if i < 4:  # the kernels' outputs: to the bit
+                assert torch.equal(a[0], b[k]), (k, i, (a[0] - b[k]).abs().max())
+            else:  # the Jacobian's substeps are chained by torch's batched products, whose blocking follows the batch
+                assert (a[0] - b[k]).abs().max() <= 1e-12 * b[k].abs().max(), (k, i)

@@ -1,0 +1,62 @@
+"""How many of Taichi's CPU worker threads share a parallel loop on this machine.
+
+    python tools/check_taichi_threads.py [--threads N]
+
+Runs one parallel loop of 64 independent, equally heavy items (a chain of sines each) and reads
+each thread's CPU time from /proc (Linux): a loop that Taichi's thread pool spreads over k
+workers shows k threads with CPU time and a wall time ~1/k of the CPU time. Then torch's
+matrix products on one and on all cores, as a control that the machine runs threads in parallel.
+Prints wall and CPU seconds and the per-thread split.
+"""
+import argparse
+import glob
+import os
+import time
+
+import numpy as np
+import taichi as ti
+import torch
+
+ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+ap.add_argument("--threads", type=int, default=0, help="cpu_max_num_threads for ti.init (0: Taichi's default)")
+args = ap.parse_args()
+ti.init(arch=ti.cpu, **({"cpu_max_num_threads": args.threads} if args.threads else {}))
+
+
+@ti.kernel
+def heavy(x: ti.types.ndarray(ndim=1), n: ti.i32):
+    for e in range(n):
+        s = 0.0
+        for k in range(1_000_000):
+            s += ti.sin(s + k * 1e-6)
+        x[e] = s
+
+
+def thread_ticks():
+    out = {}
+    for d in glob.glob(f"/proc/{os.getpid()}/task/*"):
+        f = open(d + "/stat").read().rsplit(")", 1)[1].split()
+        out[d.rsplit("/", 1)[1]] = int(f[11]) + int(f[12])  # utime + stime
+    return out
+
+
+def measure(fn):
+    a, c0, w0 = thread_ticks(), time.process_time(), time.perf_counter()
+    fn()
+    wall, cpu, b = time.perf_counter() - w0, time.process_time() - c0, thread_ticks()
+    busy = sorted((v - a.get(k, 0) for k, v in b.items() if v - a.get(k, 0) > 0), reverse=True)
+    return wall, cpu, busy
+
+
+x = np.zeros(64)
+heavy(x, 2)  # compile
+wall, cpu, busy = measure(lambda: heavy(x, 64))
+cfg = ti.lang.impl.current_cfg()
+print(f"taichi {'.'.join(map(str, ti.__version__))}, cpu_max_num_threads {cfg.cpu_max_num_threads}, os.cpu_count "
+      f"{os.cpu_count()}: one parallel loop of 64 items: wall {wall:.2f} s, CPU {cpu:.2f} s (CPU/wall "
+      f"{cpu / wall:.2f}); threads with CPU time (clock ticks): {busy}")
+a = torch.randn(1500, 1500, dtype=torch.float64)
+for k in (1, os.cpu_count()):
+    torch.set_num_threads(k)
+    wall, cpu, busy = measure(lambda: [a @ a for _ in range(4)])
+    print(f"control, torch matmuls on {k} thread(s): wall {wall:.2f} s, CPU {cpu:.2f} s (CPU/wall {cpu / wall:.2f})")
