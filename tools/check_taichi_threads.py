@@ -2,9 +2,10 @@
 
     python tools/check_taichi_threads.py [--threads N]
 
-Runs one parallel loop of 64 independent, equally heavy items (a chain of sines each) and reads
-each thread's CPU time from /proc (Linux): a loop that Taichi's thread pool spreads over k
-workers shows k threads with CPU time and a wall time ~1/k of the CPU time. Then torch's
+Runs one parallel loop of 64 independent, equally heavy items (a chain of sines each: like a
+batch of envs) and one of 65,536 light ones (like a cloth's particles), and reads each thread's
+CPU time from /proc (Linux): a loop that Taichi's thread pool spreads over k workers shows k
+threads with CPU time and a wall time ~1/k of the CPU time. Then torch's
 matrix products on one and on all cores, as a control that the machine runs threads in parallel.
 Prints wall and CPU seconds and the per-thread split.
 """
@@ -32,6 +33,15 @@ def heavy(x: ti.types.ndarray(ndim=1), n: ti.i32):
         x[e] = s
 
 
+@ti.kernel
+def light(x: ti.types.ndarray(ndim=1), n: ti.i32):
+    for e in range(n):
+        s = 0.0
+        for k in range(1_000):
+            s += ti.sin(s + k * 1e-6)
+        x[e % 64] = s
+
+
 def thread_ticks():
     out = {}
     for d in glob.glob(f"/proc/{os.getpid()}/task/*"):
@@ -50,11 +60,15 @@ def measure(fn):
 
 x = np.zeros(64)
 heavy(x, 2)  # compile
-wall, cpu, busy = measure(lambda: heavy(x, 64))
+light(x, 2)
 cfg = ti.lang.impl.current_cfg()
 print(f"taichi {'.'.join(map(str, ti.__version__))}, cpu_max_num_threads {cfg.cpu_max_num_threads}, os.cpu_count "
-      f"{os.cpu_count()}: one parallel loop of 64 items: wall {wall:.2f} s, CPU {cpu:.2f} s (CPU/wall "
-      f"{cpu / wall:.2f}); threads with CPU time (clock ticks): {busy}")
+      f"{os.cpu_count()}")
+for what, fn in (("64 heavy items (a batch of envs)", lambda: heavy(x, 64)),
+                 ("65,536 light items (a cloth's particles)", lambda: light(x, 65536))):
+    wall, cpu, busy = measure(fn)
+    print(f"one parallel loop of {what}: wall {wall:.2f} s, CPU {cpu:.2f} s (CPU/wall {cpu / wall:.2f}); "
+          f"threads with CPU time (clock ticks): {busy}")
 a = torch.randn(1500, 1500, dtype=torch.float64)
 for k in (1, os.cpu_count()):
     torch.set_num_threads(k)
