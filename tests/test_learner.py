@@ -119,3 +119,31 @@ def test_policy_fn_shapes(tmp_path):
     header = (tmp_path / "r" / "metrics.csv").read_text().splitlines()[0].split(",")
     for col in ("iteration", "env_steps", "wall_time", "return", "score", "actor_loss", "critic_loss"):
         assert col in header
+
+
+def test_training_keeps_the_simulator_beside_the_learner_on_the_cpu(monkeypatch):
+    """The learners' networks live on the CPU: the training env is made there (arch "cpu", also where
+    torch sees a GPU), and an env that TI_ARCH put elsewhere is refused with a clear error instead of
+    failing later on mixed devices."""
+    import mbmix_taichi as mt
+    from mbmix_taichi.errors import OptionError
+    from mbmix_taichi.learner.config import Config
+    from mbmix_taichi.learner.trainer import make_env
+
+    cfg = Config(task="toy-reach", algo="mbmix", num_envs=2)
+    env = make_env(cfg)
+    assert env.device.type == "cpu" and env.arch in ("x64", "arm64")
+    asked = {}
+
+    class Elsewhere:
+        device = torch.device("meta")
+
+    def fake_make(task, **kw):
+        asked.update(kw)
+        return Elsewhere()
+
+    monkeypatch.setattr(mt, "make", fake_make)
+    monkeypatch.setenv("TI_ARCH", "cuda")
+    with pytest.raises(OptionError, match="TI_ARCH='cuda'.*unset TI_ARCH"):
+        make_env(cfg)
+    assert asked["arch"] == "cpu"

@@ -213,7 +213,7 @@ def build_policy(cfg: Config, obs_dim: int, act_dim: int, state_dict: dict | Non
     if state_dict is None:  # the untrained policy of the run's seed: what SB3 builds for it
         import mbmix_taichi as mt
 
-        env = mt.make(cfg.task, num_envs=cfg.num_envs, seed=cfg.seed, **cfg.task_options)
+        env = mt.make(cfg.task, num_envs=cfg.num_envs, seed=cfg.seed, arch="cpu", **cfg.task_options)
         policy = build_model(cfg, env)[0].policy
     else:
         if cfg.algo == "ppo":
@@ -237,7 +237,7 @@ def policy_fn(cfg: Config, policy, obs_rms: dict | None):
             x = x.clamp(-float(obs_rms["clip"]), float(obs_rms["clip"])).float()
         with torch.no_grad():
             a = policy._predict(x, deterministic=True)
-        return a.clamp(-1.0, 1.0)
+        return a.clamp(-1.0, 1.0).to(obs.device)
 
     return fn
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import OptionError
 from .agent import build_networks
 from .algos import make_agent
 from .config import Config, RunError, from_dict
@@ -78,10 +79,18 @@ def free_run_dir(base) -> Path:
 
 
 def make_env(cfg: Config, num_envs: int | None = None, seed: int | None = None):
+    """The training env. The learners keep their networks, buffers and the simulator's tensors on the
+    CPU, so the simulator runs there too, also where torch sees a GPU: at the trainers' batch sizes
+    (1-64 envs) the GPU simulators are no faster (docs/benchmarks_gpu.md: ant at 64 envs is slower
+    on an H200 than on two CPU cores). `mt.make(...)` gives a GPU env for your own code."""
     import mbmix_taichi as mt
 
-    return mt.make(cfg.task, num_envs=num_envs or cfg.num_envs, seed=cfg.seed if seed is None else seed,
-                   **cfg.task_options)
+    env = mt.make(cfg.task, num_envs=num_envs or cfg.num_envs, seed=cfg.seed if seed is None else seed,
+                  arch="cpu", **cfg.task_options)
+    if env.device.type != "cpu":  # TI_ARCH=cuda overrides the arch asked for
+        raise OptionError(f"training runs the simulator on the CPU, beside the learner; TI_ARCH="
+                          f"{os.environ.get('TI_ARCH')!r} puts it on {env.device}: unset TI_ARCH to train")
+    return env
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -449,9 +458,9 @@ def load_checkpoint(run_dir) -> dict:
 def _policy_fn(actor, obs_norm):
     actor.eval()
 
-    def policy_fn(obs: torch.Tensor) -> torch.Tensor:
+    def policy_fn(obs: torch.Tensor) -> torch.Tensor:  # the networks are on the CPU; the actions go where obs is
         with torch.no_grad():
-            return actor(obs_norm(obs.float()), deterministic=True)
+            return actor(obs_norm(obs.detach().cpu().float()), deterministic=True).to(obs.device)
 
     return policy_fn
 
