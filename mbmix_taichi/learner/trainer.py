@@ -537,10 +537,11 @@ def evaluate(task: str, task_options: dict, policy_fn, episodes: int = 8, seed: 
             action = policy_fn(obs)
             obs, reward, term, trunc, info = env.step(action.to(env.dtype))
         ret += torch.where(finished, torch.zeros_like(ret), reward.float().cpu())
-        done = info["done"] & ~finished
+        ended = info["done"].cpu()  # (the env's tensors may live on a GPU; these tallies are on the CPU)
+        done = ended & ~finished
         if "score" in info:
             score[done] = info["score"].float().cpu()[done]
-        finished |= info["done"]
+        finished |= ended
         if finished.all():
             break
     out = {"return": float(ret.mean()), "return_std": float(ret.std()) if episodes > 1 else 0.0}
