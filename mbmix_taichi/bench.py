@@ -75,6 +75,7 @@ def bench_task(task: str, envs=(1, 16, 64), jacobian_envs=(1, 16), dtype="float3
         env = mt.make(task, num_envs=n, seed=0, dtype=dtype, **options)
         sim = env.sim
         g = torch.Generator().manual_seed(0)
+
         def rand(*shape):  # from the CPU generator (a seed gives the same numbers on every device)
             return torch.rand(*shape, generator=g, dtype=env.dtype).to(env.device)
 

@@ -43,8 +43,11 @@ def check(task: str, num_envs: int = 2, seed: int = 0, warmup: int = 3, eps=DEFA
     env = mt.make(task, num_envs=num_envs, seed=seed, dtype="float64", **options)
     g = torch.Generator().manual_seed(seed)
 
-    def rand_action():  # drawn on the CPU (the seed gives the same numbers everywhere), used where the env is
-        return (torch.rand(num_envs, env.act_dim, generator=g, dtype=torch.float64) * 1.6 - 0.8).to(env.device)
+    def draw(fn, shape):  # on the CPU (the seed gives the same numbers everywhere), used where the env is
+        return fn(shape, generator=g, dtype=torch.float64).to(env.device)
+
+    def rand_action():
+        return draw(torch.rand, (num_envs, env.act_dim)) * 1.6 - 0.8
 
     for _ in range(warmup):
         env.step(rand_action())
@@ -56,9 +59,7 @@ def check(task: str, num_envs: int = 2, seed: int = 0, warmup: int = 3, eps=DEFA
     def rel(x, y):
         return ((x - y).abs().max() / y.abs().max().clamp_min(1e-12)).item()
 
-    ts = torch.randn(s.shape, generator=g, dtype=torch.float64).to(env.device)
-    ta = torch.randn(a.shape, generator=g, dtype=torch.float64).to(env.device)
-    u = torch.randn(s.shape, generator=g, dtype=torch.float64).to(env.device)
+    ts, ta, u = draw(torch.randn, s.shape), draw(torch.randn, a.shape), draw(torch.randn, s.shape)
     jv = env.jvp(s, a, ts, ta)
     g_s, g_a = env.vjp(s, a, u)
     vjp_dir = (g_s * ts).sum(1) + (g_a * ta).sum(1)

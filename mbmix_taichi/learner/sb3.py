@@ -211,10 +211,9 @@ def build_policy(cfg: Config, obs_dim: int, act_dim: int, state_dict: dict | Non
     need_sb3(cfg.algo)
     obs_space, act_space = _spaces(obs_dim, act_dim)
     if state_dict is None:  # the untrained policy of the run's seed: what SB3 builds for it
-        import mbmix_taichi as mt
+        from .trainer import make_env
 
-        env = mt.make(cfg.task, num_envs=cfg.num_envs, seed=cfg.seed, arch="cpu", **cfg.task_options)
-        policy = build_model(cfg, env)[0].policy
+        policy = build_model(cfg, make_env(cfg))[0].policy
     else:
         if cfg.algo == "ppo":
             from stable_baselines3.common.policies import ActorCriticPolicy as cls
