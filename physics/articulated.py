@@ -125,18 +125,19 @@ COMPILE_OPTIONS = {"forward": {}, "adjoint": {"advanced_optimization": False},
 
 
 class _ByBatch:
-    """One kernel's launcher for a simulator: the serial variant (`ak.kernels(..., serial=True)`) for a
-    launch of one env, Taichi's parallel loop otherwise; `n_at` is the index of the env count among
-    the launch's arguments. Both variants give the same results to the bit (each env's work is
-    the same code either way); each is compiled on its first launch."""
+    """One kernel's launcher for a simulator, with its last, compile-time argument `serial` set to
+    whether the launch has one env (`n_at`: the env count's index among the launch's arguments): one
+    env runs on the calling thread, more take Taichi's pool, as the cloth's forward (`_fwd1`) does.
+    The same code per env either way, so the same results to the bit."""
 
     def __init__(self, name: str, fp: str, fixed, n_at: int):
-        self.parallel = FastKernel(ak.kernels(fp, False)[name], COMPILE_OPTIONS[name]).bind((name, fp), fixed=fixed)
-        self.serial = FastKernel(ak.kernels(fp, True)[name], COMPILE_OPTIONS[name]).bind((name, fp), fixed=fixed)
+        fast = FastKernel(ak.kernels(fp)[name], COMPILE_OPTIONS[name])
+        self.parallel, self.serial = (fast.bind((name, fp, one), fixed=fixed) for one in (False, True))
         self.n_at = n_at
 
     def __call__(self, *args):
-        return (self.serial if args[self.n_at] == 1 else self.parallel)(*args)
+        one = args[self.n_at] == 1
+        return (self.serial if one else self.parallel)(*args, one)
 
 
 # --------------------------------------------------------------------------- generic engine tables

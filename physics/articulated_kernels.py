@@ -94,19 +94,14 @@ POINT, ELLIPSOID = 0, 1  # contact point kinds: a fixed point of the body, an el
 NB, NJ, NQ, NV, NU, NPT, NX = (H[k] for k in ("NB", "NJ", "NQ", "NV", "NU", "NPT", "NX"))
 
 
-def kernels(fp: str, serial: bool = False):
-    """`_kernels` (below), one cached set per (float type, serial)."""
-    return _kernels(fp, bool(serial))
-
-
 @functools.lru_cache(maxsize=None)
-def _kernels(fp: str, serial: bool):
+def kernels(fp: str):
     """The kernels for one float type ("f32" or "f64"): forward, adjoint, tangent, and chain (a
-    Jacobian's substeps multiplied together, for small models). `serial`: the loop over envs runs
-    on the launching thread instead of Taichi's thread pool (for a launch of one env, which the
-    pool could give to one worker only, after waking it: 50-90 us of CPU per launch measured here,
-    docs/benchmarks_articulated.md, session 21). The two sets are separate kernels, each compiled
-    on its first launch."""
+    Jacobian's substeps multiplied together, for small models). Each takes a last, compile-time
+    argument `serial`: True runs the loop over envs on the launching thread instead of Taichi's
+    thread pool (for a launch of one env, which the pool could give to one worker only, after
+    waking it: 50-90 us of CPU per launch measured here, docs/benchmarks_articulated.md, session
+    21), as the cloth's forward does; each value is its own instance, compiled on first use."""
     F = ti.f64 if fp == "f64" else ti.f32
     arr_f = ti.types.ndarray(dtype=F, ndim=1)
     arr_i = ti.types.ndarray(dtype=ti.i32, ndim=1)
@@ -2006,13 +2001,13 @@ def _kernels(fp: str, serial: bool):
     # substep at a stride of keep entries, see kept_block), then, for the adjoint and tangent, one
     # block of their slots per env.
     @ti.kernel
-    def forward(I: arr_i, P: arr_f, X: arr_f, U: arr_f, OUT: arr_f, W: arr_f, n: ti.i32, keep: ti.i32):
+    def forward(I: arr_i, P: arr_f, X: arr_f, U: arr_f, OUT: arr_f, W: arr_f, n: ti.i32, keep: ti.i32,
+                serial: ti.template()):
         """OUT[e] = step(X[e], U[e]). With keep > 0, every substep's intermediates that a derivative
         reads stay in W for the adjoint and tangent kernels: substep s's block starts keep entries
         after substep s - 1's (see kept_block), so that the slots at and after offset keep (the
         substep's own scratch) fall into the next substep's block, which overwrites them."""
-        if ti.static(serial):
-            ti.loop_config(serialize=True)
+        ti.loop_config(serialize=serial)
         for e in range(n):
             nx, S, wp = I[NX], I[h_["SUBSTEPS"]], I[h_["W_GXN"]]
             w = e * wp
@@ -2037,7 +2032,7 @@ def _kernels(fp: str, serial: bool):
 
     @ti.kernel
     def adjoint(I: arr_i, P: arr_f, U: arr_f, GX: arr_f, GU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32,
-                by_substep: ti.i32, keep: ti.i32):
+                by_substep: ti.i32, keep: ti.i32, serial: ti.template()):
         """GX[e, k] <- GX[e, k]^T d step / d state, GU[e, k] = GX[e, k]^T d step / d control, for the
         npr cotangents k of env e (rows of the Jacobian when they are unit vectors), from the
         intermediates a forward launch with the same keep left in W. Substep-major like the tangent: each
@@ -2051,8 +2046,7 @@ def _kernels(fp: str, serial: bool):
         turns them into those of d qacc / d (state, control) = M^-1 K, and integrate_jacobian adds
         the integration's local share: NV sweeps per substep where the rows of the whole step
         take NX, each reaching only its dof's subtree and that subtree's ancestors."""
-        if ti.static(serial):
-            ti.loop_config(serialize=True)
+        ti.loop_config(serialize=serial)
         for e in range(n):
             nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
             nc = nx + nu
@@ -2091,12 +2085,11 @@ def _kernels(fp: str, serial: bool):
 
     @ti.kernel
     def tangent(I: arr_i, P: arr_f, U: arr_f, TX: arr_f, TU: arr_f, W: arr_f, n: ti.i32, npr: ti.i32,
-                keep: ti.i32):
+                keep: ti.i32, serial: ti.template()):
         """TX[e, k] <- d step(X[e], U[e]) along (TX[e, k], TU[e, k]) for the npr probes k of env e,
         from the intermediates a forward launch with the same keep left in W (probe-major when M is cached:
         its tangent is formed once and used across substeps, one probe at a time)."""
-        if ti.static(serial):
-            ti.loop_config(serialize=True)
+        ti.loop_config(serialize=serial)
         for e in range(n):
             nx, nu, S, wp, ws = I[NX], I[NU], I[h_["SUBSTEPS"]], I[h_["W_GXN"]], I[h_["WS"]]
             wa = kept_block(I, n, 0, keep) + e * (ws - wp) - wp
@@ -2115,15 +2108,14 @@ def _kernels(fp: str, serial: bool):
                             TX[o + k] = W[wa + I[h_["W_GXN"]] + k]
 
     @ti.kernel
-    def chain(I: arr_i, JS: arr_f, TX: arr_f, TU: arr_f, WK: arr_f, n: ti.i32):
+    def chain(I: arr_i, JS: arr_f, TX: arr_f, TU: arr_f, WK: arr_f, n: ti.i32, serial: ti.template()):
         """(TX[e], TU[e]) <- the control step's Jacobian (d x_S / d x_0 [NX, NX], d x_S / d u
         [NX, NU], row-major) from its substeps' JS[e, s] = [d x_s+1 / d x_s, d x_s+1 / d u] as the
         adjoint kernel's by_substep leaves them. Walking the substeps backwards, T = [TX | TU] takes
         T J_s for its state columns and adds it to its control columns, row by row (T and one row of
         scratch per env in WK). For small models, where each of these products is a few hundred
         multiply-adds and a torch call would cost more than the product."""
-        if ti.static(serial):
-            ti.loop_config(serialize=True)
+        ti.loop_config(serialize=serial)
         for e in range(n):
             nx, nu, S = I[NX], I[NU], I[h_["SUBSTEPS"]]
             nc = nx + nu

@@ -451,8 +451,10 @@ def test_every_model_runs_on_one_compiled_kernel_set(paths):
         sim.jvp(s, c, torch.ones_like(s), torch.ones_like(c))
         sim.jacobian(s, c)  # the adjoint kernel again (by substeps), then the chain kernel
         assert sim.launches - before == 7 and torch.isfinite(out).all()
+        # one compiled instance per kernel and value of its `serial` flag (one-env launches, which
+        # earlier tests in this process may have made, take the serial one)
         now = {k: len(v._primal.compiled_kernels) for k, v in ak.kernels("f64").items()}
-        assert all(n == 1 for n in now.values()), now
+        assert all(n in (1, 2) for n in now.values()), now
         counts = counts or now
         assert now == counts, (name, now, counts)
 

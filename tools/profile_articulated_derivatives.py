@@ -181,13 +181,17 @@ def main():
             return variant_module(args.kernel, "none", Path(args.against).read_text())
         return variant_module(args.kernel, v)
     kernels = {v: FastKernel(module(v).kernels(fp)[name], COMPILE_OPTIONS[name]) for v in stages}
+
+    def flag(v):  # the kernels' last argument `serial` (parallel here), where that version has it
+        primal = kernels[v].kernel._primal
+        return (False,) if primal.arguments[-1].name == "serial" else ()
     if args.kernel == "forward":
         per = 1
         outs = {v: torch.empty(N * sim.state_dim, dtype=sim.dtype) for v in stages}
         W = sim._workspace(N)
 
         def launch(v):
-            kernels[v](sim._I, sim._P, s.view(-1), ctrl, outs[v], W, N, 0)
+            kernels[v](sim._I, sim._P, s.view(-1), ctrl, outs[v], W, N, 0, *flag(v))
     elif args.kernel == "jacobian":
         per = 1
         S, nc = sim.substeps, sim.state_dim + sim.nu
@@ -197,7 +201,7 @@ def main():
         extra = torch.empty(N * sim.nv * max(sim.nu, 1), dtype=sim.dtype)  # the sweeps' scratch
 
         def launch(v):
-            kernels[v](sim._I, sim._P, ctrl, outs[v], extra, W, N, sim.nv, 1, keep)
+            kernels[v](sim._I, sim._P, ctrl, outs[v], extra, W, N, sim.nv, 1, keep, *flag(v))
     else:
         if args.kernel == "adjoint":
             per = 1
@@ -216,7 +220,7 @@ def main():
         def launch(v):
             outs[v].copy_(seed.view(-1))
             by_substep = (0,) if args.kernel == "adjoint" else ()  # the adjoint's mode: one cotangent per env
-            kernels[v](sim._I, sim._P, ctrl, outs[v], extra, W, N, per, *by_substep, keep)
+            kernels[v](sim._I, sim._P, ctrl, outs[v], extra, W, N, per, *by_substep, keep, *flag(v))
     call = {v: (lambda v=v: launch(v)) for v in stages}
     for f in call.values():
         f()  # compile
