@@ -128,15 +128,18 @@ class _ByBatch:
     """One kernel's launcher for a simulator, with its last, compile-time argument `serial` set to
     whether the launch has one env (`n_at`: the env count's index among the launch's arguments): one
     env runs on the calling thread, more take Taichi's pool, as the cloth's forward (`_fwd1`) does.
-    The same code per env either way, so the same results to the bit."""
+    With `always_serial` every launch runs on the calling thread: for a kernel whose whole launch is
+    less work than waking a pool (the chain kernel, see kernel_chain_madds). The same code per env
+    either way, so the same results to the bit."""
 
-    def __init__(self, name: str, fp: str, fixed, n_at: int):
+    def __init__(self, name: str, fp: str, fixed, n_at: int, always_serial: bool = False):
         fast = FastKernel(ak.kernels(fp)[name], COMPILE_OPTIONS[name])
         self.parallel, self.serial = (fast.bind((name, fp, one), fixed=fixed) for one in (False, True))
         self.n_at = n_at
+        self.always_serial = always_serial
 
     def __call__(self, *args):
-        one = args[self.n_at] == 1
+        one = self.always_serial or args[self.n_at] == 1
         return (self.serial if one else self.parallel)(*args, one)
 
 
@@ -432,7 +435,10 @@ class ArticulatedSim(Simulator):
     #: a Jacobian's chain of substep products runs in a kernel of its own while each of its S - 1
     #: batched products takes at most this many multiply-adds (N ds^2 (ds + dc)), and in torch's
     #: batched matmuls beyond: two torch calls per product cost ~10-30 us each, which only large
-    #: products amortise (measured side by side: docs/benchmarks_articulated.md, session 19)
+    #: products amortise (measured side by side: docs/benchmarks_articulated.md, sessions 19 and 22).
+    #: The chain kernel runs on the calling thread: its products are the size at which torch's own
+    #: stay on one thread (_SMALL_PRODUCT), and waking Taichi's pool for them costs more than it
+    #: returns (session 22: cartpole, 64 envs, 87 -> 31 us CPU and 76 -> 31 us wall per launch)
     kernel_chain_madds = 30_000
     #: kernel launches of one control step (its VJP takes one more from a stored tape, two when
     #: replayed; a batch of JVP probes two: the forward again keeping every substep's
@@ -472,7 +478,7 @@ class ArticulatedSim(Simulator):
         self._fwd = _ByBatch("forward", fp, fixed=(0, 1), n_at=6)
         self._adj = _ByBatch("adjoint", fp, fixed=(0, 1), n_at=6)
         self._tan = _ByBatch("tangent", fp, fixed=(0, 1), n_at=6)
-        self._chain = _ByBatch("chain", fp, fixed=(0,), n_at=5)
+        self._chain = _ByBatch("chain", fp, fixed=(0,), n_at=5, always_serial=True)
         self._work = None
         self._dummy1 = torch.zeros(1, dtype=dtype, device=self.device)
         self._item = torch.empty((), dtype=dtype).element_size()  # bytes per entry
