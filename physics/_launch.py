@@ -31,6 +31,17 @@ from ._frontend import fast_frontend
 
 _DISABLED = os.environ.get("MBMIX_TAICHI_SLOW_LAUNCH", "") not in ("", "0")
 
+#: Compile options for a kernel whose parallel loop runs one env (or one env's probe) per
+#: iteration: a few to a few hundred heavy items. Taichi 1.7's CPU backend splits a loop whose
+#: bounds are kernel arguments into one block per thread of at least 512 iterations
+#: (its make_cpu_multithreaded_range_for pass), so any batch of up to 512 envs ran on one thread
+#: whatever the machine's cores. Without that pass, and with a block of one iteration, each env
+#: is a task of the pool's own (per-env results are the same: nothing is summed across envs).
+#: ``default_cpu_block_dim`` is also part of Taichi's offline-cache key, so these kernels are
+#: cached apart from ones compiled with Taichi's defaults (``make_cpu_multithreading_loop`` is not).
+#: tools/check_taichi_threads.py shows the difference; docs/benchmarks_articulated.md, session 22.
+PER_ENV_TASKS = {"make_cpu_multithreading_loop": False, "default_cpu_block_dim": 1}
+
 
 class FastKernel:
     def __init__(self, kernel, compile_options: dict | None = None):

@@ -65,7 +65,7 @@ from mbmix_taichi import _ti
 from mbmix_taichi.errors import InputError
 
 from . import articulated_kernels as ak
-from ._launch import FastKernel
+from ._launch import PER_ENV_TASKS, FastKernel
 from .articulated_model import ArticulatedModel, quat_to_mat
 from .base import Simulator
 
@@ -120,8 +120,9 @@ def _fluid_box(body):
 #: that a side-by-side run could tell from its noise there (LLVM simplifies the same code after
 #: them); the forward keeps them (up to 17% faster, and 18 CPU-s to compile).
 #: docs/benchmarks_articulated.md, session 8.
-COMPILE_OPTIONS = {"forward": {}, "adjoint": {"advanced_optimization": False},
-                   "tangent": {"advanced_optimization": False}, "chain": {}}
+#: Every kernel's loop over envs takes one task per env (PER_ENV_TASKS, physics/_launch.py).
+COMPILE_OPTIONS = {"forward": {**PER_ENV_TASKS}, "adjoint": {"advanced_optimization": False, **PER_ENV_TASKS},
+                   "tangent": {"advanced_optimization": False, **PER_ENV_TASKS}, "chain": {**PER_ENV_TASKS}}
 
 
 class _ByBatch:

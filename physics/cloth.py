@@ -50,7 +50,7 @@ import taichi as ti
 import torch
 
 from .. import _ti
-from ._launch import FastKernel
+from ._launch import PER_ENV_TASKS, FastKernel
 from .base import Simulator
 from .cloth_model import ClothModel
 
@@ -668,7 +668,8 @@ for _wide in (_forward_wide, _adjoint_wide, _tangent_wide):
     _topology_at(_wide)
 
 # launchers that skip Taichi's per-call argument inspection (physics/_launch.py)
-_forward_fast, _adjoint_fast, _tangent_fast = FastKernel(_forward), FastKernel(_adjoint), FastKernel(_tangent)
+# (the fused layout's loops run one env, or one env's probe, per iteration: one task each)
+_forward_fast, _adjoint_fast, _tangent_fast = (FastKernel(k, PER_ENV_TASKS) for k in (_forward, _adjoint, _tangent))
 
 
 # --------------------------------------------------------------------------------- simulator

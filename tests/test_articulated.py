@@ -141,7 +141,9 @@ def test_launches_per_control_step_and_derivative(paths):
 
 def test_derivative_kernels_compile_with_their_own_options_and_leave_the_process_config(paths):
     """The adjoint and tangent kernels are compiled without Taichi's advanced IR passes (their cold
-    compile) while the forward and everything else keep the process-wide options."""
+    compile) while the forward and everything else keep the process-wide options; every kernel's loop
+    over envs is compiled to give each env a task of its own (PER_ENV_TASKS), and the process's
+    config is restored after each of their calls."""
     import taichi as ti
 
     from mbmix_taichi.physics import _launch
@@ -159,14 +161,16 @@ def test_derivative_kernels_compile_with_their_own_options_and_leave_the_process
     with pytest.raises(ZeroDivisionError):
         boom(1)
     assert cfg.advanced_optimization  # restored when the call raises too
+    per_env = {"make_cpu_multithreading_loop": False, "default_cpu_block_dim": 1}
     for variant in ("parallel", "serial"):  # (the loop over envs on Taichi's pool, or on the caller's thread)
-        adj, tan, fwd = (getattr(k, variant).fast for k in (sim._adj, sim._tan, sim._fwd))
-        assert adj.compile_options == {"advanced_optimization": False} == tan.compile_options
-        assert fwd.compile_options == {}
+        adj, tan, fwd, chain = (getattr(k, variant).fast for k in (sim._adj, sim._tan, sim._fwd, sim._chain))
+        assert adj.compile_options == {"advanced_optimization": False, **per_env} == tan.compile_options
+        assert fwd.compile_options == per_env == chain.compile_options
+    process = (cfg.make_cpu_multithreading_loop, cfg.default_cpu_block_dim)
     _, tape = sim.step(s, c, record=True)
     sim.vjp_tape(tape, torch.ones_like(s))
     sim.jacobian(s, c)
-    assert cfg.advanced_optimization
+    assert cfg.advanced_optimization and (cfg.make_cpu_multithreading_loop, cfg.default_cpu_block_dim) == process
 
 
 def test_stored_and_replayed_tapes_give_the_same_vjp(paths):

@@ -5,9 +5,12 @@
 Runs one parallel loop of 64 independent, equally heavy items (a chain of sines each: like a
 batch of envs) and one of 65,536 light ones (like a cloth's particles), and reads each thread's
 CPU time from /proc (Linux): a loop that Taichi's thread pool spreads over k workers shows k
-threads with CPU time and a wall time ~1/k of the CPU time. Then torch's
-matrix products on one and on all cores, as a control that the machine runs threads in parallel.
-Prints wall and CPU seconds and the per-thread split.
+threads with CPU time and a wall time ~1/k of the CPU time. The heavy loop runs twice: compiled
+with Taichi's defaults, whose CPU backend gives each thread a block of at least 512 iterations
+of a loop with runtime bounds (so 64 items run on one thread), and with the package's
+PER_ENV_TASKS options (physics/_launch.py: one task per item), as the simulators' kernels are
+compiled. Then torch's matrix products on one and on all cores, as a control that the machine
+runs threads in parallel. Prints wall and CPU seconds and the per-thread split.
 """
 import argparse
 import glob
@@ -18,20 +21,25 @@ import numpy as np
 import taichi as ti
 import torch
 
+from mbmix_taichi.physics._launch import PER_ENV_TASKS, FastKernel
+
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--threads", type=int, default=0, help="cpu_max_num_threads for ti.init (0: Taichi's default)")
 args = ap.parse_args()
 ti.init(arch=ti.cpu, **({"cpu_max_num_threads": args.threads} if args.threads else {}))
 
 
-@ti.kernel
-def sines(x: ti.types.ndarray(ndim=1), n: ti.i32, inner: ti.i32):
-    """n independent items of `inner` chained sines each (one parallel loop)."""
-    for e in range(n):
-        s = 0.0
-        for k in range(inner):
-            s += ti.sin(s + k * 1e-6)
-        x[e % x.shape[0]] = s
+def make_sines():
+    """A kernel of n independent items of `inner` chained sines each (one parallel loop); a new
+    kernel object per call, so that each compiles under the options in force at its first call."""
+    @ti.kernel
+    def sines(x: ti.types.ndarray(ndim=1), n: ti.i32, inner: ti.i32):
+        for e in range(n):
+            s = 0.0
+            for k in range(inner):
+                s += ti.sin(s + k * 1e-6)
+            x[e % x.shape[0]] = s
+    return sines
 
 
 def thread_ticks():
@@ -51,11 +59,15 @@ def measure(fn):
 
 
 x = np.zeros(64)
-sines(x, 2, 1)  # compile
+sines = make_sines()
+sines(x, 2, 1)  # compile, with Taichi's defaults
+per_env = FastKernel(make_sines(), PER_ENV_TASKS)
+per_env(x, 2, 1)  # compile, one task per item
 cfg = ti.lang.impl.current_cfg()
 print(f"taichi {'.'.join(map(str, ti.__version__))}, cpu_max_num_threads {cfg.cpu_max_num_threads}, os.cpu_count "
       f"{os.cpu_count()}")
-for what, fn in (("64 heavy items (a batch of envs)", lambda: sines(x, 64, 1_000_000)),
+for what, fn in (("64 heavy items (a batch of envs), Taichi's defaults", lambda: sines(x, 64, 1_000_000)),
+                 ("64 heavy items, PER_ENV_TASKS", lambda: per_env(x, 64, 1_000_000)),
                  ("65,536 light items (a cloth's particles)", lambda: sines(x, 65536, 1_000))):
     wall, cpu, busy = measure(fn)
     print(f"one parallel loop of {what}: wall {wall:.2f} s, CPU {cpu:.2f} s (CPU/wall {cpu / wall:.2f}); "
