@@ -20,13 +20,15 @@ ground) and a *free* state (the reset state, raised 1 m so nothing touches):
 
 Forward, forward + VJP and the replayed VJP are timed in turns, five rounds: each rate is its best
 round, each ratio the median of the rounds' own ratios.
-Rates are per CPU second (``time.process_time``, all threads; MuJoCo runs one thread) and per
-wall second. ``--compile`` measures the cold
+Rates are per CPU second (``time.process_time``) and per wall second, with Taichi's pool on one
+thread (``--threads 1``, the default), as MuJoCo runs here: CPU time then compares one thread with
+one (with every core, a batch's wall time falls 1.7-2.0x on 2 cores and its CPU time can rise by as
+much as 20% under contention: tools/bench_per_env_tasks.py). ``--compile`` measures the cold
 compile (fresh Taichi offline cache, all tasks in one process) and each task's warm start in
 subprocesses, in CPU seconds.
 
     python tools/bench_articulated.py [--tasks cartpole-swingup,hopper,cheetah,ant,humanoid]
-        [--envs 1,64] [--compile] [--cached] [--out docs/benchmarks_articulated.md]
+        [--envs 1,64] [--compile] [--cached] [--threads 1] [--out docs/benchmarks_articulated.md]
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ import time
 import numpy as np
 
 import mbmix_taichi  # noqa: F401  (before torch: it sets OMP_WAIT_POLICY, as the CLI gets it)
+from mbmix_taichi import _ti
 import torch
 
 
@@ -290,7 +293,15 @@ def main(argv=None):
     ap.add_argument("--out", default=None)
     ap.add_argument("--warm-breakdown", metavar="TASK", default=None,
                     help="only: CPU time of each first call in a fresh process with a warm cache, then exit")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="Taichi's CPU threads (TI_CPU_MAX_NUM_THREADS): 1, the default, as MuJoCo runs here, so "
+                         "that CPU time compares one thread with one; 0 = Taichi's default (every core), whose "
+                         "wall-time gain tools/bench_per_env_tasks.py measures")
     args = ap.parse_args(argv)
+    if args.threads > 0:
+        if _ti._ARCH is not None:
+            sys.exit("--threads: Taichi already started in this process")
+        os.environ["TI_CPU_MAX_NUM_THREADS"] = str(args.threads)
     if args.warm_breakdown:
         warm_breakdown(args.warm_breakdown)  # the first run fills the cache if it is cold
         print(f"{args.warm_breakdown} warm start, CPU-s:", warm_breakdown(args.warm_breakdown))
@@ -308,8 +319,8 @@ def main(argv=None):
          f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared, noisy), Python "
          f"{platform.python_version()}, torch {torch.__version__}, Taichi CPU (x64), float64. MuJoCo "
          f"{__import__('mujoco').__version__}, one thread.", "",
-         "Rates are control steps (dt = 1/60 s, all substeps) per CPU second (process time, both Taichi threads "
-         "counted), then per wall second; the state is a landed one (40 random steps after reset: feet on the "
+         f"Rates are control steps (dt = 1/60 s, all substeps) per CPU second (process time, Taichi on "
+         f"{args.threads or os.cpu_count()} thread{'s' if (args.threads or os.cpu_count()) > 1 else ''}), then per wall second; the state is a landed one (40 random steps after reset: feet on the "
          "ground). MuJoCo runs the same model file from the same qpos/qvel with its own contact model: this "
          "compares cost, not values.", "",
          "| task | engine | envs | substeps | launches/step fwd, fwd+VJP | fwd steps/CPU-s | fwd+VJP steps/CPU-s | "

@@ -16,9 +16,12 @@ import csv
 import itertools
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .. import _ti
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,11 @@ def run_point(point: Point, root: str, eval_episodes: int = 8, tasks_dir: str | 
     done = out / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
+    # a point is one core: torch on one thread, and so is Taichi's pool where this process has not
+    # started Taichi yet (a sweep's worker process; the user's TI_CPU_MAX_NUM_THREADS wins)
     torch.set_num_threads(1)
+    if _ti._ARCH is None:
+        os.environ.setdefault("TI_CPU_MAX_NUM_THREADS", "1")
     cfg = resolve(point.task, point.algo, overrides={"seed": point.seed, **point.overrides})
     t0, c0 = time.time(), time.process_time()
     # an interrupted point continues; a partial one restarts (ppo/sac always restart: sb3.RESUME_REFUSED)
