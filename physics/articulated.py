@@ -55,7 +55,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -380,13 +379,17 @@ class _Tape:
     step) or the buffer W of what its VJP reads of every substep, whose bytes count against the
     simulator's `tape_budget` while the tape lives; when the tape dies, W goes back to the
     simulator's pool for the next recorded step (fresh pages cost page faults on every write)."""
-    __slots__ = ("state", "ctrl", "n", "W", "__weakref__")
+    __slots__ = ("state", "ctrl", "n", "W", "_pool", "__weakref__")
 
     def __init__(self, state, ctrl, n, W=None, pool=None):
-        self.state, self.ctrl, self.n, self.W = state, ctrl, n, W
+        self.state, self.ctrl, self.n, self.W, self._pool = state, ctrl, n, W, pool
         if W is not None:
             pool.live += W.numel()
-            weakref.finalize(self, pool.put, W)
+
+    def __del__(self):
+        # (a __del__ rather than weakref.finalize, whose registry costs ~1-2 us more per recorded step)
+        if self.W is not None:
+            self._pool.put(self.W)
 
 
 class _TapePool:
@@ -481,6 +484,7 @@ class ArticulatedSim(Simulator):
         self._tan = _ByBatch("tangent", fp, fixed=(0, 1), n_at=6)
         self._chain = _ByBatch("chain", fp, fixed=(0,), n_at=5, always_serial=True)
         self._work = None
+        self._sizes: dict = {}  # (envs, keep) -> workspace entries
         self._dummy1 = torch.zeros(1, dtype=dtype, device=self.device)
         self._item = torch.empty((), dtype=dtype).element_size()  # bytes per entry
         self._tapes = _TapePool()
@@ -503,11 +507,14 @@ class ArticulatedSim(Simulator):
 
     def _workspace_size(self, n, keep=0):
         """Scratch for n envs: their primal intermediates (see _primal_size), then with keep the
-        adjoint/tangent blocks."""
-        wp, ws = self.tables.head["W_GXN"], self.tables.ws
-        size = self._primal_size(n, keep) + (n * (ws - wp) if keep else 0)
-        _check_index(size, f"{n} envs of this model ({self.nv} dofs, {len(self.model.bodies)} bodies)"
-                     + (f" with {self.substeps} substeps kept for a derivative" if keep else ""))
+        adjoint/tangent blocks (remembered per (n, keep): every step asks)."""
+        size = self._sizes.get((n, keep))
+        if size is None:
+            wp, ws = self.tables.head["W_GXN"], self.tables.ws
+            size = self._primal_size(n, keep) + (n * (ws - wp) if keep else 0)
+            _check_index(size, f"{n} envs of this model ({self.nv} dofs, {len(self.model.bodies)} bodies)"
+                         + (f" with {self.substeps} substeps kept for a derivative" if keep else ""))
+            self._sizes[(n, keep)] = size
         return size
 
     def _workspace(self, n, keep=0):
@@ -562,7 +569,7 @@ class ArticulatedSim(Simulator):
             self.launches += 1
         self._adj(self._I, self._P, tape.ctrl, gs.view(-1), gc, W, n, 1, 0, keep)
         self.launches += 1
-        return gs, gc.view(n, -1)[:, :self.nu]
+        return gs, (gc.view(n, self.nu) if self.nu else gc.view(n, 1)[:, :0])
 
     def jvp(self, state, control, t_state, t_control):
         state, control = self.check_inputs(state, control)
