@@ -58,7 +58,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import taichi as ti
 import torch
+from taichi.lang import impl as ti_impl
 
 from mbmix_taichi import _ti
 from mbmix_taichi.errors import InputError
@@ -128,15 +130,19 @@ class _ByBatch:
     """One kernel's launcher for a simulator, with its last, compile-time argument `serial` set to
     whether the launch has one env (`n_at`: the env count's index among the launch's arguments): one
     env runs on the calling thread, more take Taichi's pool, as the cloth's forward (`_fwd1`) does.
-    With `always_serial` every launch runs on the calling thread: for a kernel whose whole launch is
-    less work than waking a pool (the chain kernel, see kernel_chain_madds). The same code per env
-    either way, so the same results to the bit."""
+    On the CPU every launch runs on the calling thread where a pool could not help: for a kernel
+    whose whole launch is less work than waking the pool (`small_launches`: the chain kernel, see
+    kernel_chain_madds), and where Taichi's pool has one thread (TI_CPU_MAX_NUM_THREADS=1, a sweep's
+    point), which would only take the loop over from the caller. The same code per env either way,
+    so the same results to the bit."""
 
-    def __init__(self, name: str, fp: str, fixed, n_at: int, always_serial: bool = False):
+    def __init__(self, name: str, fp: str, fixed, n_at: int, small_launches: bool = False):
         fast = FastKernel(ak.kernels(fp)[name], COMPILE_OPTIONS[name])
         self.parallel, self.serial = (fast.bind((name, fp, one), fixed=fixed) for one in (False, True))
         self.n_at = n_at
-        self.always_serial = always_serial
+        cfg = ti_impl.current_cfg()
+        on_cpu = cfg.arch in (ti.x64, ti.arm64)  # (on a GPU a serial loop is one GPU thread)
+        self.always_serial = on_cpu and (small_launches or cfg.cpu_max_num_threads == 1)
 
     def __call__(self, *args):
         one = self.always_serial or args[self.n_at] == 1
@@ -440,9 +446,9 @@ class ArticulatedSim(Simulator):
     #: batched products takes at most this many multiply-adds (N ds^2 (ds + dc)), and in torch's
     #: batched matmuls beyond: two torch calls per product cost ~10-30 us each, which only large
     #: products amortise (measured side by side: docs/benchmarks_articulated.md, sessions 19 and 22).
-    #: The chain kernel runs on the calling thread: its products are the size at which torch's own
-    #: stay on one thread (_SMALL_PRODUCT), and waking Taichi's pool for them costs more than it
-    #: returns (session 22: cartpole, 64 envs, 87 -> 31 us CPU and 76 -> 31 us wall per launch)
+    #: On the CPU the chain kernel runs on the calling thread: its products are the size at which
+    #: torch's own stay on one thread (_SMALL_PRODUCT), and waking Taichi's pool for them costs more
+    #: than it returns (session 22: cartpole, 64 envs, 87 -> 31 us CPU and 76 -> 31 us wall a launch)
     kernel_chain_madds = 30_000
     #: kernel launches of one control step (its VJP takes one more from a stored tape, two when
     #: replayed; a batch of JVP probes two: the forward again keeping every substep's
@@ -482,7 +488,7 @@ class ArticulatedSim(Simulator):
         self._fwd = _ByBatch("forward", fp, fixed=(0, 1), n_at=6)
         self._adj = _ByBatch("adjoint", fp, fixed=(0, 1), n_at=6)
         self._tan = _ByBatch("tangent", fp, fixed=(0, 1), n_at=6)
-        self._chain = _ByBatch("chain", fp, fixed=(0,), n_at=5, always_serial=True)
+        self._chain = _ByBatch("chain", fp, fixed=(0,), n_at=5, small_launches=True)
         self._work = None
         self._sizes: dict = {}  # (envs, keep) -> workspace entries
         self._dummy1 = torch.zeros(1, dtype=dtype, device=self.device)

@@ -659,6 +659,43 @@ def test_spatial_tendon_limit_is_a_penalty_with_exact_derivatives(tmp_path):
     assert (gc - torch.einsum("ni,nij->nj", cot, Jc)).abs().max() < 1e-9 * max(1.0, float(gc.abs().max()))
 
 
+def test_a_batch_takes_the_pool_only_where_a_pool_can_help(monkeypatch):
+    """Which instance a launch takes: on the CPU a batch takes Taichi's pool unless the pool has one
+    thread (TI_CPU_MAX_NUM_THREADS=1, as in a sweep's point: the worker would only take the loop over
+    from the caller) or the kernel's launches are smaller than waking a pool (the chain kernel); one
+    env is always serial; on a GPU a batch is never serial (a serial loop there is one GPU thread)."""
+    import types
+
+    import taichi as ti
+
+    from mbmix_taichi.physics import articulated as art
+
+    calls = []
+
+    class Fake:
+        def __init__(self, kind):
+            self.kind = kind
+
+        def __call__(self, *args):
+            calls.append((self.kind, args[-1]))
+
+    def chosen(arch, threads, small, n):
+        monkeypatch.setattr(art.ti_impl, "current_cfg",
+                            lambda: types.SimpleNamespace(arch=arch, cpu_max_num_threads=threads))
+        b = art._ByBatch("forward", "f64", fixed=(0, 1), n_at=0, small_launches=small)
+        b.parallel, b.serial = Fake("parallel"), Fake("serial")
+        calls.clear()
+        b(n)
+        return calls[0]
+
+    assert chosen(ti.x64, 2, False, 64) == ("parallel", False)
+    assert chosen(ti.x64, 2, False, 1) == ("serial", True)
+    assert chosen(ti.x64, 1, False, 64) == ("serial", True)
+    assert chosen(ti.x64, 8, True, 64) == ("serial", True)
+    assert chosen(ti.cuda, 1, True, 64) == ("parallel", False)
+    assert chosen(ti.cuda, 1, False, 1) == ("serial", True)
+
+
 def test_a_one_env_launch_runs_serially_and_gives_the_batched_results_to_the_bit(paths):
     """A launch of one env takes the kernels' serial variant (no thread pool), more envs the parallel
     loop: the same code per env, so the step, VJP and JVP of env k alone equal row k of the batch to
