@@ -13,33 +13,23 @@ the same inputs, in turns (the order reversed every other round); each figure is
 Outputs are checked equal to the bit.
 """
 import argparse
-import time
 
 import mbmix_taichi as mt  # noqa: F401  (before torch: it sets OMP_WAIT_POLICY)
 import torch
 
+from mbmix_taichi.bench import _best_wall_cpu
 from mbmix_taichi.physics import articulated_kernels as ak
 from mbmix_taichi.physics._launch import PER_ENV_TASKS, FastKernel
 from mbmix_taichi.physics.articulated import COMPILE_OPTIONS
 
 
-def timed(fn, rounds, reps):
-    cpu = wall = float("inf")
-    for _ in range(rounds):
-        c0, w0 = time.process_time(), time.perf_counter()
-        for _ in range(reps):
-            fn()
-        cpu = min(cpu, (time.process_time() - c0) / reps)
-        wall = min(wall, (time.perf_counter() - w0) / reps)
-    return cpu * 1e6, wall * 1e6
-
-
 def in_turns(fns, rounds, reps):
+    """{name: (best CPU us, best wall us) per call}: the calls in turns, the order reversed every other round."""
     best = {k: (float("inf"), float("inf")) for k in fns}
     for r in range(rounds):
         for k in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
-            c, w = timed(fns[k], 1, reps)
-            best[k] = (min(best[k][0], c), min(best[k][1], w))
+            w, c = _best_wall_cpu(fns[k], repeats=1, inner=reps)
+            best[k] = (min(best[k][0], c * 1e6), min(best[k][1], w * 1e6))
     return best
 
 
