@@ -44,8 +44,9 @@ text = f"""# Benchmarks
 ## Cloth simulator
 
 Command: `python tools/bench_cloth.py{' --quick' if args.quick else ''}` ({time.time() - t0:.0f} s).
-Machine: {machine()}, shared with other jobs (training runs on both cores: wall time is up to
-twice CPU time). Best of several repeats; all figures of a table from one run.
+Machine: {machine()}, shared (other sessions' jobs may run beside it: compare wall time with the
+CPU time given beside it). Best of several repeats; all figures of a table from one run. A batch of
+envs runs one env per task of Taichi's pool (PER_ENV_TASKS, physics/_launch.py; since session 22).
 
 ### cloth-fold (10 x 10 cloth, {__import__("mbmix_taichi").make("cloth-fold").sim.substeps} substeps per control step), float32
 
@@ -138,8 +139,8 @@ this machine; it is the layout used on GPUs. The wide layout has its own adjoint
 kernels (every phase of a substep a parallel loop over envs x springs or particles, and x probes
 for the tangent), so a GPU run never falls back to one thread per env for the derivatives; they
 agree with the fused kernels to 1e-12 relative in float64 on the CPU
-(`tests/test_cloth_clamp.py::test_wide_layout_derivatives_agree_with_the_fused_layout`). No GPU was
-lent to this project's sessions, so their GPU speed is not measured. The VJP costs about 1-2x the forward step
+(`tests/test_cloth_clamp.py::test_wide_layout_derivatives_agree_with_the_fused_layout`). GPU figures
+(session 21, one NVIDIA H200): `docs/benchmarks_gpu.md`. The VJP costs about 1-2x the forward step
 (hand-written adjoint over a recorded substep tape; naive Taichi autodiff measured 7-13x).
 """
 out = Path(args.out)
