@@ -57,6 +57,11 @@ def _arch_name(arch: str) -> str:
     return arch
 
 
+def started() -> bool:
+    """Whether taichi has been initialised in this process (its options, e.g. its thread count, are fixed then)."""
+    return _ARCH is not None
+
+
 def check_arch() -> str:
     """Resolve the arch (TI_ARCH or auto) without initialising taichi; OptionError if unknown."""
     return _arch_name("auto")

@@ -385,7 +385,7 @@ class _Tape:
     step) or the buffer W of what its VJP reads of every substep, whose bytes count against the
     simulator's `tape_budget` while the tape lives; when the tape dies, W goes back to the
     simulator's pool for the next recorded step (fresh pages cost page faults on every write)."""
-    __slots__ = ("state", "ctrl", "n", "W", "_pool", "__weakref__")
+    __slots__ = ("state", "ctrl", "n", "W", "_pool")
 
     def __init__(self, state, ctrl, n, W=None, pool=None):
         self.state, self.ctrl, self.n, self.W, self._pool = state, ctrl, n, W, pool

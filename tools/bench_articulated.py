@@ -299,7 +299,7 @@ def main(argv=None):
                          "wall-time gain tools/bench_per_env_tasks.py measures")
     args = ap.parse_args(argv)
     if args.threads > 0:
-        if _ti._ARCH is not None:
+        if _ti.started():
             sys.exit("--threads: Taichi already started in this process")
         os.environ["TI_CPU_MAX_NUM_THREADS"] = str(args.threads)
     if args.warm_breakdown:

@@ -68,7 +68,7 @@ def run_point(point: Point, root: str, eval_episodes: int = 8, tasks_dir: str | 
     # a point is one core: torch on one thread, and so is Taichi's pool where this process has not
     # started Taichi yet (a sweep's worker process; the user's TI_CPU_MAX_NUM_THREADS wins)
     torch.set_num_threads(1)
-    if _ti._ARCH is None:
+    if not _ti.started():
         os.environ.setdefault("TI_CPU_MAX_NUM_THREADS", "1")
     cfg = resolve(point.task, point.algo, overrides={"seed": point.seed, **point.overrides})
     t0, c0 = time.time(), time.process_time()
