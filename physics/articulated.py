@@ -626,8 +626,8 @@ class ArticulatedSim(Simulator):
         return rows, gc.view(n, ds, -1)[:, :, :self.nu].contiguous()
 
     def _jacobian_by_substeps(self, state, control):
-        """One replay, one adjoint launch writing every substep's Jacobian, then their product: a
-        chain launch while it is small (kernel_chain_madds), else torch's batched matmuls."""
+        """One replay, one adjoint launch writing every substep's Jacobian, then their product
+        (_chain_substeps)."""
         n, ds = state.shape
         S, nc = self.substeps, ds + self.nu
         _check_index(n * S * ds * nc, f"{n} envs x {S} substep Jacobians")
@@ -638,6 +638,13 @@ class ArticulatedSim(Simulator):
         scratch = self._buf(n * self.nv * max(self.nu, 1))
         self._adj(self._I, self._P, ctrl, js.view(-1), scratch, W, n, self.nv, 1, keep)
         self.launches += 2
+        return self._chain_substeps(js)
+
+    def _chain_substeps(self, js):
+        """The control step's Jacobian from its substeps' ([n, S, ds, ds + nu], as the adjoint kernel
+        leaves them): the chain kernel while each product is small (kernel_chain_madds), else torch's
+        batched matmuls."""
+        n, S, ds, nc = js.shape
         madds = n * ds * ds * nc  # per product of the chain
         if madds <= self.kernel_chain_madds:
             TX, TU = self._buf(n, ds, ds), self._buf(n, ds, max(self.nu, 1))

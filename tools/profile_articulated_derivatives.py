@@ -16,7 +16,9 @@ against the plain forward step from one landed state (40 random steps after rese
 and prints what leaving each stage out saves, in forward steps (per probe for the tangent, which
 runs `--probes` probes per env as `jvp` and `Simulator.jacobian` do). `--kernel jacobian` is the
 adjoint kernel as `sim.jacobian` runs it (M computed every substep): nv sweeps per substep with unit
-cotangents on tau, the solve of their rows and `integrate_jacobian`. Stages interact (LLVM drops code
+cotangents on tau, the solve of their rows and `integrate_jacobian`; it also times `sim.jacobian`
+as a whole and its two other parts (the replay of the step and the chain of the substeps'
+Jacobians) in turns with the kernels. Stages interact (LLVM drops code
 a skipped stage made dead, and the arithmetic downstream sees other values), so the savings are each
 stage's approximate cost and need not add up to the whole.
 
@@ -224,10 +226,17 @@ def main():
     call = {v: (lambda v=v: launch(v)) for v in stages}
     for f in call.values():
         f()  # compile
+    parts = {}
+    if args.kernel == "jacobian":  # the rest of `sim.jacobian`, timed with the kernels in turns
+        js = outs["none"].view(N, S, sim.state_dim, nc)
+        parts = {"sim.jacobian": lambda: sim.jacobian(s, c), "its replay": lambda: sim._replay(s, ctrl, N, keep),
+                 "its chain of the substeps": lambda: sim._chain_substeps(js)}
+        for f in parts.values():
+            f()
     if args.against:
         diff = (outs["none"] - outs["other"]).abs().max().item() / max(outs["none"].abs().max().item(), 1e-300)
         print(f"  the two kernels' outputs differ by {diff:.1e} (max, relative to the largest entry)")
-    t = in_turns({"forward step": lambda: sim.step(s, c), **call}, args.reps, args.rounds)
+    t = in_turns({"forward step": lambda: sim.step(s, c), **parts, **call}, args.reps, args.rounds)
     fwd = min(t["forward step"])
     what = {"jacobian": "Jacobian sweeps (sim.jacobian's kernel)", "tangent": f"tangent ({per} probes per env), "
             "per probe"}.get(args.kernel, args.kernel)
@@ -235,6 +244,10 @@ def main():
           f"rounds of {args.reps} in turns):")
     print(f"  forward {fwd * 1e3:.3f} ms; {what} {min(t['none']) / fwd / per:.2f} forward steps "
           f"(best round; median {statistics.median(t['none']) / statistics.median(t['forward step']) / per:.2f})")
+
+    for p in parts:  # sim.jacobian as a whole, then its parts besides the kernel
+        print(f"  {p}: {min(t[p]) / fwd:.2f} forward steps (best round; median "
+              f"{statistics.median(t[p]) / statistics.median(t['forward step']):.2f})")
 
     def ratio(v):  # the median of the per-round ratios to the plain kernel
         return statistics.median(a / b for a, b in zip(t[v], t["none"]))
