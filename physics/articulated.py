@@ -575,6 +575,8 @@ class ArticulatedSim(Simulator):
             self.launches += 1
         self._adj(self._I, self._P, tape.ctrl, gs.view(-1), gc, W, n, 1, 0, keep)
         self.launches += 1
+        # (a plain view: view(n, -1)[:, :nu] costs ~1.4 us more per VJP; the buffer holds one entry
+        # per env when there are no controls)
         return gs, (gc.view(n, self.nu) if self.nu else gc.view(n, 1)[:, :0])
 
     def jvp(self, state, control, t_state, t_control):
